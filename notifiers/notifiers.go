@@ -264,3 +264,34 @@ type StateStore interface {
 	GetState(ctx context.Context, bucket, key string) ([]byte, error)
 	PutState(ctx context.Context, bucket, key string, value []byte) error
 }
+
+// DeliveryStatus is what a provider later reports about a page it accepted.
+type DeliveryStatus string
+
+// Delivery outcomes reported by provider callbacks (Twilio status callbacks,
+// Matrix read receipts, ...). None of them is an acknowledgement.
+const (
+	Delivered DeliveryStatus = "delivered" // reached the device (SMS delivered, call answered by a person)
+	NoAnswer  DeliveryStatus = "no-answer" // rang out, busy, canceled, or a voicemail answered
+	Failed    DeliveryStatus = "failed"    // the provider could not deliver
+)
+
+// Report is a provider's later word on a page: delivered, not answered, failed.
+type Report struct {
+	PageID   string
+	Incident uint64
+	Channel  Channel
+	Status   DeliveryStatus
+	// Permanent is set on a Failed report that retrying cannot fix.
+	Permanent bool
+	// Detail is the provider's words, for the timeline ("busy", "voicemail", "30003 unreachable").
+	Detail string
+	At     time.Time
+}
+
+// Reporter takes delivery reports; the escalation engine implements it and
+// records them in the incident's timeline. A Failed report counts as evidence
+// against the channel's health; NoAnswer is normal and the step's timer runs on.
+type Reporter interface {
+	Report(ctx context.Context, r Report) error
+}
