@@ -1,0 +1,69 @@
+// Command klaxon is Klaxon's server and command-line tool: it takes
+// Alertmanager webhooks, pages the on-call person through Matrix, PagerDuty and
+// the phone until someone acknowledges, and checks its own channels.
+//
+// Wiring of concrete channels, store and rota happens here and only here.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `klaxon: alert routing and escalation for Prometheus Alertmanager
+
+Usage:
+  klaxon serve [flags]                 run the server (webhooks, escalation, API)
+  klaxon incidents [--state S]         list incidents (newest first)
+  klaxon incidents show ID             one incident with its timeline
+  klaxon ack|unack|escalate|resolve ID act on an incident through a running server
+  klaxon rota check|show|diff|ics      check and explore rota.yaml
+  klaxon simulate [flags]              run the real engine on a fake clock and print the timeline
+  klaxon version                       print the version
+
+Run 'klaxon COMMAND -h' for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run dispatches a command line; it returns the process exit code.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return runServe(ctx, rest, stdout, stderr)
+	case "incidents":
+		return runIncidents(ctx, rest, stdout, stderr)
+	case "ack", "unack", "escalate", "resolve":
+		return runAct(ctx, cmd, rest, stdout, stderr)
+	case "rota":
+		return runRota(rest, stdout, stderr, time.Now)
+	case "simulate":
+		return runSimulate(ctx, rest, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "klaxon", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "klaxon: unknown command %q\n\n%s", cmd, usage)
+	return 2
+}

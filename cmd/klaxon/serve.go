@@ -1,0 +1,275 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	_ "time/tzdata" // resolve rota time zones on minimal machines
+
+	"github.com/klaxon-oncall/klaxon/escalation"
+	"github.com/klaxon-oncall/klaxon/escalation/boltstore"
+	"github.com/klaxon-oncall/klaxon/internal/metrics"
+	"github.com/klaxon-oncall/klaxon/internal/server"
+	"github.com/klaxon-oncall/klaxon/notifiers"
+)
+
+// serveConfig is everything `klaxon serve` is configured with.
+type serveConfig struct {
+	listen, rotaPath, dataDir, logFormat, logLevel, publicURL string
+	maxBody                                                  int64
+	webhookToken, apiToken                                   string
+	channels                                                 channelFlags
+}
+
+func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
+	fs := flag.NewFlagSet("klaxon serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &serveConfig{}
+	env := map[string]string{
+		"listen": "KLAXON_LISTEN", "rota": "KLAXON_ROTA", "data": "KLAXON_DATA", "log-format": "KLAXON_LOG_FORMAT",
+		"log-level": "KLAXON_LOG_LEVEL", "max-body": "KLAXON_MAX_BODY", "public-url": "KLAXON_PUBLIC_URL",
+	}
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:9797", "address to listen on (env KLAXON_LISTEN)")
+	fs.StringVar(&c.rotaPath, "rota", "./rota.yaml", "the on-call rota (env KLAXON_ROTA)")
+	fs.StringVar(&c.dataDir, "data", "./data", "data directory holding klaxon.db (env KLAXON_DATA)")
+	fs.StringVar(&c.logFormat, "log-format", "", "log format: text or json (default text on a terminal, json otherwise) (env KLAXON_LOG_FORMAT)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error (env KLAXON_LOG_LEVEL)")
+	fs.Int64Var(&c.maxBody, "max-body", server.DefaultMaxBody, "largest webhook body accepted, in bytes (env KLAXON_MAX_BODY)")
+	fs.StringVar(&c.publicURL, "public-url", "", "Klaxon's public base URL, for links and provider callbacks (env KLAXON_PUBLIC_URL)")
+	wt := newSecret(fs, env, "webhook-token", "KLAXON_WEBHOOK_TOKEN", "bearer token Alertmanager must send")
+	at := newSecret(fs, env, "api-token", "KLAXON_API_TOKEN", "bearer token the API and CLI must send")
+	c.channels.declare(fs, env)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := envFlags(fs, env); err != nil {
+		return nil, err
+	}
+	var err error
+	if c.webhookToken, err = wt.get(); err != nil {
+		return nil, err
+	}
+	if c.apiToken, err = at.get(); err != nil {
+		return nil, err
+	}
+	if err := c.channels.resolve(); err != nil {
+		return nil, err
+	}
+	if !isLoopback(c.listen) && (c.webhookToken == "" || c.apiToken == "") {
+		return nil, fmt.Errorf("refusing to listen on %s without both --webhook-token and --api-token: anyone who can reach it could open or acknowledge incidents (set them, or listen on 127.0.0.1)", c.listen)
+	}
+	if c.maxBody < 1024 {
+		return nil, fmt.Errorf("--max-body %d is too small (at least 1024 bytes)", c.maxBody)
+	}
+	return c, nil
+}
+
+// isLoopback reports whether a listen address only accepts local connections.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %v", err)
+	}
+	if format == "" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseServe(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "klaxon serve:", err)
+		return 2
+	}
+	log, err := newLogger(stderr, cfg.logFormat, cfg.logLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, "klaxon serve:", err)
+		return 2
+	}
+	if err := serve(ctx, cfg, log, nil); err != nil {
+		log.Error("klaxon stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs Klaxon until ctx ends. ready, if not nil, receives the bound
+// address once the server accepts connections (tests).
+func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(addr string)) error {
+	rw, err := newRotaWatcher(cfg.rotaPath, log)
+	if err != nil {
+		return err
+	}
+	var m *metrics.Metrics
+	store, err := boltstore.Open(cfg.dataDir, boltstore.Options{OnCommit: func(d time.Duration) {
+		if m != nil {
+			m.ObserveCommit(d)
+		}
+	}})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	m = metrics.New(func(ctx context.Context) (map[string]int, error) {
+		c, err := store.Counts(ctx)
+		out := map[string]int{}
+		for k, v := range c {
+			out[string(k)] = v
+		}
+		return out, err
+	})
+	rw.register(m)
+
+	responder := &lateResponder{}
+	chans, err := cfg.channels.build(channelDeps{log: log, store: store, responder: responder, publicURL: cfg.publicURL})
+	if err != nil {
+		return err
+	}
+	eng := escalation.New(escalation.Config{
+		Store:     store,
+		Rota:      rw.engineRota,
+		Notifiers: chans.notifiers,
+		Health:    chans.health,
+		Evidence:  chans.evidence,
+		Logger:    log,
+		BaseURL:   cfg.publicURL,
+		OnPage: func(ch notifiers.Channel, result string, took time.Duration) {
+			m.Pages.WithLabelValues(string(ch), result).Inc()
+			m.PageSeconds.WithLabelValues(string(ch)).Observe(took.Seconds())
+		},
+		OnExhausted: func(escalation.Incident) { m.Exhausted.Inc() },
+	})
+	responder.set(eng)
+	start := time.Now()
+	nInc, nPages, err := eng.Recover(ctx)
+	if err != nil {
+		return fmt.Errorf("recovering escalations: %w", err)
+	}
+	log.Info("escalations recovered", "incidents", nInc, "pending_pages", nPages, "took", time.Since(start).Round(time.Millisecond))
+
+	srv := server.New(server.Config{
+		Engine: eng, Store: store, Metrics: m, WebhookToken: cfg.webhookToken, APIToken: cfg.apiToken,
+		MaxBody: cfg.maxBody, Logger: log, Ready: chans.ready,
+	})
+	rw.mount(srv)
+	chans.mount(srv)
+
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.listen, err)
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	wg.Go(func() { errc <- eng.Run(runCtx) })
+	wg.Go(func() { rw.run(runCtx) })
+	for _, r := range chans.runners {
+		wg.Go(func() {
+			if err := r(runCtx); err != nil && runCtx.Err() == nil {
+				log.Error("channel loop stopped", "error", err)
+			}
+		})
+	}
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	log.Info("klaxon serving", "listen", ln.Addr().String(), "rota", cfg.rotaPath, "data", cfg.dataDir,
+		"channels", strings.Join(chans.names(), ","), "version", version)
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	log.Info("shutting down")
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	_ = hs.Shutdown(sctx)
+	cancel()
+	wg.Wait()
+	return runErr
+}
+
+// lateResponder lets channels be built before the engine they answer to.
+type lateResponder struct {
+	mu  sync.RWMutex
+	eng *escalation.Engine
+}
+
+func (l *lateResponder) set(e *escalation.Engine) { l.mu.Lock(); l.eng = e; l.mu.Unlock() }
+
+func (l *lateResponder) get() (*escalation.Engine, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.eng == nil {
+		return nil, errors.New("klaxon is starting")
+	}
+	return l.eng, nil
+}
+
+// Respond implements notifiers.Responder.
+func (l *lateResponder) Respond(ctx context.Context, r notifiers.Response) (notifiers.Outcome, error) {
+	e, err := l.get()
+	if err != nil {
+		return notifiers.Outcome{}, err
+	}
+	return e.Respond(ctx, r)
+}
+
+// Report implements notifiers.Reporter.
+func (l *lateResponder) Report(ctx context.Context, r notifiers.Report) error {
+	e, err := l.get()
+	if err != nil {
+		return err
+	}
+	return e.Report(ctx, r)
+}

@@ -1,0 +1,523 @@
+// Package boltstore implements escalation.Store on go.etcd.io/bbolt, Klaxon's
+// embedded default: one file, klaxon.db, fsynced on every commit. Concurrent
+// writers are merged into shared transactions with bbolt's Batch, so ingest
+// throughput is not one fsync per webhook.
+package boltstore
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/klaxon-oncall/klaxon/escalation"
+)
+
+var (
+	bIncidents = []byte("incidents") // be64(id) → Incident JSON
+	bOpen      = []byte("open")      // be64(id) → state (index of incidents not resolved)
+	bGroups    = []byte("groups")    // groupKey → Group JSON
+	bTimeline  = []byte("timeline")  // be64(id) be32(seq) → Event JSON
+	bPages     = []byte("pages")     // be64(id) be32(seq) → PageRecord JSON
+	bState     = []byte("state")     // namespace bucket → key → value (channels' own state)
+	bMeta      = []byte("meta")
+)
+
+// FileName is the database's file name inside the data directory.
+const FileName = "klaxon.db"
+
+// ErrLocked is returned by Open when another process holds the database.
+var ErrLocked = errors.New("database is locked by another process (is another klaxon serve running on this data directory?)")
+
+// Options tunes Open.
+type Options struct {
+	// LockTimeout bounds the wait for the file lock (default 1s).
+	LockTimeout time.Duration
+	// NoSync skips fsync: only for tests and benchmarks that say so.
+	NoSync bool
+	// ReadOnly opens the file for reading only (for CLI inspection of a stopped server).
+	ReadOnly bool
+	// OnCommit, if set, observes every write transaction's duration.
+	OnCommit func(time.Duration)
+}
+
+// Store is an escalation.Store on a bbolt file.
+type Store struct {
+	db       *bolt.DB
+	onCommit func(time.Duration)
+}
+
+var _ escalation.Store = (*Store)(nil)
+
+// Open opens (creating if needed) dir/klaxon.db.
+func Open(dir string, o Options) (*Store, error) {
+	if o.LockTimeout == 0 {
+		o.LockTimeout = time.Second
+	}
+	if !o.ReadOnly {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("creating data directory: %w", err)
+		}
+	}
+	path := filepath.Join(dir, FileName)
+	if o.ReadOnly {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("opening %s: %w", path, err)
+		}
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, NoSync: o.NoSync, ReadOnly: o.ReadOnly, FreelistType: bolt.FreelistMapType})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("opening %s: %w", path, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	s := &Store{db: db, onCommit: o.OnCommit}
+	if !o.ReadOnly {
+		err = db.Update(func(tx *bolt.Tx) error {
+			for _, b := range [][]byte{bIncidents, bOpen, bGroups, bTimeline, bPages, bState, bMeta} {
+				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+					return err
+				}
+			}
+			return tx.Bucket(bMeta).Put([]byte("schema"), []byte("1"))
+		})
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("initialising %s: %w", path, err)
+		}
+	}
+	return s, nil
+}
+
+// Close closes the database file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// DB exposes the bbolt handle (for tests and tooling).
+func (s *Store) DB() *bolt.DB { return s.db }
+
+func be64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+func subKey(id uint64, seq int) []byte {
+	b := make([]byte, 12)
+	binary.BigEndian.PutUint64(b, id)
+	binary.BigEndian.PutUint32(b[8:], uint32(seq))
+	return b
+}
+
+// batch runs fn in a merged write transaction and reports its duration.
+func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	start := time.Now()
+	err := s.db.Batch(fn)
+	if s.onCommit != nil && err == nil {
+		s.onCommit(time.Since(start))
+	}
+	return err
+}
+
+func getJSON(b *bolt.Bucket, k []byte, v any) (bool, error) {
+	data := b.Get(k)
+	if data == nil {
+		return false, nil
+	}
+	return true, json.Unmarshal(data, v)
+}
+
+func putJSON(b *bolt.Bucket, k []byte, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(k, data)
+}
+
+func loadIncident(tx *bolt.Tx, id uint64) (*escalation.Incident, error) {
+	var inc escalation.Incident
+	ok, err := getJSON(tx.Bucket(bIncidents), be64(id), &inc)
+	if err != nil {
+		return nil, fmt.Errorf("incident %d: %w", id, err)
+	}
+	if !ok {
+		return nil, escalation.ErrNotFound
+	}
+	return &inc, nil
+}
+
+func saveIncident(tx *bolt.Tx, inc *escalation.Incident) error {
+	if err := putJSON(tx.Bucket(bIncidents), be64(inc.ID), inc); err != nil {
+		return err
+	}
+	if inc.State == escalation.Resolved {
+		return tx.Bucket(bOpen).Delete(be64(inc.ID))
+	}
+	return tx.Bucket(bOpen).Put(be64(inc.ID), []byte(inc.State))
+}
+
+// lastSeq finds the highest sequence under id's prefix in bucket b.
+func lastSeq(b *bolt.Bucket, id uint64) int {
+	c := b.Cursor()
+	k, _ := c.Seek(subKey(id+1, 0))
+	if k == nil {
+		k, _ = c.Last()
+	} else {
+		k, _ = c.Prev()
+	}
+	if len(k) != 12 || binary.BigEndian.Uint64(k) != id {
+		return 0
+	}
+	return int(binary.BigEndian.Uint32(k[8:]))
+}
+
+func loadPages(tx *bolt.Tx, id uint64, unfinishedOnly bool) ([]escalation.PageRecord, error) {
+	var out []escalation.PageRecord
+	c := tx.Bucket(bPages).Cursor()
+	prefix := be64(id)
+	for k, v := c.Seek(prefix); k != nil && len(k) == 12 && binary.BigEndian.Uint64(k) == id; k, v = c.Next() {
+		var p escalation.PageRecord
+		if err := json.Unmarshal(v, &p); err != nil {
+			return nil, fmt.Errorf("page %x: %w", k, err)
+		}
+		if unfinishedOnly && p.Status.Done() {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// applyChange runs fn and writes the incident and its change.
+func applyChange(tx *bolt.Tx, inc *escalation.Incident, extra []escalation.Event, fn escalation.UpdateFunc) (escalation.Change, error) {
+	var ch escalation.Change
+	if fn != nil {
+		pages, err := loadPages(tx, inc.ID, false)
+		if err != nil {
+			return ch, err
+		}
+		ch, err = fn(inc, pages)
+		if errors.Is(err, escalation.ErrNoChange) && len(extra) == 0 {
+			return ch, err
+		}
+		if err != nil && !errors.Is(err, escalation.ErrNoChange) {
+			return ch, err
+		}
+	}
+	ch.Events = append(extra, ch.Events...)
+	if err := saveIncident(tx, inc); err != nil {
+		return ch, err
+	}
+	tl := tx.Bucket(bTimeline)
+	seq := lastSeq(tl, inc.ID)
+	for _, e := range ch.Events {
+		seq++
+		if err := putJSON(tl, subKey(inc.ID, seq), e); err != nil {
+			return ch, err
+		}
+	}
+	pb := tx.Bucket(bPages)
+	pseq := lastSeq(pb, inc.ID)
+	for i := range ch.Pages {
+		p := &ch.Pages[i]
+		if p.Seq == 0 {
+			pseq++
+			p.Seq = pseq
+			p.Incident = inc.ID
+			p.ID = escalation.PageID(inc.ID, p.Seq)
+		}
+		if err := putJSON(pb, subKey(inc.ID, p.Seq), p); err != nil {
+			return ch, err
+		}
+	}
+	return ch, nil
+}
+
+// Ingest implements escalation.Store.
+func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.Time, decide escalation.IngestFunc) (escalation.IngestResult, error) {
+	var res escalation.IngestResult
+	err := s.batch(ctx, func(tx *bolt.Tx) error {
+		res = escalation.IngestResult{}
+		gb := tx.Bucket(bGroups)
+		var g escalation.Group
+		if _, err := getJSON(gb, []byte(n.GroupKey), &g); err != nil {
+			return fmt.Errorf("group %q: %w", n.GroupKey, err)
+		}
+		var inc *escalation.Incident
+		var ev []escalation.Event
+		if g.Open != 0 {
+			var err error
+			if inc, err = loadIncident(tx, g.Open); err != nil {
+				return err
+			}
+			ev = escalation.Merge(inc, &g, n, now)
+		} else {
+			ib := tx.Bucket(bIncidents)
+			inc, ev = escalation.OpenIncident(ib.Sequence()+1, &g, n, now)
+			if inc != nil {
+				if _, err := ib.NextSequence(); err != nil {
+					return err
+				}
+				res.Opened = true
+			}
+		}
+		if inc == nil || len(ev) == 0 {
+			return nil // nothing new: a duplicate, or only stale/resolved alerts
+		}
+		res.Incident, res.Changed, res.Resolved = inc.ID, true, inc.State == escalation.Resolved
+		fn := func(inc *escalation.Incident, pages []escalation.PageRecord) (escalation.Change, error) {
+			return decide(inc, pages, ev)
+		}
+		if _, err := applyChange(tx, inc, ev, fn); err != nil && !errors.Is(err, escalation.ErrNoChange) {
+			return err
+		}
+		return putJSON(gb, []byte(n.GroupKey), &g)
+	})
+	return res, err
+}
+
+// Update implements escalation.Store.
+func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc) (escalation.Incident, escalation.Change, error) {
+	var out escalation.Incident
+	var ch escalation.Change
+	err := s.batch(ctx, func(tx *bolt.Tx) error {
+		inc, err := loadIncident(tx, id)
+		if err != nil {
+			return err
+		}
+		before := inc.State
+		ch, err = applyChange(tx, inc, nil, fn)
+		if err != nil {
+			return err
+		}
+		if before != escalation.Resolved && inc.State == escalation.Resolved && inc.GroupKey != "" {
+			// Resolved by hand: detach from the Alertmanager group so its next
+			// firing opens a new incident.
+			gb := tx.Bucket(bGroups)
+			var g escalation.Group
+			if _, err := getJSON(gb, []byte(inc.GroupKey), &g); err != nil {
+				return err
+			}
+			escalation.CloseGroup(inc, &g)
+			if err := putJSON(gb, []byte(inc.GroupKey), &g); err != nil {
+				return err
+			}
+		}
+		out = *inc
+		return nil
+	})
+	if errors.Is(err, escalation.ErrNoChange) {
+		inc, gerr := s.Incident(ctx, id)
+		return inc, escalation.Change{}, gerr
+	}
+	return out, ch, err
+}
+
+// Create implements escalation.Store.
+func (s *Store) Create(ctx context.Context, inc escalation.Incident, decide escalation.UpdateFunc) (escalation.Incident, error) {
+	var out escalation.Incident
+	err := s.batch(ctx, func(tx *bolt.Tx) error {
+		c := inc
+		c.Alerts = append([]escalation.Alert(nil), inc.Alerts...)
+		id, err := tx.Bucket(bIncidents).NextSequence()
+		if err != nil {
+			return err
+		}
+		c.ID = id
+		ev := []escalation.Event{{At: c.OpenedAt, Kind: escalation.EvOpened, Text: "opened: " + c.Title}}
+		if _, err := applyChange(tx, &c, ev, decide); err != nil && !errors.Is(err, escalation.ErrNoChange) {
+			return err
+		}
+		out = c
+		return nil
+	})
+	return out, err
+}
+
+// Incident implements escalation.Store.
+func (s *Store) Incident(ctx context.Context, id uint64) (escalation.Incident, error) {
+	var out escalation.Incident
+	err := s.db.View(func(tx *bolt.Tx) error {
+		inc, err := loadIncident(tx, id)
+		if err == nil {
+			out = *inc
+		}
+		return err
+	})
+	return out, err
+}
+
+// Timeline implements escalation.Store.
+func (s *Store) Timeline(ctx context.Context, id uint64) ([]escalation.Event, error) {
+	var out []escalation.Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bIncidents).Get(be64(id)) == nil {
+			return escalation.ErrNotFound
+		}
+		c := tx.Bucket(bTimeline).Cursor()
+		for k, v := c.Seek(be64(id)); k != nil && binary.BigEndian.Uint64(k) == id; k, v = c.Next() {
+			var e escalation.Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Pages implements escalation.Store.
+func (s *Store) Pages(ctx context.Context, id uint64) ([]escalation.PageRecord, error) {
+	var out []escalation.PageRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		out, err = loadPages(tx, id, false)
+		return err
+	})
+	return out, err
+}
+
+// Incidents implements escalation.Store.
+func (s *Store) Incidents(ctx context.Context, f escalation.Filter) ([]escalation.Incident, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	var out []escalation.Incident
+	err := s.db.View(func(tx *bolt.Tx) error {
+		ib := tx.Bucket(bIncidents)
+		if f.State == escalation.Open || f.State == escalation.Acknowledged {
+			// Walk the small index of unresolved incidents.
+			c := tx.Bucket(bOpen).Cursor()
+			k, v := seekBefore(c, f.Before)
+			for ; k != nil && len(out) < f.Limit; k, v = c.Prev() {
+				if string(v) != string(f.State) {
+					continue
+				}
+				var inc escalation.Incident
+				if _, err := getJSON(ib, k, &inc); err != nil {
+					return err
+				}
+				out = append(out, inc)
+			}
+			return nil
+		}
+		c := ib.Cursor()
+		k, v := seekBefore(c, f.Before)
+		for ; k != nil && len(out) < f.Limit; k, v = c.Prev() {
+			var inc escalation.Incident
+			if err := json.Unmarshal(v, &inc); err != nil {
+				return err
+			}
+			if f.State == "" || inc.State == f.State {
+				out = append(out, inc)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// seekBefore positions c on the last key below id (the last key when id is 0).
+func seekBefore(c *bolt.Cursor, id uint64) ([]byte, []byte) {
+	if id == 0 {
+		return c.Last()
+	}
+	if k, _ := c.Seek(be64(id)); k == nil {
+		return c.Last()
+	}
+	return c.Prev()
+}
+
+// Unfinished implements escalation.Store.
+func (s *Store) Unfinished(ctx context.Context, fn func(inc *escalation.Incident, pending []escalation.PageRecord) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bOpen).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			id := binary.BigEndian.Uint64(k)
+			inc, err := loadIncident(tx, id)
+			if err != nil {
+				return err
+			}
+			pending, err := loadPages(tx, id, true)
+			if err != nil {
+				return err
+			}
+			if err := fn(inc, pending); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Counts implements escalation.Store.
+func (s *Store) Counts(ctx context.Context) (map[escalation.State]int, error) {
+	out := map[escalation.State]int{escalation.Open: 0, escalation.Acknowledged: 0, escalation.Resolved: 0}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		unresolved := 0
+		err := tx.Bucket(bOpen).ForEach(func(k, v []byte) error {
+			out[escalation.State(v)]++
+			unresolved++
+			return nil
+		})
+		out[escalation.Resolved] = int(tx.Bucket(bIncidents).Sequence()) - unresolved
+		return err
+	})
+	return out, err
+}
+
+// Ping implements escalation.Store: a real write transaction, so a full disk or
+// a read-only file shows.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bMeta).Put([]byte("ping"), []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+	})
+}
+
+// GetState implements notifiers.StateStore.
+func (s *Store) GetState(ctx context.Context, bucket, key string) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bState).Bucket([]byte(bucket))
+		if b == nil {
+			return nil
+		}
+		if v := b.Get([]byte(key)); v != nil {
+			out = append([]byte(nil), v...)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// PutState implements notifiers.StateStore.
+func (s *Store) PutState(ctx context.Context, bucket, key string, value []byte) error {
+	v := append([]byte(nil), value...)
+	return s.batch(ctx, func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(bState).CreateBucketIfNotExists([]byte(bucket))
+		if err != nil {
+			return err
+		}
+		if v == nil {
+			return b.Delete([]byte(key))
+		}
+		return b.Put([]byte(key), v)
+	})
+}

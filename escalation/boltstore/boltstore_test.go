@@ -1,0 +1,156 @@
+package boltstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/klaxon-oncall/klaxon/escalation"
+	"github.com/klaxon-oncall/klaxon/escalation/boltstore"
+)
+
+var now = time.Date(2026, 11, 26, 23, 33, 0, 0, time.UTC)
+
+func note(group string, status string) escalation.Notification {
+	a := escalation.Alert{Fingerprint: "fp-" + group, Status: status, Labels: map[string]string{"alertname": "X", "g": group}, StartsAt: now.Add(-time.Minute)}
+	if status == "resolved" {
+		a.EndsAt = now
+	}
+	return escalation.Notification{GroupKey: group, Status: status, Alerts: []escalation.Alert{a}}
+}
+
+func noDecide(*escalation.Incident, []escalation.PageRecord, []escalation.Event) (escalation.Change, error) {
+	return escalation.Change{}, escalation.ErrNoChange
+}
+
+func TestSecondOpenFailsFast(t *testing.T) {
+	dir := t.TempDir()
+	s, err := boltstore.Open(dir, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	start := time.Now()
+	_, err = boltstore.Open(dir, boltstore.Options{LockTimeout: 200 * time.Millisecond})
+	if !errors.Is(err, boltstore.ErrLocked) {
+		t.Fatalf("second open: %v, want ErrLocked", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("second open took %s: it hangs instead of failing fast", d)
+	}
+}
+
+func TestConcurrentIngestBatches(t *testing.T) {
+	s, err := boltstore.Open(t.TempDir(), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	const n = 200
+	var wg sync.WaitGroup
+	ids := make([]uint64, n)
+	for i := range n {
+		wg.Go(func() {
+			res, err := s.Ingest(ctx, note(fmt.Sprint("g", i), "firing"), now, noDecide)
+			if err != nil {
+				t.Error(err)
+			}
+			ids[i] = res.Incident
+		})
+	}
+	wg.Wait()
+	seen := map[uint64]bool{}
+	for _, id := range ids {
+		if id == 0 || id > n || seen[id] {
+			t.Fatalf("ids %v: want 1..%d each once", ids, n)
+		}
+		seen[id] = true
+	}
+	counts, err := s.Counts(ctx)
+	if err != nil || counts[escalation.Open] != n || counts[escalation.Resolved] != 0 {
+		t.Fatalf("counts %v %v", counts, err)
+	}
+	list, _ := s.Incidents(ctx, escalation.Filter{Limit: 5})
+	if len(list) != 5 || list[0].ID != n || list[4].ID != n-4 {
+		t.Fatalf("newest first: got ids %v", idsOf(list))
+	}
+	page2, _ := s.Incidents(ctx, escalation.Filter{Limit: 5, Before: list[4].ID})
+	if len(page2) != 5 || page2[0].ID != n-5 {
+		t.Fatalf("paging: got %v", idsOf(page2))
+	}
+	for i := range n / 2 {
+		if _, err := s.Ingest(ctx, note(fmt.Sprint("g", i), "resolved"), now, noDecide); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counts, _ = s.Counts(ctx)
+	if counts[escalation.Open] != n/2 || counts[escalation.Resolved] != n/2 {
+		t.Fatalf("counts after resolving half: %v", counts)
+	}
+	open, _ := s.Incidents(ctx, escalation.Filter{State: escalation.Open, Limit: 1000})
+	resolved, _ := s.Incidents(ctx, escalation.Filter{State: escalation.Resolved, Limit: 1000})
+	if len(open) != n/2 || len(resolved) != n/2 {
+		t.Fatalf("filtered lists: %d open, %d resolved", len(open), len(resolved))
+	}
+}
+
+func idsOf(list []escalation.Incident) []uint64 {
+	var out []uint64
+	for _, i := range list {
+		out = append(out, i.ID)
+	}
+	return out
+}
+
+func TestDataSurvivesReopenAndReadOnly(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s, err := boltstore.Open(dir, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Ingest(ctx, note("g", "firing"), now, noDecide); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutState(ctx, "matrix", "next_batch", []byte("s42")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	ro, err := boltstore.Open(dir, boltstore.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	inc, err := ro.Incident(ctx, 1)
+	if err != nil || inc.GroupKey != "g" {
+		t.Fatalf("incident after reopen: %+v %v", inc, err)
+	}
+	v, err := ro.GetState(ctx, "matrix", "next_batch")
+	if err != nil || string(v) != "s42" {
+		t.Fatalf("state after reopen: %q %v", v, err)
+	}
+	if v, _ := ro.GetState(ctx, "matrix", "missing"); v != nil {
+		t.Fatalf("missing key = %q, want nil", v)
+	}
+	if _, err := boltstore.Open(t.TempDir()+"/nothing", boltstore.Options{ReadOnly: true}); err == nil {
+		t.Fatal("read-only open of a missing database succeeded")
+	}
+}
+
+func TestUpdateUnknownIncident(t *testing.T) {
+	s, err := boltstore.Open(t.TempDir(), boltstore.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, _, err = s.Update(context.Background(), 7, func(*escalation.Incident, []escalation.PageRecord) (escalation.Change, error) {
+		return escalation.Change{}, nil
+	})
+	if !errors.Is(err, escalation.ErrNotFound) {
+		t.Fatalf("err = %v, want ErrNotFound", err)
+	}
+}

@@ -1,0 +1,316 @@
+package escalation_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klaxon-oncall/klaxon/escalation"
+	"github.com/klaxon-oncall/klaxon/notifiers"
+)
+
+func TestEscalatesStepByStepUntilExhausted(t *testing.T) {
+	w := newWorld(t, defaultPolicy())
+	res := w.ingest(firing("g", "a"))
+	if !res.Opened || res.Incident != 1 {
+		t.Fatalf("ingest = %+v, want incident 1 opened", res)
+	}
+	steps := []struct {
+		after time.Duration
+		want  []string
+	}{
+		{0, []string{"matrix:alice"}},
+		{5 * time.Minute, []string{"matrix:alice", "pagerduty:alice"}},
+		{5 * time.Minute, []string{"matrix:alice", "pagerduty:alice", "phone:alice"}},
+		{5 * time.Minute, []string{"matrix:alice", "matrix:bob", "pagerduty:alice", "phone:alice", "phone:bob"}},
+		// Fallback: carol on every channel she has (matrix only; no phone number).
+		{10 * time.Minute, []string{"matrix:alice", "matrix:bob", "matrix:carol", "pagerduty:alice", "pagerduty:carol", "phone:alice", "phone:bob"}},
+	}
+	for i, s := range steps {
+		w.advance(s.after)
+		got := w.paged()
+		slices.Sort(got)
+		if !slices.Equal(got, s.want) {
+			t.Fatalf("after step %d: paged %v, want %v\n%s", i, got, s.want, w.timeline(1))
+		}
+	}
+	inc := w.incident(1)
+	if inc.State != escalation.Open || !inc.Escalation.Exhausted {
+		t.Fatalf("state %s exhausted=%v, want open and exhausted", inc.State, inc.Escalation.Exhausted)
+	}
+	if !strings.Contains(w.timeline(1), "skipped: Carol has no phone number for phone") {
+		t.Errorf("timeline lacks the skipped phone page:\n%s", w.timeline(1))
+	}
+	w.advance(24 * time.Hour)
+	if n := len(w.paged()); n != 7 {
+		t.Errorf("an exhausted incident paged again: %d pages", n)
+	}
+}
+
+func TestAcknowledgeStopsEscalationAndTellsChannels(t *testing.T) {
+	w := newWorld(t, defaultPolicy())
+	w.ingest(firing("g", "a"))
+	w.advance(5 * time.Minute) // matrix, then pagerduty
+	out, err := w.eng.Respond(w.ctx, notifiers.Response{Action: notifiers.Ack, Incident: 1, Channel: notifiers.Matrix, From: "@alice:test"})
+	if err != nil || !out.Applied || out.By != "Alice" {
+		t.Fatalf("Respond = %+v, %v; want applied by Alice", out, err)
+	}
+	w.advance(time.Hour)
+	if got := w.paged(); len(got) != 2 {
+		t.Fatalf("paged after ack: %v, want only the two pages before it", got)
+	}
+	if w.count(notifiers.PagerDuty, notifiers.KindAcknowledged) != 1 || w.count(notifiers.Matrix, notifiers.KindAcknowledged) != 1 {
+		t.Errorf("channels already used were not told of the acknowledgement")
+	}
+	inc := w.incident(1)
+	if inc.State != escalation.Acknowledged || inc.AckedBy != "Alice" || inc.AckedVia != "matrix" {
+		t.Errorf("incident = %s by %q via %q", inc.State, inc.AckedBy, inc.AckedVia)
+	}
+	// A second ack changes nothing.
+	out, err = w.eng.Respond(w.ctx, notifiers.Response{Action: notifiers.Ack, Incident: 1, Channel: notifiers.Phone, From: "+15555550102"})
+	if err != nil || out.Applied {
+		t.Errorf("second ack = %+v, %v; want not applied", out, err)
+	}
+}
+
+func TestStrangerCannotAcknowledge(t *testing.T) {
+	w := newWorld(t, defaultPolicy())
+	w.ingest(firing("g", "a"))
+	_, err := w.eng.Respond(w.ctx, notifiers.Response{Action: notifiers.Ack, Incident: 1, Channel: notifiers.Matrix, From: "@mallory:test"})
+	if !errors.Is(err, notifiers.ErrNotOnRota) {
+		t.Fatalf("err = %v, want ErrNotOnRota", err)
+	}
+	if w.incident(1).State != escalation.Open {
+		t.Fatal("a stranger's ack took effect")
+	}
+	if _, err := w.eng.Respond(w.ctx, notifiers.Response{Action: notifiers.Ack, Incident: 99, Channel: notifiers.Matrix, From: "@alice:test"}); !errors.Is(err, notifiers.ErrUnknownIncident) {
+		t.Fatalf("ack of unknown incident: err = %v", err)
+	}
+}
+
+func TestPermanentFailureMovesOnAtOnce(t *testing.T) {
+	w := newWorld(t, defaultPolicy())
+	w.rec[notifiers.Matrix].FailWith(func(notifiers.Page) error {
+		return notifiers.Permanent("M_UNKNOWN_TOKEN", errors.New("token revoked"))
+	})
+	w.ingest(firing("g", "a"))
+	// No time passes: matrix failed for good, so PagerDuty is paged at once.
+	if got := w.paged(); !slices.Contains(got, "pagerduty:alice") {
+		t.Fatalf("paged %v, want pagerduty at once after matrix failed permanently\n%s", got, w.timeline(1))
+	}
+	if !strings.Contains(w.timeline(1), "every page of step 1 failed: escalating at once") {
+		t.Errorf("timeline:\n%s", w.timeline(1))
+	}
+}
+
+func TestTemporaryFailureRetriesWithinStep(t *testing.T) {
+	w := newWorld(t, defaultPolicy())
+	fails := 2
+	w.rec[notifiers.Matrix].FailWith(func(notifiers.Page) error {
+		if fails > 0 {
+			fails--
+			return notifiers.Temporary("M_LIMIT_EXCEEDED", 0, errors.New("slow down"))
+		}
+		return nil
+	})
+	w.ingest(firing("g", "a"))
+	w.advance(4 * time.Second) // retries after 1s and 2s
+	pages, _ := w.store.Pages(w.ctx, 1)
+	if len(pages) != 1 || pages[0].Status != escalation.PageSent || pages[0].Attempts != 3 {
+		t.Fatalf("pages = %+v, want one page sent on its third attempt", pages)
+	}
+	if slices.Contains(w.paged(), "pagerduty:alice") {
+		t.Fatal("a temporary failure skipped the step")
+	}
+}
+
+func TestLateEscalateAppliesAsOfItsPage(t *testing.T) {
+	w := newWorld(t, defaultPolicy())
+	w.ingest(firing("g", "a"))
+	first := w.rec[notifiers.Matrix].Pages()[0].ID
+	out, err := w.eng.Respond(w.ctx, notifiers.Response{Action: notifiers.Escalate, PageID: first, Channel: notifiers.Matrix, From: "@alice:test"})
+	if err != nil || !out.Applied {
+		t.Fatalf("escalate = %+v, %v", out, err)
+	}
+	if !slices.Contains(w.paged(), "pagerduty:alice") {
+		t.Fatalf("escalate did not move to the next step: %v", w.paged())
+	}
+	// The same answer again (a retried callback, a second reply) does nothing.
+	out, err = w.eng.Respond(w.ctx, notifiers.Response{Action: notifiers.Escalate, PageID: first, Channel: notifiers.Matrix, From: "@alice:test"})
+	if err != nil || out.Applied {
+		t.Fatalf("late escalate = %+v, %v; want not applied", out, err)
+	}
+	if slices.Contains(w.paged(), "phone:alice") {
+		t.Fatal("a late escalate escalated twice")
+	}
+}
+
+func TestAckTimeoutRepagesFromFirstStep(t *testing.T) {
+	w := newWorld(t, defaultPolicy())
+	w.ingest(firing("g", "a"))
+	if _, err := w.eng.Act(w.ctx, 1, notifiers.Ack, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	w.advance(4*time.Hour - time.Second)
+	if n := len(w.paged()); n != 1 {
+		t.Fatalf("paged %d times before the ack timeout", n)
+	}
+	w.advance(time.Second)
+	if n := w.count(notifiers.Matrix, notifiers.KindPage); n != 2 {
+		t.Fatalf("matrix pages = %d, want a re-page at the ack timeout\n%s", n, w.timeline(1))
+	}
+	if w.incident(1).State != escalation.Open {
+		t.Fatal("incident not open again after the ack timeout")
+	}
+}
+
+func TestResolveFromAlertmanagerStopsAndTells(t *testing.T) {
+	w := newWorld(t, defaultPolicy())
+	w.ingest(firing("g", "a", "b"))
+	w.advance(5 * time.Minute)
+	res := w.ingest(resolved("g", "a"))
+	if res.Resolved {
+		t.Fatal("resolved with one alert still firing")
+	}
+	res = w.ingest(resolved("g", "a", "b"))
+	if !res.Resolved {
+		t.Fatalf("ingest = %+v, want resolved", res)
+	}
+	w.advance(time.Hour)
+	if got := w.paged(); len(got) != 2 {
+		t.Fatalf("paged after resolution: %v", got)
+	}
+	if w.count(notifiers.PagerDuty, notifiers.KindResolved) != 1 || w.count(notifiers.Matrix, notifiers.KindResolved) != 1 {
+		t.Error("channels used were not told of the resolution")
+	}
+	// The group fires again: a new incident.
+	n := firing("g", "a")
+	n.Alerts[0].StartsAt = t0.Add(2 * time.Hour)
+	if res := w.ingest(n); !res.Opened || res.Incident != 2 {
+		t.Fatalf("refire = %+v, want incident 2 opened", res)
+	}
+}
+
+func TestNewAlertOnAcknowledgedIncidentIsAnnouncedNotPaged(t *testing.T) {
+	w := newWorld(t, defaultPolicy())
+	w.ingest(firing("g", "a"))
+	w.eng.Act(w.ctx, 1, notifiers.Ack, "alice")
+	before := len(w.paged())
+	w.ingest(firing("g", "a", "b"))
+	if len(w.paged()) != before {
+		t.Fatal("a new alert on an acknowledged incident paged again")
+	}
+	if w.count(notifiers.Matrix, notifiers.KindNotice) != 1 {
+		t.Fatalf("notices = %d, want the new alert announced in chat", w.count(notifiers.Matrix, notifiers.KindNotice))
+	}
+}
+
+func TestRestartResumesFromStoredDeadlines(t *testing.T) {
+	w := newWorld(t, defaultPolicy())
+	w.ingest(firing("g", "a"))
+	// Down for 7 minutes: the step-1 deadline passed while down.
+	w.clock.Advance(7 * time.Minute)
+	w.restart()
+	if got := w.paged(); !slices.Contains(got, "pagerduty:alice") {
+		t.Fatalf("after restart paged %v, want the passed deadline fired at start", got)
+	}
+	if slices.Contains(w.paged(), "phone:alice") {
+		t.Fatal("a step was skipped at restart")
+	}
+}
+
+func TestPendingRetrySurvivesRestartWithSameID(t *testing.T) {
+	w := newWorld(t, defaultPolicy())
+	// The matrix send "crashes": it fails temporarily and the process stops
+	// before the retry.
+	w.rec[notifiers.Matrix].FailWith(func(notifiers.Page) error { return notifiers.Temporary("", 0, errors.New("connection reset")) })
+	w.ingest(firing("g", "a"))
+	id := w.rec[notifiers.Matrix].Pages()[0].ID
+	w.rec[notifiers.Matrix].FailWith(nil)
+	w.restart()
+	w.advance(time.Second) // the stored retry time
+	pages := w.rec[notifiers.Matrix].Pages()
+	if len(pages) != 2 || pages[1].ID != id {
+		t.Fatalf("pages after restart: %+v, want a retry with id %s", pages, id)
+	}
+}
+
+func TestRateLimitFoldsPages(t *testing.T) {
+	p := &escalation.Policy{ID: "phone", Steps: []escalation.Step{{Targets: []escalation.Target{{Person: "alice"}}, Channels: []notifiers.Channel{notifiers.Phone}, Wait: time.Hour}}}
+	w := newWorld(t, p)
+	w.rota.limits = map[notifiers.Channel][2]int64{notifiers.Phone: {2, int64(15 * time.Minute)}}
+	for _, g := range []string{"g1", "g2", "g3", "g4"} {
+		w.ingest(firing(g, "a"))
+	}
+	if n := w.count(notifiers.Phone, notifiers.KindPage); n != 2 {
+		t.Fatalf("calls = %d, want 2 (the limit)", n)
+	}
+	w.advance(15 * time.Minute)
+	calls := w.rec[notifiers.Phone].Pages()
+	if len(calls) != 3 {
+		t.Fatalf("calls after the window = %d, want one folded call", len(calls))
+	}
+	if !strings.Contains(calls[2].Text, "2 incidents need you") {
+		t.Errorf("folded call text = %q", calls[2].Text)
+	}
+	for id := uint64(3); id <= 4; id++ {
+		pages, _ := w.store.Pages(w.ctx, id)
+		if pages[0].Status != escalation.PageSent {
+			t.Errorf("incident %d page %s, want sent (folded), never dropped", id, pages[0].Status)
+		}
+	}
+}
+
+func TestUnackRepagesAndResolveByHand(t *testing.T) {
+	w := newWorld(t, defaultPolicy())
+	w.ingest(firing("g", "a"))
+	w.eng.Act(w.ctx, 1, notifiers.Ack, "alice")
+	if out, _ := w.eng.Act(w.ctx, 1, notifiers.Unack, "alice"); !out.Applied {
+		t.Fatal("unack not applied")
+	}
+	if n := w.count(notifiers.Matrix, notifiers.KindPage); n != 2 {
+		t.Fatalf("matrix pages = %d, want a re-page after unack", n)
+	}
+	if out, _ := w.eng.Act(w.ctx, 1, notifiers.Resolve, "alice"); !out.Applied {
+		t.Fatal("resolve not applied")
+	}
+	w.advance(time.Hour)
+	if n := len(w.paged()); n != 2 {
+		t.Fatalf("paged after resolve: %d", n)
+	}
+	// Alertmanager still sends the group as firing: a resolved-by-hand incident
+	// is detached, so a fresh firing (new startsAt) opens a new incident, and the
+	// old delivery again does nothing.
+	if res := w.ingest(firing("g", "a")); res.Opened {
+		t.Fatal("a stale delivery reopened a hand-resolved incident")
+	}
+}
+
+func TestHangingProviderDoesNotStallOthers(t *testing.T) {
+	w := newWorld(t, defaultPolicy())
+	w.rec[notifiers.Matrix].Block()
+	defer w.rec[notifiers.Matrix].Unblock()
+	// Inline engines send in the caller: use a background engine here.
+	eng := escalation.New(escalation.Config{Store: w.store, Rota: func() escalation.Rota { return w.rota },
+		Notifiers: []notifiers.Notifier{w.rec[notifiers.Matrix], w.rec[notifiers.PagerDuty]}, Clock: w.clock, SendTimeout: time.Hour})
+	if _, err := eng.Ingest(w.ctx, firing("g1", "a")); err != nil {
+		t.Fatal(err)
+	}
+	// Another incident's escalation goes on while matrix hangs.
+	if _, err := eng.Ingest(w.ctx, firing("g2", "b")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Act(w.ctx, 2, notifiers.Escalate, "test"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
+	defer cancel()
+	if err := w.rec[notifiers.PagerDuty].WaitFor(ctx, notifiers.KindPage, 1); err != nil {
+		t.Fatalf("PagerDuty was never paged while Matrix hung: %v", err)
+	}
+	w.rec[notifiers.Matrix].Unblock()
+	eng.Wait()
+}

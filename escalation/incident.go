@@ -1,0 +1,323 @@
+// Package escalation holds Klaxon's domain: incidents opened from Alertmanager
+// notifications, their timelines, the pages sent for them, the Store that keeps
+// them durable, and the Engine that walks a rota's policy until someone
+// acknowledges. It knows no concrete notifier: channels are reached through the
+// interfaces in package notifiers.
+package escalation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/klaxon-oncall/klaxon/notifiers"
+)
+
+// State is an incident's lifecycle state.
+type State string
+
+// Incident states.
+const (
+	Open         State = "open"
+	Acknowledged State = "acknowledged"
+	Resolved     State = "resolved"
+)
+
+// ParseState parses an incident state name; "" is allowed and means any.
+func ParseState(s string) (State, error) {
+	switch State(s) {
+	case "", Open, Acknowledged, Resolved:
+		return State(s), nil
+	}
+	return "", fmt.Errorf("unknown state %q (want open, acknowledged or resolved)", s)
+}
+
+// Alert is one Alertmanager alert inside an incident, keyed by fingerprint.
+type Alert struct {
+	Fingerprint  string            `json:"fingerprint"`
+	Status       string            `json:"status"` // firing | resolved
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       time.Time         `json:"endsAt,omitzero"`
+	GeneratorURL string            `json:"generatorURL,omitempty"`
+}
+
+// Firing reports whether the alert is firing.
+func (a Alert) Firing() bool { return a.Status == "firing" }
+
+// Notification is one Alertmanager webhook delivery (payload version 4), parsed
+// and validated, in domain terms.
+type Notification struct {
+	GroupKey          string
+	Status            string // firing | resolved
+	Receiver          string
+	GroupLabels       map[string]string
+	CommonLabels      map[string]string
+	CommonAnnotations map[string]string
+	ExternalURL       string
+	TruncatedAlerts   int
+	Alerts            []Alert
+}
+
+// Escalation is where an incident stands in its policy. It is engine state,
+// stored with the incident so that a restart resumes where it was.
+type Escalation struct {
+	Policy string `json:"policy,omitempty"`
+	// Started is false until the first step has been planned.
+	Started bool `json:"started,omitempty"`
+	Round   int  `json:"round"` // 0-based repeat round
+	Step    int  `json:"step"`  // index into the policy's steps
+	// Generation increases every time the incident moves to another step, is
+	// acknowledged, unacknowledged or resolved. A page remembers the generation
+	// it was sent in, so an answer applies as of that page.
+	Generation uint64    `json:"generation"`
+	StepAt     time.Time `json:"stepAt,omitzero"`
+	// NextAt is when the engine must look at the incident again (zero: never).
+	NextAt time.Time `json:"nextAt,omitzero"`
+	// Exhausted is set once the policy and its fallback have been used up.
+	Exhausted bool `json:"exhausted,omitempty"`
+	// Fallback is set once the fallback list has been paged.
+	Fallback bool `json:"fallback,omitempty"`
+}
+
+// Incident is one Alertmanager group while any of its alerts fire.
+type Incident struct {
+	ID                uint64            `json:"id"`
+	GroupKey          string            `json:"groupKey"`
+	State             State             `json:"state"`
+	Title             string            `json:"title"`
+	Severity          string            `json:"severity,omitempty"`
+	Receiver          string            `json:"receiver,omitempty"`
+	ExternalURL       string            `json:"externalURL,omitempty"`
+	GroupLabels       map[string]string `json:"groupLabels,omitempty"`
+	CommonLabels      map[string]string `json:"commonLabels,omitempty"`
+	CommonAnnotations map[string]string `json:"commonAnnotations,omitempty"`
+	Alerts            []Alert           `json:"alerts"`
+	OpenedAt          time.Time         `json:"openedAt"`
+	UpdatedAt         time.Time         `json:"updatedAt"`
+	AckedAt           time.Time         `json:"acknowledgedAt,omitzero"`
+	AckedBy           string            `json:"acknowledgedBy,omitempty"`
+	AckedVia          string            `json:"acknowledgedVia,omitempty"`
+	ResolvedAt        time.Time         `json:"resolvedAt,omitzero"`
+	// Synthetic marks alarms Klaxon raises about itself.
+	Synthetic  bool       `json:"synthetic,omitempty"`
+	Escalation Escalation `json:"escalation"`
+}
+
+// Key is the incident's stable external key (PagerDuty dedup key).
+func (inc *Incident) Key() string { return "klaxon-" + strconv.FormatUint(inc.ID, 10) }
+
+// ParseKey parses an incident key made by Key.
+func ParseKey(key string) (uint64, bool) {
+	s, ok := strings.CutPrefix(key, "klaxon-")
+	if !ok {
+		return 0, false
+	}
+	id, err := strconv.ParseUint(s, 10, 64)
+	return id, err == nil && id > 0
+}
+
+// Firing counts the incident's firing alerts.
+func (inc *Incident) Firing() int {
+	n := 0
+	for _, a := range inc.Alerts {
+		if a.Firing() {
+			n++
+		}
+	}
+	return n
+}
+
+// Labels is the label set routes match against: the common labels, or the
+// first alert's labels when the group has none in common.
+func (inc *Incident) Labels() map[string]string {
+	if len(inc.CommonLabels) > 0 {
+		return inc.CommonLabels
+	}
+	if len(inc.Alerts) > 0 {
+		return inc.Alerts[0].Labels
+	}
+	return map[string]string{}
+}
+
+// EventKind names a timeline entry.
+type EventKind string
+
+// Timeline entry kinds.
+const (
+	EvOpened       EventKind = "opened"
+	EvAlertFiring  EventKind = "alert-firing"
+	EvAlertResolve EventKind = "alert-resolved"
+	EvTruncated    EventKind = "truncated"
+	EvPolicy       EventKind = "policy"
+	EvStep         EventKind = "step"
+	EvPaged        EventKind = "paged"
+	EvPageResult   EventKind = "page-result"
+	EvSkipped      EventKind = "skipped"
+	EvAcknowledged EventKind = "acknowledged"
+	EvUnack        EventKind = "unacknowledged"
+	EvEscalated    EventKind = "escalated"
+	EvRepaged      EventKind = "repaged"
+	EvExhausted    EventKind = "exhausted"
+	EvResolved     EventKind = "resolved"
+	EvIgnored      EventKind = "ignored"
+	EvNote         EventKind = "note"
+)
+
+// Event is one append-only timeline entry.
+type Event struct {
+	At      time.Time `json:"at"`
+	Kind    EventKind `json:"kind"`
+	Text    string    `json:"text"`
+	Actor   string    `json:"actor,omitempty"`
+	Channel string    `json:"channel,omitempty"`
+	PageID  string    `json:"pageId,omitempty"`
+}
+
+// PageStatus is an outbox entry's state.
+type PageStatus string
+
+// Outbox entry states, after GoAlert's message states.
+const (
+	PagePending  PageStatus = "pending"          // recorded, not yet handed over
+	PageSent     PageStatus = "sent"             // the provider accepted it
+	PageDeliv    PageStatus = "delivered"        // the provider reported delivery
+	PageTempFail PageStatus = "failed-temporary" // will be retried
+	PagePermFail PageStatus = "failed-permanent" // will not be retried
+	PageCanceled PageStatus = "canceled"         // no longer needed (acknowledged, resolved, step passed)
+	PageNoAnswer PageStatus = "no-answer"        // rang out, voicemail, busy
+	PageDeferred PageStatus = "deferred"         // held by a rate limit, folded into a later page
+)
+
+// Done reports whether the page needs no more sending.
+func (s PageStatus) Done() bool {
+	switch s {
+	case PagePending, PageTempFail, PageDeferred:
+		return false
+	}
+	return true
+}
+
+// PageRecord is one outbox entry: a page decided and recorded before it is sent.
+type PageRecord struct {
+	ID         string              `json:"id"` // "<incident>-<seq>": the idempotency key
+	Incident   uint64              `json:"incident"`
+	Seq        int                 `json:"seq"`
+	Kind       notifiers.Kind      `json:"kind"`
+	Channel    notifiers.Channel   `json:"channel"`
+	Recipient  notifiers.Recipient `json:"recipient"`
+	Generation uint64              `json:"generation"`
+	Step       int                 `json:"step"`
+	Round      int                 `json:"round"`
+	RoutingKey string              `json:"routingKey,omitempty"`
+	Text       string              `json:"text,omitempty"`
+	Status     PageStatus          `json:"status"`
+	Attempts   int                 `json:"attempts"`
+	CreatedAt  time.Time           `json:"createdAt"`
+	NextTry    time.Time           `json:"nextTry,omitzero"`
+	LastError  string              `json:"lastError,omitempty"`
+	ProviderID string              `json:"providerId,omitempty"`
+}
+
+// PageID formats an outbox entry id.
+func PageID(incident uint64, seq int) string { return fmt.Sprintf("%d-%d", incident, seq) }
+
+// ParsePageID splits an outbox entry id.
+func ParsePageID(id string) (incident uint64, seq int, ok bool) {
+	a, b, found := strings.Cut(id, "-")
+	if !found {
+		return 0, 0, false
+	}
+	inc, err1 := strconv.ParseUint(a, 10, 64)
+	s, err2 := strconv.Atoi(b)
+	return inc, s, err1 == nil && err2 == nil && inc > 0 && s > 0
+}
+
+// Change is what one decision adds to an incident: timeline entries, new
+// outbox entries, and updates of existing ones. It is written in the same
+// transaction as the incident itself.
+type Change struct {
+	Events []Event
+	Pages  []PageRecord // new entries (Seq and ID assigned by the store when 0) or updated ones
+}
+
+// Empty reports whether the change writes nothing.
+func (c *Change) Empty() bool { return len(c.Events) == 0 && len(c.Pages) == 0 }
+
+// Note appends a timeline entry.
+func (c *Change) Note(at time.Time, kind EventKind, format string, args ...any) {
+	c.Events = append(c.Events, Event{At: at, Kind: kind, Text: fmt.Sprintf(format, args...)})
+}
+
+// UpdateFunc decides a change to an incident given its current state and its
+// outbox entries. It may be called more than once for one update (bbolt's
+// Batch retries), so it must have no effect outside its arguments and result.
+// Returning ErrNoChange writes nothing.
+type UpdateFunc func(inc *Incident, pages []PageRecord) (Change, error)
+
+// IngestFunc decides what a notification changes about an incident's
+// escalation, given the timeline entries the notification itself produced.
+// Like UpdateFunc it may run more than once and must have no outside effect.
+type IngestFunc func(inc *Incident, pages []PageRecord, events []Event) (Change, error)
+
+// ErrNoChange, returned by an UpdateFunc, ends the update without writing.
+var ErrNoChange = errors.New("no change")
+
+// ErrNotFound is returned for an unknown incident.
+var ErrNotFound = errors.New("incident not found")
+
+// IngestResult says what a notification did.
+type IngestResult struct {
+	Incident uint64 // 0 when the notification touched no incident
+	Opened   bool   // a new incident was opened
+	Changed  bool   // anything was written
+	Resolved bool   // the incident became resolved
+}
+
+// Filter selects incidents in a listing.
+type Filter struct {
+	State State // "" for any
+	Limit int   // 0 for the store's default
+	// Before lists only incidents with an id below it (paging), 0 for none.
+	Before uint64
+}
+
+// Store keeps incidents, their timelines and outboxes durable. Every write is
+// committed and synced before the call returns. Implementations: boltstore.
+type Store interface {
+	// Ingest merges an Alertmanager notification into the open incident of its
+	// group (opening one if needed) and, in the same transaction, applies
+	// decide to the incident when anything changed.
+	Ingest(ctx context.Context, n Notification, now time.Time, decide IngestFunc) (IngestResult, error)
+	// Update applies fn to incident id and writes its change in one transaction.
+	Update(ctx context.Context, id uint64, fn UpdateFunc) (Incident, Change, error)
+	// Create stores a new incident (a synthetic alarm) and applies decide to it.
+	Create(ctx context.Context, inc Incident, decide UpdateFunc) (Incident, error)
+	// Incident returns one incident.
+	Incident(ctx context.Context, id uint64) (Incident, error)
+	// Timeline returns an incident's timeline, oldest first.
+	Timeline(ctx context.Context, id uint64) ([]Event, error)
+	// Pages returns an incident's outbox entries, oldest first.
+	Pages(ctx context.Context, id uint64) ([]PageRecord, error)
+	// Incidents lists incidents, newest first.
+	Incidents(ctx context.Context, f Filter) ([]Incident, error)
+	// Unfinished calls fn for every open or acknowledged incident with its
+	// unfinished outbox entries (for recovery after a restart).
+	Unfinished(ctx context.Context, fn func(inc *Incident, pending []PageRecord) error) error
+	// Counts returns the number of incidents by state.
+	Counts(ctx context.Context) (map[State]int, error)
+	// Ping checks that the store is open and writable.
+	Ping(ctx context.Context) error
+	notifiers.StateStore
+	Close() error
+}
+
+// sortAlerts orders alerts by fingerprint for stable output.
+func sortAlerts(as []Alert) {
+	sort.Slice(as, func(i, j int) bool { return as[i].Fingerprint < as[j].Fingerprint })
+}

@@ -1,0 +1,232 @@
+package escalation
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"time"
+
+	"github.com/klaxon-oncall/klaxon/notifiers"
+)
+
+// wakeItem is a scheduled look at an incident (page == "") or a page retry.
+type wakeItem struct {
+	at   time.Time
+	inc  uint64
+	page string
+}
+
+type wakeQueue []wakeItem
+
+func (q wakeQueue) Len() int           { return len(q) }
+func (q wakeQueue) Less(i, j int) bool { return q[i].at.Before(q[j].at) }
+func (q wakeQueue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *wakeQueue) Push(x any)        { *q = append(*q, x.(wakeItem)) }
+func (q *wakeQueue) Pop() any {
+	old := *q
+	it := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return it
+}
+
+// schedule makes the engine look at incident id at t (zero: never).
+func (e *Engine) schedule(id uint64, at time.Time) {
+	e.mu.Lock()
+	if at.IsZero() {
+		delete(e.wakes, id)
+		e.mu.Unlock()
+		return
+	}
+	if cur, ok := e.wakes[id]; ok && cur.Equal(at) {
+		e.mu.Unlock()
+		return
+	}
+	e.wakes[id] = at
+	heap.Push(&e.queue, wakeItem{at: at, inc: id})
+	e.mu.Unlock()
+	e.poke()
+}
+
+// scheduleRetry makes the engine try page id again at t.
+func (e *Engine) scheduleRetry(id string, at time.Time) {
+	inc, _, _ := ParsePageID(id)
+	e.mu.Lock()
+	e.retries[id] = at
+	heap.Push(&e.queue, wakeItem{at: at, inc: inc, page: id})
+	e.mu.Unlock()
+	e.poke()
+}
+
+func (e *Engine) poke() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// NextDeadline is the earliest scheduled work, if any.
+func (e *Engine) NextDeadline() (time.Time, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for e.queue.Len() > 0 {
+		it := e.queue[0]
+		if e.live(it) {
+			return it.at, true
+		}
+		heap.Pop(&e.queue)
+	}
+	return time.Time{}, false
+}
+
+// live reports whether a queue item is still the current schedule for its key.
+func (e *Engine) live(it wakeItem) bool {
+	if it.page != "" {
+		at, ok := e.retries[it.page]
+		return ok && at.Equal(it.at)
+	}
+	at, ok := e.wakes[it.inc]
+	return ok && at.Equal(it.at)
+}
+
+// due pops every live item due at now.
+func (e *Engine) due(now time.Time) []wakeItem {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []wakeItem
+	for e.queue.Len() > 0 && !e.queue[0].at.After(now) {
+		it := heap.Pop(&e.queue).(wakeItem)
+		if !e.live(it) {
+			continue
+		}
+		if it.page != "" {
+			delete(e.retries, it.page)
+		} else {
+			delete(e.wakes, it.inc)
+		}
+		out = append(out, it)
+	}
+	return out
+}
+
+// RunDue does all work due at the clock's now, in the calling goroutine when
+// the engine is inline. It returns how many items it handled.
+func (e *Engine) RunDue(ctx context.Context) int {
+	items := e.due(e.cfg.Clock.Now())
+	for _, it := range items {
+		if e.cfg.Inline {
+			e.handle(ctx, it)
+			continue
+		}
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.handle(ctx, it)
+		}()
+	}
+	return len(items)
+}
+
+func (e *Engine) handle(ctx context.Context, it wakeItem) {
+	if it.page != "" {
+		e.retry(ctx, it.page)
+		return
+	}
+	e.wake(ctx, it.inc)
+}
+
+// wake lets Decide move incident id forward.
+func (e *Engine) wake(ctx context.Context, id uint64) {
+	now := e.cfg.Clock.Now()
+	inc, ch, err := e.cfg.Store.Update(ctx, id, func(inc *Incident, pages []PageRecord) (Change, error) {
+		ch := Decide(inc, pages, e.situation(inc, now))
+		return ch, nil
+	})
+	if err != nil {
+		e.log.Error("escalation step failed; retrying in 5s", "incident", id, "error", err)
+		if !errors.Is(err, ErrNotFound) {
+			e.schedule(id, now.Add(5*time.Second))
+		}
+		return
+	}
+	e.after(ctx, inc, ch)
+}
+
+// retry sends a page again after a temporary failure or a rate-limit hold.
+func (e *Engine) retry(ctx context.Context, pageID string) {
+	id, _, _ := ParsePageID(pageID)
+	inc, err := e.cfg.Store.Incident(ctx, id)
+	if err != nil {
+		e.log.Error("retrying a page", "page", pageID, "error", err)
+		return
+	}
+	pages, err := e.cfg.Store.Pages(ctx, id)
+	if err != nil {
+		e.log.Error("retrying a page", "page", pageID, "error", err)
+		return
+	}
+	p, ok := findPage(pages, pageID)
+	if !ok || p.Status.Done() {
+		return
+	}
+	if into, ok := e.limiter.foldedInto(pageID); ok {
+		e.record(ctx, p, PageSent, notifiers.Receipt{Detail: "folded into page " + into}, nil, 0)
+		return
+	}
+	e.send(ctx, inc, p)
+}
+
+// Recover reloads every unfinished incident after a start: deadlines that
+// passed while Klaxon was down fire at once; pages that were pending or in
+// flight at a crash are sent again with the same idempotency key.
+func (e *Engine) Recover(ctx context.Context) (incidents, pages int, err error) {
+	now := e.cfg.Clock.Now()
+	err = e.cfg.Store.Unfinished(ctx, func(inc *Incident, pending []PageRecord) error {
+		incidents++
+		e.mu.Lock()
+		if !inc.Escalation.NextAt.IsZero() {
+			e.wakes[inc.ID] = inc.Escalation.NextAt
+			e.queue = append(e.queue, wakeItem{at: inc.Escalation.NextAt, inc: inc.ID})
+		}
+		for _, p := range pending {
+			at := p.NextTry
+			if at.IsZero() || at.Before(now) {
+				at = now
+			}
+			e.retries[p.ID] = at
+			e.queue = append(e.queue, wakeItem{at: at, inc: inc.ID, page: p.ID})
+			if p.Status == PageDeferred {
+				e.limiter.fold(p)
+			}
+			pages++
+		}
+		e.mu.Unlock()
+		return nil
+	})
+	e.mu.Lock()
+	heap.Init(&e.queue)
+	e.mu.Unlock()
+	e.poke()
+	return incidents, pages, err
+}
+
+// Run does scheduled work until ctx ends, then waits for sends in flight.
+func (e *Engine) Run(ctx context.Context) error {
+	timer := e.cfg.Clock.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		e.RunDue(ctx)
+		wait := time.Hour
+		if at, ok := e.NextDeadline(); ok {
+			wait = max(at.Sub(e.cfg.Clock.Now()), 0)
+		}
+		timer.Stop()
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			e.wg.Wait()
+			return nil
+		case <-e.kick:
+		case <-timer.C():
+		}
+	}
+}

@@ -1,0 +1,86 @@
+// Package metrics defines Klaxon's Prometheus metrics in one place, so the
+// server, the store and the engine record into the same registry.
+package metrics
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds Klaxon's collectors.
+type Metrics struct {
+	Registry *prometheus.Registry
+	// Webhooks counts Alertmanager webhooks by outcome (ok, duplicate, bad_request,
+	// unauthorized, too_large, store_error, method_not_allowed).
+	Webhooks *prometheus.CounterVec
+	// CommitSeconds observes store write transactions, fsync included.
+	CommitSeconds prometheus.Histogram
+	// Pages counts pages by channel and result.
+	Pages *prometheus.CounterVec
+	// PageSeconds observes how long a provider took to take a page.
+	PageSeconds *prometheus.HistogramVec
+	// Exhausted counts incidents whose policy ran out.
+	Exhausted prometheus.Counter
+}
+
+// New registers Klaxon's metrics, the Go and process collectors and build info
+// on a fresh registry. incidents, if not nil, is called at scrape time for the
+// number of incidents in each state.
+func New(incidents func(ctx context.Context) (map[string]int, error)) *Metrics {
+	r := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: r,
+		Webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "klaxon_webhooks_total", Help: "Alertmanager webhooks received, by outcome.",
+		}, []string{"outcome"}),
+		CommitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "klaxon_store_commit_seconds",
+			Help:    "Duration of store write transactions including fsync.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}),
+		Pages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "klaxon_pages_total", Help: "Pages handed to channels, by channel and result.",
+		}, []string{"channel", "result"}),
+		PageSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "klaxon_page_seconds", Help: "Time a channel's provider took to take a page.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"channel"}),
+		Exhausted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "klaxon_incidents_exhausted_total", Help: "Incidents whose escalation policy and fallback ran out without an acknowledgement.",
+		}),
+	}
+	r.MustRegister(m.Webhooks, m.CommitSeconds, m.Pages, m.PageSeconds, m.Exhausted,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector())
+	if incidents != nil {
+		r.MustRegister(&incidentCollector{count: incidents})
+	}
+	return m
+}
+
+// ObserveCommit records one store commit's duration.
+func (m *Metrics) ObserveCommit(d time.Duration) { m.CommitSeconds.Observe(d.Seconds()) }
+
+var incidentsDesc = prometheus.NewDesc("klaxon_incidents", "Incidents by state.", []string{"state"}, nil)
+
+type incidentCollector struct {
+	count func(ctx context.Context) (map[string]int, error)
+}
+
+func (c *incidentCollector) Describe(ch chan<- *prometheus.Desc) { ch <- incidentsDesc }
+
+func (c *incidentCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	counts, err := c.count(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(incidentsDesc, err)
+		return
+	}
+	for state, n := range counts {
+		ch <- prometheus.MustNewConstMetric(incidentsDesc, prometheus.GaugeValue, float64(n), state)
+	}
+}
