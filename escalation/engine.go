@@ -122,8 +122,12 @@ func (e *Engine) situation(inc *Incident, now time.Time) Situation {
 	if s.Rota == nil {
 		return s
 	}
-	if inc.Escalation.Policy != "" {
-		if p, ok := s.Rota.PolicyNamed(inc.Escalation.Policy); ok {
+	name := inc.Escalation.Policy
+	if name == "" {
+		name = inc.CommonLabels[AlarmPolicyLabel]
+	}
+	if name != "" {
+		if p, ok := s.Rota.PolicyNamed(name); ok {
 			s.Policy = p
 			return s
 		}
@@ -315,26 +319,39 @@ func findPage(pages []PageRecord, id string) (PageRecord, bool) {
 	return PageRecord{}, false
 }
 
-// Raise opens a synthetic incident (an alarm Klaxon raises about itself) on
-// the named policy, and plans its first step.
-func (e *Engine) Raise(ctx context.Context, key, title, policy string, labels map[string]string) (Incident, error) {
+// AlarmPolicyLabel names the label that picks an alarm's policy by id,
+// bypassing the rota's routes.
+const AlarmPolicyLabel = "klaxon_policy"
+
+// Raise opens an alarm: a synthetic incident Klaxon raises about itself (a
+// channel down, Alertmanager silent), escalated through the real engine on the
+// named policy. Raising an alarm that is already open changes nothing, so
+// callers may raise on every check.
+func (e *Engine) Raise(ctx context.Context, key, title, policy string, labels map[string]string) (IngestResult, error) {
 	now := e.cfg.Clock.Now()
-	inc := Incident{
-		GroupKey: "klaxon:" + key, State: Open, Title: title, Severity: "critical", Synthetic: true,
-		CommonLabels: labels, OpenedAt: now, UpdatedAt: now,
-		Escalation: Escalation{Policy: policy, NextAt: now},
+	l := map[string]string{"alertname": "KlaxonAlarm", "alarm": key, "severity": "critical"}
+	for k, v := range labels {
+		l[k] = v
 	}
-	var ch Change
-	out, err := e.cfg.Store.Create(ctx, inc, func(in *Incident, pages []PageRecord) (Change, error) {
-		ch = Decide(in, pages, e.situation(in, now))
-		return ch, nil
-	})
-	if err != nil {
-		return out, err
+	if policy != "" {
+		l[AlarmPolicyLabel] = policy
 	}
-	e.after(ctx, out, ch)
-	return out, nil
+	a := Alert{Fingerprint: "alarm:" + key, Status: "firing", Labels: l, StartsAt: now,
+		Annotations: map[string]string{"summary": title}}
+	return e.Ingest(ctx, Notification{GroupKey: AlarmGroupPrefix + key, Status: "firing", CommonLabels: l,
+		CommonAnnotations: map[string]string{"summary": title}, Alerts: []Alert{a}})
 }
+
+// Clear resolves the open alarm with key, if any, telling the channels it used.
+func (e *Engine) Clear(ctx context.Context, key, text string) (IngestResult, error) {
+	now := e.cfg.Clock.Now()
+	a := Alert{Fingerprint: "alarm:" + key, Status: "resolved", Labels: map[string]string{"alarm": key}, EndsAt: now,
+		StartsAt: now, Annotations: map[string]string{"summary": text}}
+	return e.Ingest(ctx, Notification{GroupKey: AlarmGroupPrefix + key, Status: "resolved", Alerts: []Alert{a}})
+}
+
+// AlarmGroupPrefix starts the group key of every alarm Klaxon raises itself.
+const AlarmGroupPrefix = "klaxon-alarm:"
 
 // after schedules the incident's next wake and hands new pages to channels.
 func (e *Engine) after(ctx context.Context, inc Incident, ch Change) {

@@ -314,3 +314,33 @@ func TestHangingProviderDoesNotStallOthers(t *testing.T) {
 	w.rec[notifiers.Matrix].Unblock()
 	eng.Wait()
 }
+
+func TestAlarmRaisedOnceOnItsPolicyAndCleared(t *testing.T) {
+	p := defaultPolicy()
+	w := newWorld(t, p)
+	w.rota.policies["selftest"] = &escalation.Policy{ID: "selftest", Steps: []escalation.Step{
+		{Targets: []escalation.Target{{Rotation: "secondary"}}, Channels: []notifiers.Channel{notifiers.Phone}, Wait: time.Minute}}}
+	for range 3 { // raised on every failing check
+		if _, err := w.eng.Raise(w.ctx, "channel:pagerduty", "PagerDuty down: account expired", "selftest", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := w.paged(); !slices.Equal(got, []string{"phone:bob"}) {
+		t.Fatalf("alarm paged %v, want one call to the secondary on the selftest policy", got)
+	}
+	inc := w.incident(1)
+	if !inc.Synthetic || inc.Escalation.Policy != "selftest" || !strings.Contains(inc.Title, "PagerDuty down") {
+		t.Fatalf("alarm incident = %+v", inc)
+	}
+	if _, err := w.eng.Clear(w.ctx, "channel:pagerduty", "PagerDuty is back"); err != nil {
+		t.Fatal(err)
+	}
+	if w.incident(1).State != escalation.Resolved {
+		t.Fatal("alarm not resolved by Clear")
+	}
+	// A later outage raises a new alarm.
+	w.clock.Advance(time.Hour)
+	if res, _ := w.eng.Raise(w.ctx, "channel:pagerduty", "PagerDuty down again", "selftest", nil); !res.Opened {
+		t.Fatal("second outage raised no alarm")
+	}
+}

@@ -296,8 +296,6 @@ type Store interface {
 	Ingest(ctx context.Context, n Notification, now time.Time, decide IngestFunc) (IngestResult, error)
 	// Update applies fn to incident id and writes its change in one transaction.
 	Update(ctx context.Context, id uint64, fn UpdateFunc) (Incident, Change, error)
-	// Create stores a new incident (a synthetic alarm) and applies decide to it.
-	Create(ctx context.Context, inc Incident, decide UpdateFunc) (Incident, error)
 	// Incident returns one incident.
 	Incident(ctx context.Context, id uint64) (Incident, error)
 	// Timeline returns an incident's timeline, oldest first.

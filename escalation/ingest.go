@@ -56,6 +56,7 @@ func OpenIncident(id uint64, g *Group, n Notification, now time.Time) (*Incident
 		UpdatedAt:         now,
 		Escalation:        Escalation{NextAt: now},
 	}
+	inc.Synthetic = strings.HasPrefix(n.GroupKey, AlarmGroupPrefix)
 	inc.refreshSummary()
 	ev := []Event{{At: now, Kind: EvOpened, Text: fmt.Sprintf("opened: %s (%d firing)", inc.Title, firing)}}
 	for _, a := range alerts {

@@ -323,27 +323,6 @@ func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc)
 	return out, ch, err
 }
 
-// Create implements escalation.Store.
-func (s *Store) Create(ctx context.Context, inc escalation.Incident, decide escalation.UpdateFunc) (escalation.Incident, error) {
-	var out escalation.Incident
-	err := s.batch(ctx, func(tx *bolt.Tx) error {
-		c := inc
-		c.Alerts = append([]escalation.Alert(nil), inc.Alerts...)
-		id, err := tx.Bucket(bIncidents).NextSequence()
-		if err != nil {
-			return err
-		}
-		c.ID = id
-		ev := []escalation.Event{{At: c.OpenedAt, Kind: escalation.EvOpened, Text: "opened: " + c.Title}}
-		if _, err := applyChange(tx, &c, ev, decide); err != nil && !errors.Is(err, escalation.ErrNoChange) {
-			return err
-		}
-		out = c
-		return nil
-	})
-	return out, err
-}
-
 // Incident implements escalation.Store.
 func (s *Store) Incident(ctx context.Context, id uint64) (escalation.Incident, error) {
 	var out escalation.Incident
