@@ -3,23 +3,39 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"sort"
 
 	"github.com/klaxon-oncall/klaxon/escalation"
 	"github.com/klaxon-oncall/klaxon/escalation/boltstore"
 	"github.com/klaxon-oncall/klaxon/internal/server"
 	"github.com/klaxon-oncall/klaxon/notifiers"
+	"github.com/klaxon-oncall/klaxon/notifiers/pagerduty"
 )
 
 // channelFlags holds the delivery channels' configuration (flags and
 // environment; secrets also as *_FILE). A channel with no configuration is off.
-type channelFlags struct{}
+type channelFlags struct {
+	pd    pagerduty.Config
+	pdErr error
+}
 
-func (c *channelFlags) declare(fs *flag.FlagSet, env map[string]string) {}
+// declare adds each channel's flags. Channel secrets come from the
+// environment or *_FILE paths (see README), never from flags that ps shows.
+func (c *channelFlags) declare(fs *flag.FlagSet, env map[string]string) {
+	c.pd, c.pdErr = pagerduty.FromEnv(os.Getenv)
+	c.pd.RegisterFlags(fs)
+}
 
-func (c *channelFlags) resolve() error { return nil }
+func (c *channelFlags) resolve() error {
+	if c.pdErr != nil {
+		return fmt.Errorf("PagerDuty: %w", c.pdErr)
+	}
+	return nil
+}
 
 // channelDeps is what channels are built with.
 type channelDeps struct {
@@ -41,7 +57,31 @@ type channelSet struct {
 }
 
 func (c *channelFlags) build(d channelDeps) (*channelSet, error) {
-	return &channelSet{testers: map[notifiers.Channel]notifiers.SelfTester{}, handlers: map[string]http.Handler{}}, nil
+	s := &channelSet{testers: map[notifiers.Channel]notifiers.SelfTester{}, handlers: map[string]http.Handler{}}
+	if c.pd.RoutingKey != "" {
+		cfg := c.pd
+		cfg.Responder, cfg.Reporter = d.responder, d.responder
+		cfg.Logger = d.log.With("channel", "pagerduty")
+		if cfg.KlaxonURL == "" {
+			cfg.KlaxonURL = d.publicURL
+		}
+		n, err := pagerduty.New(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("PagerDuty: %w", err)
+		}
+		s.add(n, n)
+		s.handlers["/webhook/pagerduty"] = n.WebhookHandler()
+		s.runners = append(s.runners, n.Run)
+	}
+	return s, nil
+}
+
+// add registers a channel and its self-test.
+func (s *channelSet) add(n notifiers.Notifier, t notifiers.SelfTester) {
+	s.notifiers = append(s.notifiers, n)
+	if t != nil {
+		s.testers[n.Channel()] = t
+	}
 }
 
 func (s *channelSet) names() []string {

@@ -26,9 +26,9 @@ import (
 // serveConfig is everything `klaxon serve` is configured with.
 type serveConfig struct {
 	listen, rotaPath, dataDir, logFormat, logLevel, publicURL string
-	maxBody                                                  int64
-	webhookToken, apiToken                                   string
-	channels                                                 channelFlags
+	maxBody                                                   int64
+	webhookToken, apiToken                                    string
+	channels                                                  channelFlags
 }
 
 func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {

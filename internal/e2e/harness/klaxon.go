@@ -1,0 +1,232 @@
+package harness
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/klaxon-oncall/klaxon/internal/testtools"
+)
+
+var (
+	klaxonOnce sync.Once
+	klaxonBin  string
+	klaxonErr  string
+)
+
+// KlaxonBinary builds cmd/klaxon once per test binary and returns its path.
+func KlaxonBinary(tb testing.TB) string {
+	tb.Helper()
+	klaxonOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "klaxon-bin-")
+		if err != nil {
+			klaxonErr = err.Error()
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "klaxon"), "./cmd/klaxon")
+		cmd.Dir = testtools.Root()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			klaxonErr = fmt.Sprintf("building klaxon: %v\n%s", err, out)
+			return
+		}
+		klaxonBin = filepath.Join(dir, "klaxon")
+	})
+	if klaxonErr != "" {
+		tb.Fatal(klaxonErr)
+	}
+	return klaxonBin
+}
+
+// KlaxonConfig configures StartKlaxon.
+type KlaxonConfig struct {
+	DataDir      string   // default: a new temp dir
+	Rota         string   // default: the repository's rota.yaml
+	WebhookToken string   // optional
+	APIToken     string   // optional
+	Args         []string // more flags for klaxon serve
+	Env          []string // more environment (KEY=VALUE)
+}
+
+// Klaxon is a `klaxon serve` subprocess on 127.0.0.1.
+type Klaxon struct {
+	tb     testing.TB
+	cfg    KlaxonConfig
+	bin    string
+	cmd    *exec.Cmd
+	url    string
+	done   chan struct{}
+	mu     sync.Mutex
+	logs   bytes.Buffer
+	client *http.Client
+}
+
+// StartKlaxon builds and starts klaxon serve, waiting until it listens. It is
+// killed when the test ends; its log is printed if the test failed.
+func StartKlaxon(tb testing.TB, cfg KlaxonConfig) *Klaxon {
+	tb.Helper()
+	if cfg.DataDir == "" {
+		cfg.DataDir = tb.TempDir()
+	}
+	if cfg.Rota == "" {
+		cfg.Rota = filepath.Join(testtools.Root(), "rota.yaml")
+	}
+	k := &Klaxon{tb: tb, cfg: cfg, bin: KlaxonBinary(tb), client: &http.Client{Timeout: 30 * time.Second}}
+	k.start()
+	tb.Cleanup(func() {
+		k.Kill()
+		if tb.Failed() {
+			tb.Logf("klaxon log:\n%s", k.Logs())
+		}
+	})
+	return k
+}
+
+func (k *Klaxon) start() {
+	k.tb.Helper()
+	args := []string{"serve", "--listen", "127.0.0.1:0", "--data", k.cfg.DataDir, "--rota", k.cfg.Rota, "--log-format", "json", "--log-level", "debug"}
+	args = append(args, k.cfg.Args...)
+	cmd := exec.Command(k.bin, args...)
+	cmd.Env = append(os.Environ(), k.cfg.Env...)
+	if k.cfg.WebhookToken != "" {
+		cmd.Env = append(cmd.Env, "KLAXON_WEBHOOK_TOKEN="+k.cfg.WebhookToken)
+	}
+	if k.cfg.APIToken != "" {
+		cmd.Env = append(cmd.Env, "KLAXON_API_TOKEN="+k.cfg.APIToken)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		k.tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		k.tb.Fatal(err)
+	}
+	k.cmd, k.done = cmd, make(chan struct{})
+	listening := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			k.mu.Lock()
+			k.logs.WriteString(line + "\n")
+			k.mu.Unlock()
+			var rec struct{ Msg, Listen string }
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "klaxon serving" {
+				select {
+				case listening <- rec.Listen:
+				default:
+				}
+			}
+		}
+		cmd.Wait()
+		close(k.done)
+	}()
+	select {
+	case addr := <-listening:
+		k.url = "http://" + addr
+	case <-k.done:
+		k.tb.Fatalf("klaxon serve exited before listening:\n%s", k.Logs())
+	case <-time.After(60 * time.Second):
+		k.tb.Fatalf("klaxon serve did not listen within 60s:\n%s", k.Logs())
+	}
+}
+
+// URL is the server's base URL.
+func (k *Klaxon) URL() string { return k.url }
+
+// DataDir is the server's data directory.
+func (k *Klaxon) DataDir() string { return k.cfg.DataDir }
+
+// Logs returns what the server logged so far.
+func (k *Klaxon) Logs() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.logs.String()
+}
+
+// Kill stops the server with SIGKILL, like a crash, and waits for it to exit.
+func (k *Klaxon) Kill() {
+	if k.cmd == nil {
+		return
+	}
+	_ = k.cmd.Process.Signal(syscall.SIGKILL)
+	<-k.done
+}
+
+// Stop stops the server with SIGTERM (graceful shutdown) and waits.
+func (k *Klaxon) Stop() {
+	_ = k.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-k.done:
+	case <-time.After(30 * time.Second):
+		k.tb.Errorf("klaxon did not stop within 30s of SIGTERM")
+		k.Kill()
+	}
+}
+
+// Restart starts the server again on the same data directory.
+func (k *Klaxon) Restart() {
+	k.tb.Helper()
+	k.start()
+}
+
+// Do sends a request with the API token and decodes a JSON answer into out (if not nil).
+func (k *Klaxon) Do(ctx context.Context, method, path string, body []byte, out any) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, method, k.url+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	if strings.HasPrefix(path, "/webhook/") {
+		if k.cfg.WebhookToken != "" {
+			req.Header.Set("Authorization", "Bearer "+k.cfg.WebhookToken)
+		}
+	} else if k.cfg.APIToken != "" {
+		req.Header.Set("Authorization", "Bearer "+k.cfg.APIToken)
+	}
+	resp, err := k.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if out != nil && resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("decoding %s: %w", raw, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// Eventually polls cond until it returns true or the deadline passes, failing
+// the test with what cond last reported.
+func Eventually(tb testing.TB, within time.Duration, cond func() (bool, string)) {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("condition not met within %s: %s", within, why)
+		}
+		<-tick.C
+	}
+}
