@@ -14,6 +14,7 @@ import (
 	"github.com/klaxon-oncall/klaxon/internal/server"
 	"github.com/klaxon-oncall/klaxon/notifiers"
 	"github.com/klaxon-oncall/klaxon/notifiers/pagerduty"
+	"github.com/klaxon-oncall/klaxon/notifiers/twilio"
 )
 
 // channelFlags holds the delivery channels' configuration (flags and
@@ -21,6 +22,8 @@ import (
 type channelFlags struct {
 	pd    pagerduty.Config
 	pdErr error
+	tw    twilio.Config
+	twErr error
 }
 
 // declare adds each channel's flags. Channel secrets come from the
@@ -28,11 +31,16 @@ type channelFlags struct {
 func (c *channelFlags) declare(fs *flag.FlagSet, env map[string]string) {
 	c.pd, c.pdErr = pagerduty.FromEnv(os.Getenv)
 	c.pd.RegisterFlags(fs)
+	c.twErr = c.tw.LoadEnv(os.Getenv)
+	c.tw.RegisterFlags(fs)
 }
 
 func (c *channelFlags) resolve() error {
 	if c.pdErr != nil {
 		return fmt.Errorf("PagerDuty: %w", c.pdErr)
+	}
+	if c.twErr != nil {
+		return fmt.Errorf("Twilio: %w", c.twErr)
 	}
 	return nil
 }
@@ -73,7 +81,29 @@ func (c *channelFlags) build(d channelDeps) (*channelSet, error) {
 		s.handlers["/webhook/pagerduty"] = n.WebhookHandler()
 		s.runners = append(s.runners, n.Run)
 	}
+	if c.tw.AccountSID != "" {
+		cfg := c.tw
+		cfg.Responder, cfg.Reporter, cfg.State = d.responder, d.responder, d.store
+		cfg.Logger = d.log.With("channel", "twilio")
+		if cfg.PublicURL == "" {
+			cfg.PublicURL = d.publicURL
+		}
+		tw, err := twilio.New(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("Twilio: %w", err)
+		}
+		voice, sms := tw.Voice(), tw.SMS()
+		s.add(voice, selfTester(voice))
+		s.add(sms, selfTester(sms))
+		s.handlers["/webhook/twilio/"] = tw.Handler()
+	}
 	return s, nil
+}
+
+// selfTester returns n's self-test, if it has one.
+func selfTester(n notifiers.Notifier) notifiers.SelfTester {
+	t, _ := n.(notifiers.SelfTester)
+	return t
 }
 
 // add registers a channel and its self-test.

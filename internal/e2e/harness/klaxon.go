@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -52,6 +53,7 @@ func KlaxonBinary(tb testing.TB) string {
 // KlaxonConfig configures StartKlaxon.
 type KlaxonConfig struct {
 	DataDir      string   // default: a new temp dir
+	Listen       string   // default 127.0.0.1:0; see FreeAddr when callbacks need the URL up front
 	Rota         string   // default: the repository's rota.yaml
 	WebhookToken string   // optional
 	APIToken     string   // optional
@@ -95,7 +97,11 @@ func StartKlaxon(tb testing.TB, cfg KlaxonConfig) *Klaxon {
 
 func (k *Klaxon) start() {
 	k.tb.Helper()
-	args := []string{"serve", "--listen", "127.0.0.1:0", "--data", k.cfg.DataDir, "--rota", k.cfg.Rota, "--log-format", "json", "--log-level", "debug"}
+	listen := k.cfg.Listen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	args := []string{"serve", "--listen", listen, "--data", k.cfg.DataDir, "--rota", k.cfg.Rota, "--log-format", "json", "--log-level", "debug"}
 	args = append(args, k.cfg.Args...)
 	cmd := exec.Command(k.bin, args...)
 	cmd.Env = append(os.Environ(), k.cfg.Env...)
@@ -229,4 +235,16 @@ func Eventually(tb testing.TB, within time.Duration, cond func() (bool, string))
 		}
 		<-tick.C
 	}
+}
+
+// FreeAddr returns a loopback address that was free a moment ago, for a
+// Klaxon whose public URL (provider callbacks) must be known before it starts.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

@@ -1,0 +1,204 @@
+package twilio
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	faketwilio "github.com/klaxon-oncall/klaxon/internal/fakes/twilio"
+	"github.com/klaxon-oncall/klaxon/notifiers"
+)
+
+func smsPage(id string) notifiers.Page {
+	p := page(id, alice)
+	p.Channel = notifiers.SMS
+	return p
+}
+
+func TestSMSPageAndReplies(t *testing.T) {
+	tests := []struct {
+		reply      string
+		wantAction notifiers.Action // "" → no response
+		wantAnswer string
+	}{
+		{"1", notifiers.Ack, "Klaxon: Incident 42 acknowledged by Alice."},
+		{" Ack ", notifiers.Ack, "Klaxon: Incident 42 acknowledged by Alice."},
+		{"ACK!", notifiers.Ack, "Klaxon: Incident 42 acknowledged by Alice."},
+		{"2", notifiers.Escalate, "Klaxon: Incident 42 acknowledged by Alice."},
+		{"escalate", notifiers.Escalate, "Klaxon: Incident 42 acknowledged by Alice."},
+		{"what?", "", "Klaxon #42: reply 1 to ack, 2 to escalate."},
+		{"", "", "Klaxon #42: reply 1 to ack, 2 to escalate."},
+		{"STOP", "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.reply, func(t *testing.T) {
+			e := newEnv(t)
+			rc, err := e.tw.SMS().Notify(context.Background(), smsPage("s1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ph := e.fake.Phone(alice)
+			m := ph.ExpectSMS(t)
+			if m.Sid != rc.ProviderID || m.From != faketwilio.DefaultFrom {
+				t.Errorf("sms %+v, receipt %+v", m, rc)
+			}
+			if want := "Klaxon #42 CRITICAL: Disk full on db-1. Reply 1 to ack, 2 to escalate."; m.Body != want {
+				t.Errorf("body %q, want %q", m.Body, want)
+			}
+			answer := ph.ReplySMS(tc.reply)
+			if answer != tc.wantAnswer {
+				t.Errorf("answer %q, want %q", answer, tc.wantAnswer)
+			}
+			got := e.resp.responses()
+			if tc.wantAction == "" {
+				if len(got) != 0 {
+					t.Errorf("responses %v, want none", got)
+				}
+				return
+			}
+			want := notifiers.Response{Action: tc.wantAction, Incident: 42, PageID: "s1", Channel: notifiers.SMS, From: alice, At: testNow}
+			if len(got) != 1 || got[0] != want {
+				t.Errorf("responses %+v, want %+v", got, want)
+			}
+		})
+	}
+}
+
+func TestSMSReplyFromUnknownNumberIsRefused(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.tw.SMS().Notify(context.Background(), smsPage("s1")); err != nil {
+		t.Fatal(err)
+	}
+	answer := e.fake.Phone("+15559999999").SendSMS(faketwilio.DefaultFrom, "1")
+	if answer != "Klaxon: this number is not on the rota." {
+		t.Errorf("answer %q", answer)
+	}
+	if n := len(e.resp.responses()); n != 0 {
+		t.Errorf("%d responses from an unknown number", n)
+	}
+}
+
+func TestSMSReplyRoutesToLatestPage(t *testing.T) {
+	e := newEnv(t)
+	for _, id := range []string{"s1", "s2"} {
+		p := smsPage(id)
+		if id == "s2" {
+			p.Incident = 43
+		}
+		if _, err := e.tw.SMS().Notify(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.fake.Phone(alice).ReplySMS("1")
+	got := e.resp.responses()
+	if len(got) != 1 || got[0].PageID != "s2" || got[0].Incident != 43 {
+		t.Errorf("responses %+v, want the latest page s2/43", got)
+	}
+}
+
+func TestSMSReplyErrorsAndRetries(t *testing.T) {
+	e := newEnv(t)
+	e.tw.SMS().Notify(context.Background(), smsPage("s1"))
+	ph := e.fake.Phone(alice)
+	e.resp.err = notifiers.ErrNotOnRota
+	if a := ph.ReplySMS("1"); a != "Klaxon: only people on the rota can acknowledge." {
+		t.Errorf("not on rota answer %q", a)
+	}
+	e.resp.err = nil
+	ph.ReplySMS("1")
+	// Twilio retries the same message: one response only, same answer.
+	first := e.fake.LastCallback()
+	for range 3 {
+		again := e.fake.Resend(first)
+		if again.Body != first.Body {
+			t.Errorf("retry answered %q, first %q", again.Body, first.Body)
+		}
+	}
+	if n := len(e.resp.responses()); n != 2 {
+		t.Errorf("%d responses, want 2 (one per distinct message)", n)
+	}
+}
+
+func TestSMSNoticesAndIgnoredKinds(t *testing.T) {
+	e := newEnv(t)
+	ph := e.fake.Phone(alice)
+	for _, tc := range []struct {
+		kind notifiers.Kind
+		text string
+		want string
+	}{
+		{notifiers.KindAcknowledged, "acknowledged by Alice via phone", "Klaxon #42 acknowledged by Alice via phone."},
+		{notifiers.KindResolved, "", "Klaxon #42 resolved."},
+	} {
+		p := smsPage("n-" + string(tc.kind))
+		p.Kind, p.Text = tc.kind, tc.text
+		if _, err := e.tw.SMS().Notify(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+		if m := ph.ExpectSMS(t); m.Body != tc.want {
+			t.Errorf("%s: body %q, want %q", tc.kind, m.Body, tc.want)
+		}
+	}
+	for _, k := range []notifiers.Kind{notifiers.KindNotice, notifiers.KindEscalated, notifiers.KindUnacknowledged} {
+		p := smsPage("x")
+		p.Kind = k
+		if rc, err := e.tw.SMS().Notify(context.Background(), p); err != nil || rc != (notifiers.Receipt{}) {
+			t.Errorf("%s: %+v %v", k, rc, err)
+		}
+	}
+	if ph.PendingSMS() != 0 {
+		t.Errorf("ignored kinds sent texts")
+	}
+	// Notices do not route replies: a reply finds no page.
+	if a := ph.ReplySMS("1"); a != "Klaxon: this number is not on the rota." {
+		t.Errorf("reply after notices only: %q", a)
+	}
+}
+
+func TestSMSBodyIsBounded(t *testing.T) {
+	p := smsPage("s1")
+	p.Title = strings.Repeat("very long title ", 100)
+	b := smsPageBody(p)
+	if n := len([]rune(b)); n > maxSMS || !strings.HasSuffix(b, "Reply 1 to ack, 2 to escalate.") {
+		t.Errorf("body of %d runes: %q", n, b)
+	}
+}
+
+func TestSMSDeliveryReports(t *testing.T) {
+	tests := []struct {
+		name      string
+		do        func(*faketwilio.SMS)
+		status    notifiers.DeliveryStatus
+		permanent bool
+		detail    string
+	}{
+		{"delivered", (*faketwilio.SMS).Delivered, notifiers.Delivered, false, "delivered"},
+		{"landline", func(m *faketwilio.SMS) { m.Undelivered(30006) }, notifiers.Failed, true, "sms undelivered: 30006"},
+		{"unreachable", func(m *faketwilio.SMS) { m.Undelivered(30003) }, notifiers.Failed, false, "sms undelivered: 30003"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.tw.SMS().Notify(context.Background(), smsPage("s1"))
+			m := e.fake.Phone(alice).ExpectSMS(t)
+			tc.do(m)
+			e.fake.RetryLastCallback()
+			reps := e.rep.reports()
+			if len(reps) != 1 || reps[0].Status != tc.status || reps[0].Permanent != tc.permanent || !strings.HasPrefix(reps[0].Detail, tc.detail) || reps[0].Channel != notifiers.SMS || reps[0].PageID != "s1" {
+				t.Errorf("reports %+v", reps)
+			}
+		})
+	}
+}
+
+func TestSMSThroughMessagingService(t *testing.T) {
+	svc := faketwilio.NewSID("MG")
+	e := newEnv(t, func(c *Config) { c.MessagingServiceSID = svc })
+	if _, err := e.tw.SMS().Notify(context.Background(), smsPage("s1")); err != nil {
+		t.Fatal(err)
+	}
+	m := e.fake.Phone(alice).ExpectSMS(t)
+	if m.MessagingServiceSid != svc {
+		t.Errorf("sent via %q, want %q", m.MessagingServiceSid, svc)
+	}
+}
