@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	fakepagerduty "github.com/klaxon-oncall/klaxon/internal/fakes/pagerduty"
 	"github.com/klaxon-oncall/klaxon/internal/e2e/harness"
+	fakepagerduty "github.com/klaxon-oncall/klaxon/internal/fakes/pagerduty"
 )
 
 func pagerdutyEnv(pd *fakepagerduty.Server, secret string) []string {

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	faketwilio "github.com/klaxon-oncall/klaxon/internal/fakes/twilio"
 	"github.com/klaxon-oncall/klaxon/internal/e2e/harness"
+	faketwilio "github.com/klaxon-oncall/klaxon/internal/fakes/twilio"
 )
 
 const twilioToken = "e2eTwilioAuthToken0123456789abcd"

@@ -15,8 +15,8 @@ import (
 type Recorder struct {
 	ch notifiers.Channel
 
-	mu    sync.Mutex
-	pages []notifiers.Page
+	mu      sync.Mutex
+	pages   []notifiers.Page
 	fail    func(notifiers.Page) error
 	block   chan struct{}
 	changed chan struct{} // closed and replaced on every page
