@@ -13,6 +13,7 @@ import (
 	"github.com/klaxon-oncall/klaxon/escalation/boltstore"
 	"github.com/klaxon-oncall/klaxon/internal/server"
 	"github.com/klaxon-oncall/klaxon/notifiers"
+	"github.com/klaxon-oncall/klaxon/notifiers/matrix"
 	"github.com/klaxon-oncall/klaxon/notifiers/pagerduty"
 	"github.com/klaxon-oncall/klaxon/notifiers/twilio"
 )
@@ -20,10 +21,13 @@ import (
 // channelFlags holds the delivery channels' configuration (flags and
 // environment; secrets also as *_FILE). A channel with no configuration is off.
 type channelFlags struct {
-	pd    pagerduty.Config
-	pdErr error
-	tw    twilio.Config
-	twErr error
+	pd     pagerduty.Config
+	pdErr  error
+	tw     twilio.Config
+	twErr  error
+	mx     matrix.Config
+	mxDone func() error
+	mxOn   bool
 }
 
 // declare adds each channel's flags. Channel secrets come from the
@@ -33,6 +37,7 @@ func (c *channelFlags) declare(fs *flag.FlagSet, env map[string]string) {
 	c.pd.RegisterFlags(fs)
 	c.twErr = c.tw.LoadEnv(os.Getenv)
 	c.tw.RegisterFlags(fs)
+	c.mxDone = c.mx.RegisterFlags(fs, os.Getenv)
 }
 
 func (c *channelFlags) resolve() error {
@@ -41,6 +46,12 @@ func (c *channelFlags) resolve() error {
 	}
 	if c.twErr != nil {
 		return fmt.Errorf("Twilio: %w", c.twErr)
+	}
+	c.mxOn = c.mx.Homeserver != "" || c.mx.UserID != "" || c.mx.Room != ""
+	if c.mxOn {
+		if err := c.mxDone(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -80,6 +91,17 @@ func (c *channelFlags) build(d channelDeps) (*channelSet, error) {
 		s.add(n, n)
 		s.handlers["/webhook/pagerduty"] = n.WebhookHandler()
 		s.runners = append(s.runners, n.Run)
+	}
+	if c.mxOn {
+		cfg := c.mx
+		cfg.Responder, cfg.State = d.responder, d.store
+		cfg.Logger = d.log.With("channel", "matrix")
+		mx, err := matrix.New(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("Matrix: %w", err)
+		}
+		s.add(mx, mx)
+		s.runners = append(s.runners, mx.Run)
 	}
 	if c.tw.AccountSID != "" {
 		cfg := c.tw

@@ -1,0 +1,205 @@
+package escalation_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/klaxon-oncall/klaxon/escalation"
+	"github.com/klaxon-oncall/klaxon/escalation/boltstore"
+	"github.com/klaxon-oncall/klaxon/notifiers"
+)
+
+// stampNotifier records, per incident, when its first page reached the channel.
+type stampNotifier struct {
+	mu    sync.Mutex
+	first map[uint64]time.Time
+}
+
+func (s *stampNotifier) Channel() notifiers.Channel { return notifiers.Matrix }
+func (s *stampNotifier) Notify(_ context.Context, p notifiers.Page) (notifiers.Receipt, error) {
+	now := time.Now()
+	s.mu.Lock()
+	if _, ok := s.first[p.Incident]; !ok {
+		s.first[p.Incident] = now
+	}
+	s.mu.Unlock()
+	return notifiers.Receipt{}, nil
+}
+
+var (
+	prefillMu    sync.Mutex
+	prefillFiles = map[int]string{}
+)
+
+// prefilled returns a data directory holding n open, escalating incidents
+// (made once per size and copied for each benchmark).
+func prefilled(b *testing.B, n int) string {
+	b.Helper()
+	prefillMu.Lock()
+	defer prefillMu.Unlock()
+	src, ok := prefillFiles[n]
+	if !ok {
+		dir, err := os.MkdirTemp("", "klaxon-bench-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, err := boltstore.Open(dir, boltstore.Options{NoSync: true, MaxBatchDelay: 20 * time.Millisecond})
+		if err != nil {
+			b.Fatal(err)
+		}
+		rota := newRota(defaultPolicy())
+		eng := escalation.New(escalation.Config{Store: s, Rota: func() escalation.Rota { return rota },
+			Notifiers: []notifiers.Notifier{&stampNotifier{first: map[uint64]time.Time{}}}, MaxInFlight: 64})
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 256)
+		for i := range n {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				if _, err := eng.Ingest(context.Background(), firing(fmt.Sprint("pre-", i), "a")); err != nil {
+					b.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		eng.Wait()
+		s.Close()
+		src = dir
+		prefillFiles[n] = dir
+	}
+	dst := b.TempDir()
+	copyFile(b, filepath.Join(src, boltstore.FileName), filepath.Join(dst, boltstore.FileName))
+	return dst
+}
+
+func copyFile(b *testing.B, from, to string) {
+	in, err := os.Open(from)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		b.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkFirstPage measures from Ingest of a new alert group (with fsync)
+// to its first page being handed to a channel, with many incidents already
+// open and escalating. Sequential arrivals, as latency is the question.
+//
+//	go test -run '^$' -bench FirstPage -benchtime 2000x -count 6 ./escalation/
+func BenchmarkFirstPage(b *testing.B) {
+	for _, open := range []int{1000, 100000} {
+		b.Run(fmt.Sprintf("open=%d", open), func(b *testing.B) {
+			dir := prefilled(b, open)
+			s, err := boltstore.Open(dir, boltstore.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			rec := &stampNotifier{first: map[uint64]time.Time{}}
+			rota := newRota(defaultPolicy())
+			eng := escalation.New(escalation.Config{Store: s, Rota: func() escalation.Rota { return rota }, Notifiers: []notifiers.Notifier{rec}})
+			if _, _, err := eng.Recover(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go eng.Run(ctx)
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := range b.N {
+				t0 := time.Now()
+				res, err := eng.Ingest(ctx, firing(fmt.Sprint("new-", i), "a"))
+				if err != nil || !res.Opened {
+					b.Fatal(res, err)
+				}
+				// The page goes out in the background: wait for it.
+				for {
+					rec.mu.Lock()
+					at, ok := rec.first[res.Incident]
+					rec.mu.Unlock()
+					if ok {
+						lat = append(lat, at.Sub(t0))
+						break
+					}
+					runtime.Gosched()
+				}
+			}
+			b.StopTimer()
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+		})
+	}
+}
+
+// BenchmarkRecover100k measures a restart with 100,000 open escalating
+// incidents: from opening the store to escalation resuming (Recover done),
+// and the resident memory the engine holds for them.
+//
+//	go test -run '^$' -bench Recover100k -benchtime 3x -count 6 ./escalation/
+func BenchmarkRecover100k(b *testing.B) {
+	const open = 100000
+	for range b.N {
+		b.StopTimer()
+		dir := prefilled(b, open)
+		runtime.GC()
+		b.StartTimer()
+		t0 := time.Now()
+		s, err := boltstore.Open(dir, boltstore.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		rota := newRota(defaultPolicy())
+		eng := escalation.New(escalation.Config{Store: s, Rota: func() escalation.Rota { return rota },
+			Notifiers: []notifiers.Notifier{&stampNotifier{first: map[uint64]time.Time{}}}})
+		n, _, err := eng.Recover(context.Background())
+		if err != nil || n != open {
+			b.Fatal(n, err)
+		}
+		took := time.Since(t0)
+		b.StopTimer()
+		runtime.GC()
+		b.ReportMetric(took.Seconds(), "recover-s")
+		b.ReportMetric(float64(rssBytes())/(1<<20), "rss-MiB")
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MiB")
+		runtime.KeepAlive(eng)
+		s.Close()
+		b.StartTimer()
+	}
+}
+
+// rssBytes reads the process's resident set size (Linux), 0 elsewhere.
+func rssBytes() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
