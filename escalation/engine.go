@@ -595,7 +595,11 @@ func (e *Engine) Report(ctx context.Context, r notifiers.Report) error {
 	}
 	now := e.cfg.Clock.Now()
 	if e.cfg.Evidence != nil && r.Status == notifiers.Failed {
-		e.cfg.Evidence(r.Channel, fmt.Errorf("%s", r.Detail))
+		err := fmt.Errorf("provider reported: %s", r.Detail)
+		if r.Permanent {
+			err = notifiers.Permanent("", err)
+		}
+		e.cfg.Evidence(r.Channel, err)
 	}
 	inc, ch, err := e.cfg.Store.Update(ctx, id, func(inc *Incident, pages []PageRecord) (Change, error) {
 		var ch Change

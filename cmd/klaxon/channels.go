@@ -9,8 +9,6 @@ import (
 	"os"
 	"sort"
 
-	"github.com/klaxon-oncall/klaxon/escalation"
-	"github.com/klaxon-oncall/klaxon/escalation/boltstore"
 	"github.com/klaxon-oncall/klaxon/internal/server"
 	"github.com/klaxon-oncall/klaxon/notifiers"
 	"github.com/klaxon-oncall/klaxon/notifiers/matrix"
@@ -59,7 +57,7 @@ func (c *channelFlags) resolve() error {
 // channelDeps is what channels are built with.
 type channelDeps struct {
 	log       *slog.Logger
-	store     *boltstore.Store
+	store     notifiers.StateStore
 	responder interface {
 		notifiers.Responder
 		notifiers.Reporter
@@ -148,16 +146,14 @@ func (s *channelSet) names() []string {
 	return out
 }
 
-// health reports a channel's health to the engine at decision time.
-func (s *channelSet) health(ch notifiers.Channel) escalation.ChannelHealth {
-	return escalation.ChannelHealth{Configured: true}
+// channels lists the configured channels.
+func (s *channelSet) channels() []notifiers.Channel {
+	var out []notifiers.Channel
+	for _, n := range s.notifiers {
+		out = append(out, n.Channel())
+	}
+	return out
 }
-
-// evidence learns of every page's result.
-func (s *channelSet) evidence(ch notifiers.Channel, err error) {}
-
-// ready fails /readyz when no channel can page anyone.
-func (s *channelSet) ready(ctx context.Context) error { return nil }
 
 func (s *channelSet) mount(srv *server.Server) {
 	for p, h := range s.handlers {

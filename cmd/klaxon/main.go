@@ -27,6 +27,8 @@ Usage:
   klaxon ack|unack|escalate|resolve ID act on an incident through a running server
   klaxon rota check|show|diff|ics      check and explore rota.yaml
   klaxon simulate [flags]              run the real engine on a fake clock and print the timeline
+  klaxon selftest                      check every configured channel's account once (exit 1 if one is down)
+  klaxon status                        channel health as a running server sees it
   klaxon version                       print the version
 
 Run 'klaxon COMMAND -h' for a command's flags.
@@ -55,6 +57,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runAct(ctx, cmd, rest, stdout, stderr)
 	case "rota":
 		return runRota(rest, stdout, stderr, time.Now)
+	case "selftest":
+		return runSelftest(ctx, rest, stdout, stderr)
+	case "status":
+		return runStatus(ctx, rest, stdout, stderr)
 	case "simulate":
 		return runSimulate(ctx, rest, stdout, stderr)
 	case "version", "--version":

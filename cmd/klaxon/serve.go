@@ -19,6 +19,7 @@ import (
 	"github.com/klaxon-oncall/klaxon/escalation"
 	"github.com/klaxon-oncall/klaxon/escalation/boltstore"
 	"github.com/klaxon-oncall/klaxon/internal/metrics"
+	"github.com/klaxon-oncall/klaxon/internal/selftest"
 	"github.com/klaxon-oncall/klaxon/internal/server"
 	"github.com/klaxon-oncall/klaxon/notifiers"
 )
@@ -29,6 +30,9 @@ type serveConfig struct {
 	maxBody                                                   int64
 	webhookToken, apiToken                                    string
 	channels                                                  channelFlags
+	selftestInterval, watchdogTimeout                         time.Duration
+	selftestPolicy, watchdogMatcher, heartbeatURL             string
+	failuresToDown                                            int
 }
 
 func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
@@ -46,6 +50,16 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error (env KLAXON_LOG_LEVEL)")
 	fs.Int64Var(&c.maxBody, "max-body", server.DefaultMaxBody, "largest webhook body accepted, in bytes (env KLAXON_MAX_BODY)")
 	fs.StringVar(&c.publicURL, "public-url", "", "Klaxon's public base URL, for links and provider callbacks (env KLAXON_PUBLIC_URL)")
+	fs.DurationVar(&c.selftestInterval, "selftest-interval", 5*time.Minute, "how often every channel's account and credentials are checked (env KLAXON_SELFTEST_INTERVAL)")
+	fs.StringVar(&c.selftestPolicy, "selftest-policy", "selftest", "rota policy that pages Klaxon's own alarms (env KLAXON_SELFTEST_POLICY)")
+	fs.IntVar(&c.failuresToDown, "selftest-failures", 2, "failed checks in a row before a channel is down and alarmed (env KLAXON_SELFTEST_FAILURES)")
+	fs.StringVar(&c.watchdogMatcher, "watchdog-matcher", `alertname="Watchdog"`, "matcher of Alertmanager's always-firing Watchdog alert (env KLAXON_WATCHDOG_MATCHER)")
+	fs.DurationVar(&c.watchdogTimeout, "watchdog-timeout", 10*time.Minute, "alarm when the Watchdog has not arrived for this long; negative disables (env KLAXON_WATCHDOG_TIMEOUT)")
+	for k, v := range map[string]string{"selftest-interval": "KLAXON_SELFTEST_INTERVAL", "selftest-policy": "KLAXON_SELFTEST_POLICY",
+		"selftest-failures": "KLAXON_SELFTEST_FAILURES", "watchdog-matcher": "KLAXON_WATCHDOG_MATCHER", "watchdog-timeout": "KLAXON_WATCHDOG_TIMEOUT"} {
+		env[k] = v
+	}
+	hb := newSecret(fs, env, "heartbeat-url", "KLAXON_HEARTBEAT_URL", "URL fetched every minute so an outside monitor notices Klaxon's death")
 	wt := newSecret(fs, env, "webhook-token", "KLAXON_WEBHOOK_TOKEN", "bearer token Alertmanager must send")
 	at := newSecret(fs, env, "api-token", "KLAXON_API_TOKEN", "bearer token the API and CLI must send")
 	c.channels.declare(fs, env)
@@ -64,6 +78,12 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	}
 	if c.apiToken, err = at.get(); err != nil {
 		return nil, err
+	}
+	if c.heartbeatURL, err = hb.get(); err != nil {
+		return nil, err
+	}
+	if c.selftestInterval < time.Second {
+		return nil, fmt.Errorf("--selftest-interval %s is too short", c.selftestInterval)
 	}
 	if err := c.channels.resolve(); err != nil {
 		return nil, err
@@ -166,12 +186,34 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 	if err != nil {
 		return err
 	}
+	if len(chans.notifiers) == 0 {
+		log.Error("no delivery channel is configured: incidents are recorded but nobody can be paged (see README: Channels)")
+	}
+	watchdog, err := selftest.WatchdogMatcher(cfg.watchdogMatcher)
+	if err != nil {
+		return fmt.Errorf("--watchdog-matcher: %w", err)
+	}
+	configured := chans.channels()
+	mon, err := selftest.New(selftest.Config{
+		Testers: chans.testers, Configured: configured, State: store, Alarms: responder,
+		Policy: cfg.selftestPolicy, Interval: cfg.selftestInterval, FailuresToDown: cfg.failuresToDown,
+		WatchdogMatcher: watchdog, WatchdogTimeout: cfg.watchdogTimeout, HeartbeatURL: cfg.heartbeatURL,
+		Owners:     func() []string { return rw.w.Current().Owners },
+		RotaErrors: rw.w.Errors,
+		Coverage: func(now time.Time, up func(notifiers.Channel) bool) []string {
+			return selftest.RotaCoverage(rw.w.Current(), now, selftest.DefaultCoverageHorizon, configured, up)
+		},
+		Logger: log.With("component", "selftest"), Registerer: m.Registry,
+	})
+	if err != nil {
+		return err
+	}
 	eng := escalation.New(escalation.Config{
 		Store:     store,
 		Rota:      rw.engineRota,
 		Notifiers: chans.notifiers,
-		Health:    chans.health,
-		Evidence:  chans.evidence,
+		Health:    mon.Health,
+		Evidence:  mon.Evidence,
 		Logger:    log,
 		BaseURL:   cfg.publicURL,
 		OnPage: func(ch notifiers.Channel, result string, took time.Duration) {
@@ -189,11 +231,12 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 	log.Info("escalations recovered", "incidents", nInc, "pending_pages", nPages, "took", time.Since(start).Round(time.Millisecond))
 
 	srv := server.New(server.Config{
-		Engine: eng, Store: store, Metrics: m, WebhookToken: cfg.webhookToken, APIToken: cfg.apiToken,
-		MaxBody: cfg.maxBody, Logger: log, Ready: chans.ready,
+		Engine: intercepted{eng, mon}, Store: store, Metrics: m, WebhookToken: cfg.webhookToken, APIToken: cfg.apiToken,
+		MaxBody: cfg.maxBody, Logger: log, Ready: mon.Ready,
 	})
 	rw.mount(srv)
 	chans.mount(srv)
+	srv.Handle("GET /api/v1/channels", srv.ProtectAPI(mon.Handler()))
 
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
@@ -208,6 +251,11 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 	errc := make(chan error, 4)
 	wg.Go(func() { errc <- eng.Run(runCtx) })
 	wg.Go(func() { rw.run(runCtx) })
+	wg.Go(func() {
+		if err := mon.Run(runCtx); err != nil && runCtx.Err() == nil {
+			log.Error("self-test loop stopped", "error", err)
+		}
+	})
 	for _, r := range chans.runners {
 		wg.Go(func() {
 			if err := r(runCtx); err != nil && runCtx.Err() == nil {
@@ -239,6 +287,22 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 	return runErr
 }
 
+// intercepted takes Alertmanager's Watchdog out of webhooks before they reach
+// the engine: it feeds the dead man's switch and never opens an incident.
+type intercepted struct {
+	*escalation.Engine
+	mon *selftest.Monitor
+}
+
+// Ingest implements server.Engine.
+func (e intercepted) Ingest(ctx context.Context, n escalation.Notification) (escalation.IngestResult, error) {
+	rest, any, err := e.mon.Intercept(ctx, n)
+	if err != nil || !any {
+		return escalation.IngestResult{}, err
+	}
+	return e.Engine.Ingest(ctx, rest)
+}
+
 // lateResponder lets channels be built before the engine they answer to.
 type lateResponder struct {
 	mu  sync.RWMutex
@@ -263,6 +327,24 @@ func (l *lateResponder) Respond(ctx context.Context, r notifiers.Response) (noti
 		return notifiers.Outcome{}, err
 	}
 	return e.Respond(ctx, r)
+}
+
+// Raise implements selftest.Alarmer.
+func (l *lateResponder) Raise(ctx context.Context, key, title, policy string, labels map[string]string) (escalation.IngestResult, error) {
+	e, err := l.get()
+	if err != nil {
+		return escalation.IngestResult{}, err
+	}
+	return e.Raise(ctx, key, title, policy, labels)
+}
+
+// Clear implements selftest.Alarmer.
+func (l *lateResponder) Clear(ctx context.Context, key, text string) (escalation.IngestResult, error) {
+	e, err := l.get()
+	if err != nil {
+		return escalation.IngestResult{}, err
+	}
+	return e.Clear(ctx, key, text)
 }
 
 // Report implements notifiers.Reporter.
