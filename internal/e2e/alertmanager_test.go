@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,7 +38,15 @@ func incidents(t *testing.T, k *harness.Klaxon, query string) []incidentJSON {
 	if err != nil || code != 200 {
 		t.Fatalf("listing incidents: %d %v", code, err)
 	}
-	return out.Incidents
+	// Leave out Klaxon's own alarms (with no channel configured, the
+	// coverage check raises one).
+	var list []incidentJSON
+	for _, inc := range out.Incidents {
+		if !strings.HasPrefix(inc.GroupKey, "klaxon-alarm:") {
+			list = append(list, inc)
+		}
+	}
+	return list
 }
 
 // TestAlertmanagerToIncident runs a real Alertmanager against klaxon serve:
