@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klaxon-oncall/klaxon/internal/e2e/harness"
 	fakepagerduty "github.com/klaxon-oncall/klaxon/internal/fakes/pagerduty"
 	faketwilio "github.com/klaxon-oncall/klaxon/internal/fakes/twilio"
-	"github.com/klaxon-oncall/klaxon/internal/e2e/harness"
 )
 
 // TestKillDuringEscalation kills klaxon serve with SIGKILL at random points
