@@ -12,6 +12,14 @@ import (
 // steps. Matrix ids live on matrixServer.
 func writeRota(t *testing.T, matrixServer, steps string) string {
 	t.Helper()
+	return writeRotaSelftest(t, matrixServer, steps, `
+      - {notify: primary, via: [matrix, phone], wait: 1m}`)
+}
+
+// writeRotaSelftest is writeRota with the steps of the selftest policy, which
+// pages Klaxon's own alarms.
+func writeRotaSelftest(t *testing.T, matrixServer, steps, selftestSteps string) string {
+	t.Helper()
 	y := fmt.Sprintf(`timezone: UTC
 people:
   alice: {name: Alice Archer, phone: "+15555550101", matrix: "@alice:%[1]s", pagerduty: PALICE1}
@@ -25,11 +33,11 @@ policies:
 %[2]s
   selftest:
     steps:
-      - {notify: primary, via: [matrix, phone], wait: 1m}
+%[3]s
 routes:
   - policy: default
 owners: [alice]
-`, matrixServer, steps)
+`, matrixServer, steps, selftestSteps)
 	path := filepath.Join(t.TempDir(), "rota.yaml")
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
