@@ -10,9 +10,9 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/klaxon-oncall/klaxon/internal/e2e/harness"
 	fakepagerduty "github.com/klaxon-oncall/klaxon/internal/fakes/pagerduty"
 	faketwilio "github.com/klaxon-oncall/klaxon/internal/fakes/twilio"
-	"github.com/klaxon-oncall/klaxon/internal/e2e/harness"
 )
 
 // roomSays waits until someone in room has posted a message whose body
