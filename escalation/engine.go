@@ -511,15 +511,7 @@ func (e *Engine) record(ctx context.Context, p PageRecord, status PageStatus, rc
 		}
 		ch.Events = append(ch.Events, ev)
 		ch.Pages = append(ch.Pages, cur)
-		if cur.Status == PagePermFail && cur.Kind == notifiers.KindPage && cur.Generation == inc.Escalation.Generation && inc.State == Open {
-			for i := range pages {
-				if pages[i].ID == cur.ID {
-					pages[i] = cur
-				}
-			}
-			d := Decide(inc, pages, e.situation(inc, now))
-			ch.Events, ch.Pages = append(ch.Events, d.Events...), append(ch.Pages, d.Pages...)
-		}
+		e.moveOnIfStepFailed(inc, pages, cur, now, &ch)
 		return ch, nil
 	})
 	if err != nil {
@@ -534,6 +526,21 @@ func (e *Engine) record(ctx context.Context, p PageRecord, status PageStatus, rc
 		}
 	}
 	e.after(ctx, inc, ch)
+}
+
+// moveOnIfStepFailed lets Decide move on at once when page cur, just failed
+// for good, was the current step's last hope.
+func (e *Engine) moveOnIfStepFailed(inc *Incident, pages []PageRecord, cur PageRecord, now time.Time, ch *Change) {
+	if cur.Status != PagePermFail || cur.Kind != notifiers.KindPage || cur.Generation != inc.Escalation.Generation || inc.State != Open {
+		return
+	}
+	for i := range pages {
+		if pages[i].ID == cur.ID {
+			pages[i] = cur
+		}
+	}
+	d := Decide(inc, pages, e.situation(inc, now))
+	ch.Events, ch.Pages = append(ch.Events, d.Events...), append(ch.Pages, d.Pages...)
 }
 
 // defer_ holds a page back for the channel's rate limit; it is folded into the
@@ -623,15 +630,7 @@ func (e *Engine) Report(ctx context.Context, r notifiers.Report) error {
 		ch.Pages = append(ch.Pages, cur)
 		ch.Events = append(ch.Events, Event{At: now, Kind: EvPageResult, Channel: string(r.Channel), Actor: cur.Recipient.PersonID, PageID: cur.ID,
 			Text: fmt.Sprintf("%s via %s: %s%s", name(cur.Recipient), r.Channel, r.Status, detail(r.Detail))})
-		if st == PagePermFail && cur.Kind == notifiers.KindPage && cur.Generation == inc.Escalation.Generation && inc.State == Open {
-			for i := range pages {
-				if pages[i].ID == cur.ID {
-					pages[i] = cur
-				}
-			}
-			d := Decide(inc, pages, e.situation(inc, now))
-			ch.Events, ch.Pages = append(ch.Events, d.Events...), append(ch.Pages, d.Pages...)
-		}
+		e.moveOnIfStepFailed(inc, pages, cur, now, &ch)
 		return ch, nil
 	})
 	if errors.Is(err, ErrNoChange) {
