@@ -1,7 +1,6 @@
 package pagerduty
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 
 	fakepd "github.com/klaxon-oncall/klaxon/internal/fakes/pagerduty"
 	"github.com/klaxon-oncall/klaxon/notifiers"
+	"github.com/klaxon-oncall/klaxon/notifiers/recorder"
 )
 
 // recordingResponder records responses and answers with a scripted outcome.
@@ -50,50 +50,13 @@ func (r *recordingResponder) all() []notifiers.Response {
 	return append([]notifiers.Response(nil), r.responses...)
 }
 
-// recordingReporter records delivery reports.
-type recordingReporter struct {
-	mu      sync.Mutex
-	reports []notifiers.Report
-}
-
-func (r *recordingReporter) Report(_ context.Context, rep notifiers.Report) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.reports = append(r.reports, rep)
-	return nil
-}
-
-func (r *recordingReporter) all() []notifiers.Report {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]notifiers.Report(nil), r.reports...)
-}
-
-// syncBuffer is a concurrency-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is a notifier wired to a fake PagerDuty.
 type env struct {
 	fake      *fakepd.Server
 	n         *Notifier
 	responder *recordingResponder
-	reporter  *recordingReporter
-	logs      *syncBuffer
+	reporter  *recorder.Reports
+	logs      *recorder.LogBuffer
 	cfg       Config
 	secret    string
 	now       *clock
@@ -124,7 +87,7 @@ const testSecret = "whsec-0123456789abcdef-signing"
 func newEnv(t *testing.T, mutate func(*Config)) *env {
 	t.Helper()
 	fake := fakepd.New(t)
-	e := &env{fake: fake, responder: newResponder(), reporter: &recordingReporter{}, logs: &syncBuffer{}, secret: testSecret,
+	e := &env{fake: fake, responder: newResponder(), reporter: &recorder.Reports{}, logs: &recorder.LogBuffer{}, secret: testSecret,
 		now: &clock{t: time.Date(2026, 3, 29, 1, 30, 0, 0, time.UTC)}}
 	fake.SetClock(e.now.Now)
 	e.cfg = Config{

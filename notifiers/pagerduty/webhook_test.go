@@ -298,7 +298,7 @@ func TestWebhookReassignedIsReportedNotAcknowledged(t *testing.T) {
 	if got := e.responder.all(); len(got) != 0 {
 		t.Fatalf("reassignment produced responses: %+v", got)
 	}
-	reps := e.reporter.all()
+	reps := e.reporter.All()
 	if len(reps) != 1 {
 		t.Fatalf("reports = %+v", reps)
 	}

@@ -2,6 +2,7 @@ package twilio
 
 import (
 	"flag"
+	"github.com/klaxon-oncall/klaxon/notifiers/recorder"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +16,7 @@ func validConfig() Config {
 		From:       "+15005550006",
 		PublicURL:  "https://klaxon.example.org/",
 		Responder:  &recResponder{},
-		Reporter:   &recReporter{},
+		Reporter:   &recorder.Reports{},
 	}
 }
 
@@ -90,7 +91,7 @@ func TestAuthTokenFileAndEnv(t *testing.T) {
 	if err := fs.Parse([]string{"-twilio-language", "en-US"}); err != nil {
 		t.Fatal(err)
 	}
-	c.Responder, c.Reporter = &recResponder{}, &recReporter{}
+	c.Responder, c.Reporter = &recResponder{}, &recorder.Reports{}
 	tw, err := New(c)
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/klaxon-oncall/klaxon/notifiers/recorder"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -200,7 +201,7 @@ func TestAPIURLWithPathPrefix(t *testing.T) {
 	proxy := httptest.NewServer(mux)
 	t.Cleanup(proxy.Close)
 	tw, err := New(Config{AccountSID: fake.AccountSID(), AuthToken: testToken, From: faketwilio.DefaultFrom,
-		PublicURL: "https://klaxon.example.org", APIURL: proxy.URL + "/twilio/", Responder: &recResponder{}, Reporter: &recReporter{}})
+		PublicURL: "https://klaxon.example.org", APIURL: proxy.URL + "/twilio/", Responder: &recResponder{}, Reporter: &recorder.Reports{}})
 	if err != nil {
 		t.Fatal(err)
 	}

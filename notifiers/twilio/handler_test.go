@@ -102,7 +102,7 @@ func TestSignedButMalformedQueries(t *testing.T) {
 			t.Errorf("%q: status %d, want 400", q, cb.Status)
 		}
 	}
-	if n := len(e.rep.reports()); n != 0 {
+	if n := len(e.rep.All()); n != 0 {
 		t.Errorf("%d reports from malformed callbacks", n)
 	}
 }
@@ -128,8 +128,8 @@ func TestSignedCallbacksWithMissingFields(t *testing.T) {
 			t.Errorf("%s %v: status %d (%s), want %d", tc.endpoint, tc.params, cb.Status, cb.Body, tc.want)
 		}
 	}
-	if len(e.resp.responses()) != 0 || len(e.rep.reports()) != 0 {
-		t.Errorf("incomplete callbacks acted: %v %v", e.resp.responses(), e.rep.reports())
+	if len(e.resp.responses()) != 0 || len(e.rep.All()) != 0 {
+		t.Errorf("incomplete callbacks acted: %v %v", e.resp.responses(), e.rep.All())
 	}
 }
 

@@ -1,7 +1,6 @@
 package twilio
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 
 	faketwilio "github.com/klaxon-oncall/klaxon/internal/fakes/twilio"
 	"github.com/klaxon-oncall/klaxon/notifiers"
+	"github.com/klaxon-oncall/klaxon/notifiers/recorder"
 )
 
 const (
@@ -48,50 +48,13 @@ func (r *recResponder) responses() []notifiers.Response {
 	return append([]notifiers.Response(nil), r.got...)
 }
 
-// recReporter records delivery reports.
-type recReporter struct {
-	mu  sync.Mutex
-	got []notifiers.Report
-}
-
-func (r *recReporter) Report(_ context.Context, rep notifiers.Report) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.got = append(r.got, rep)
-	return nil
-}
-
-func (r *recReporter) reports() []notifiers.Report {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]notifiers.Report(nil), r.got...)
-}
-
-// syncBuffer is a log sink safe for concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is a notifier wired to a fake Twilio, with its callbacks served on loopback.
 type env struct {
 	fake *faketwilio.Server
 	tw   *Twilio
 	resp *recResponder
-	rep  *recReporter
-	logs *syncBuffer
+	rep  *recorder.Reports
+	logs *recorder.LogBuffer
 	hook *httptest.Server
 }
 
@@ -100,8 +63,8 @@ func newEnv(t *testing.T, mods ...func(*Config)) *env {
 	e := &env{
 		fake: faketwilio.New(t, testToken),
 		resp: &recResponder{out: notifiers.Outcome{Incident: 42, Applied: true, By: "Alice", Message: "Incident 42 acknowledged by Alice"}},
-		rep:  &recReporter{},
-		logs: &syncBuffer{},
+		rep:  &recorder.Reports{},
+		logs: &recorder.LogBuffer{},
 	}
 	mux := http.NewServeMux()
 	e.hook = httptest.NewServer(mux)

@@ -183,7 +183,7 @@ func TestSMSDeliveryReports(t *testing.T) {
 			m := e.fake.Phone(alice).ExpectSMS(t)
 			tc.do(m)
 			e.fake.RetryLastCallback()
-			reps := e.rep.reports()
+			reps := e.rep.All()
 			if len(reps) != 1 || reps[0].Status != tc.status || reps[0].Permanent != tc.permanent || !strings.HasPrefix(reps[0].Detail, tc.detail) || reps[0].Channel != notifiers.SMS || reps[0].PageID != "s1" {
 				t.Errorf("reports %+v", reps)
 			}

@@ -120,7 +120,7 @@ func TestPressNineRepeatsThenOneAcks(t *testing.T) {
 	if got := e.resp.responses(); len(got) != 1 || got[0].Action != notifiers.Ack {
 		t.Errorf("responses = %v", got)
 	}
-	reps := e.rep.reports()
+	reps := e.rep.All()
 	if len(reps) != 1 || reps[0].Status != notifiers.Delivered {
 		t.Errorf("reports = %+v, want one Delivered", reps)
 	}
@@ -164,7 +164,7 @@ func TestNoKeypressIsNotAcknowledged(t *testing.T) {
 	if n := len(e.resp.responses()); n != 0 {
 		t.Errorf("no keypress produced %d responses", n)
 	}
-	reps := e.rep.reports()
+	reps := e.rep.All()
 	if len(reps) != 1 || reps[0].Status != notifiers.NoAnswer || !strings.Contains(reps[0].Detail, "no key pressed") || reps[0].PageID != "p1" || reps[0].Incident != 42 || reps[0].Channel != notifiers.Phone {
 		t.Errorf("reports = %+v, want one NoAnswer 'no key pressed'", reps)
 	}
@@ -185,7 +185,7 @@ func TestVoicemailNeverAcknowledges(t *testing.T) {
 			if n := len(e.resp.responses()); n != 0 {
 				t.Errorf("voicemail produced %d responses", n)
 			}
-			reps := e.rep.reports()
+			reps := e.rep.All()
 			if len(reps) != 1 || reps[0].Status != notifiers.NoAnswer || !strings.Contains(reps[0].Detail, "voicemail") {
 				t.Errorf("reports = %+v, want exactly one NoAnswer voicemail", reps)
 			}
@@ -211,7 +211,7 @@ func TestUnansweredCallsAreReported(t *testing.T) {
 			e := newEnv(t)
 			c := e.call(t, "p1")
 			tc.do(c)
-			reps := e.rep.reports()
+			reps := e.rep.All()
 			if len(reps) != 1 || reps[0].Status != tc.status || !strings.HasPrefix(reps[0].Detail, tc.detail) || reps[0].PageID != "p1" {
 				t.Errorf("reports = %+v, want one %s %q", reps, tc.status, tc.detail)
 			}
@@ -251,7 +251,7 @@ func TestRetriedCallbacksActOnce(t *testing.T) {
 	if n := len(e.resp.responses()); n != 1 {
 		t.Errorf("%d responses after retries, want 1", n)
 	}
-	if n := len(e.rep.reports()); n != 1 {
+	if n := len(e.rep.All()); n != 1 {
 		t.Errorf("%d reports after retries, want 1", n)
 	}
 	if !strings.Contains(first, "acknowledged") {

@@ -1,0 +1,51 @@
+package recorder
+
+import (
+	"bytes"
+	"context"
+	"sync"
+
+	"github.com/klaxon-oncall/klaxon/notifiers"
+)
+
+// Reports is a notifiers.Reporter that records delivery reports.
+type Reports struct {
+	mu  sync.Mutex
+	got []notifiers.Report
+}
+
+// Report implements notifiers.Reporter.
+func (r *Reports) Report(_ context.Context, rep notifiers.Report) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, rep)
+	return nil
+}
+
+// All returns the reports recorded so far, in order.
+func (r *Reports) All() []notifiers.Report {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]notifiers.Report(nil), r.got...)
+}
+
+// LogBuffer is a log sink safe for concurrent writers: tests hand it to
+// slog and search it for secrets that must not be there.
+type LogBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write implements io.Writer.
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String returns everything written so far.
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
