@@ -179,7 +179,9 @@ func BenchmarkRecover100k(b *testing.B) {
 		b.StopTimer()
 		runtime.GC()
 		b.ReportMetric(took.Seconds(), "recover-s")
-		b.ReportMetric(float64(rssBytes())/(1<<20), "rss-MiB")
+		anon, file := rss()
+		b.ReportMetric(float64(anon)/(1<<20), "rss-anon-MiB")
+		b.ReportMetric(float64(file)/(1<<20), "rss-file-MiB")
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MiB")
@@ -189,17 +191,24 @@ func BenchmarkRecover100k(b *testing.B) {
 	}
 }
 
-// rssBytes reads the process's resident set size (Linux), 0 elsewhere.
-func rssBytes() int64 {
+// rss reads the process's resident memory (Linux): anonymous (heap, stacks)
+// and file-backed (bbolt's memory map: page cache the kernel can reclaim).
+func rss() (anon, file int64) {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		return 0
+		return 0, 0
+	}
+	kb := func(rest string) int64 {
+		n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+		return n << 10
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10
+		if rest, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			anon = kb(rest)
+		}
+		if rest, ok := strings.CutPrefix(line, "RssFile:"); ok {
+			file = kb(rest)
 		}
 	}
-	return 0
+	return anon, file
 }

@@ -279,6 +279,23 @@ type IngestResult struct {
 	Resolved bool   // the incident became resolved
 }
 
+// Due is an unresolved incident's place in the schedule.
+type Due struct {
+	Incident uint64
+	State    State
+	NextAt   time.Time // zero: nothing scheduled
+	Pages    []DuePage
+}
+
+// DuePage is an unfinished outbox entry in the schedule.
+type DuePage struct {
+	ID       string
+	NextTry  time.Time // zero: as soon as possible
+	Deferred bool      // held back by a rate limit
+	Person   string
+	Channel  notifiers.Channel
+}
+
 // Filter selects incidents in a listing.
 type Filter struct {
 	State State // "" for any
@@ -304,9 +321,10 @@ type Store interface {
 	Pages(ctx context.Context, id uint64) ([]PageRecord, error)
 	// Incidents lists incidents, newest first.
 	Incidents(ctx context.Context, f Filter) ([]Incident, error)
-	// Unfinished calls fn for every open or acknowledged incident with its
-	// unfinished outbox entries (for recovery after a restart).
-	Unfinished(ctx context.Context, fn func(inc *Incident, pending []PageRecord) error) error
+	// Schedule calls fn for every open or acknowledged incident with its stored
+	// deadline and unfinished outbox entries: what a restart needs to resume
+	// escalation, read from a compact index without loading the incidents.
+	Schedule(ctx context.Context, fn func(Due) error) error
 	// Counts returns the number of incidents by state.
 	Counts(ctx context.Context) (map[State]int, error)
 	// Ping checks that the store is open and writable.

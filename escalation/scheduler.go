@@ -180,22 +180,22 @@ func (e *Engine) retry(ctx context.Context, pageID string) {
 // flight at a crash are sent again with the same idempotency key.
 func (e *Engine) Recover(ctx context.Context) (incidents, pages int, err error) {
 	now := e.cfg.Clock.Now()
-	err = e.cfg.Store.Unfinished(ctx, func(inc *Incident, pending []PageRecord) error {
+	err = e.cfg.Store.Schedule(ctx, func(d Due) error {
 		incidents++
 		e.mu.Lock()
-		if !inc.Escalation.NextAt.IsZero() {
-			e.wakes[inc.ID] = inc.Escalation.NextAt
-			e.queue = append(e.queue, wakeItem{at: inc.Escalation.NextAt, inc: inc.ID})
+		if !d.NextAt.IsZero() {
+			e.wakes[d.Incident] = d.NextAt
+			e.queue = append(e.queue, wakeItem{at: d.NextAt, inc: d.Incident})
 		}
-		for _, p := range pending {
+		for _, p := range d.Pages {
 			at := p.NextTry
 			if at.IsZero() || at.Before(now) {
 				at = now
 			}
 			e.retries[p.ID] = at
-			e.queue = append(e.queue, wakeItem{at: at, inc: inc.ID, page: p.ID})
-			if p.Status == PageDeferred {
-				e.limiter.fold(p)
+			e.queue = append(e.queue, wakeItem{at: at, inc: d.Incident, page: p.ID})
+			if p.Deferred {
+				e.limiter.fold(PageRecord{ID: p.ID, Incident: d.Incident, Channel: p.Channel, Recipient: notifiers.Recipient{PersonID: p.Person}})
 			}
 			pages++
 		}

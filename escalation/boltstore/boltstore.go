@@ -12,16 +12,19 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/klaxon-oncall/klaxon/escalation"
+	"github.com/klaxon-oncall/klaxon/notifiers"
 )
 
 var (
 	bIncidents = []byte("incidents") // be64(id) → Incident JSON
-	bOpen      = []byte("open")      // be64(id) → state (index of incidents not resolved)
+	bOpen      = []byte("open")      // be64(id) → be64(nextAt unix ns) state: the schedule of unresolved incidents
+	bPending   = []byte("pending")   // be64(id) be32(seq) → be64(nextTry) deferred channel 0 person: unfinished pages
 	bGroups    = []byte("groups")    // groupKey → Group JSON
 	bTimeline  = []byte("timeline")  // be64(id) be32(seq) → Event JSON
 	bPages     = []byte("pages")     // be64(id) be32(seq) → PageRecord JSON
@@ -89,7 +92,7 @@ func Open(dir string, o Options) (*Store, error) {
 	s := &Store{db: db, onCommit: o.OnCommit}
 	if !o.ReadOnly {
 		err = db.Update(func(tx *bolt.Tx) error {
-			for _, b := range [][]byte{bIncidents, bOpen, bGroups, bTimeline, bPages, bState, bMeta} {
+			for _, b := range [][]byte{bIncidents, bOpen, bPending, bGroups, bTimeline, bPages, bState, bMeta} {
 				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 					return err
 				}
@@ -171,7 +174,48 @@ func saveIncident(tx *bolt.Tx, inc *escalation.Incident) error {
 	if inc.State == escalation.Resolved {
 		return tx.Bucket(bOpen).Delete(be64(inc.ID))
 	}
-	return tx.Bucket(bOpen).Put(be64(inc.ID), []byte(inc.State))
+	return tx.Bucket(bOpen).Put(be64(inc.ID), append(be64(unixNano(inc.Escalation.NextAt)), inc.State...))
+}
+
+func unixNano(t time.Time) uint64 {
+	if t.IsZero() {
+		return 0
+	}
+	return uint64(t.UnixNano())
+}
+
+func fromUnixNano(v uint64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(v)).UTC()
+}
+
+// openState reads an entry of the schedule index.
+func openState(v []byte) (escalation.State, time.Time) {
+	if len(v) < 8 {
+		return escalation.State(v), time.Time{}
+	}
+	return escalation.State(v[8:]), fromUnixNano(binary.BigEndian.Uint64(v))
+}
+
+// indexPage keeps the index of unfinished pages in step with p.
+func indexPage(tx *bolt.Tx, p *escalation.PageRecord) error {
+	b := tx.Bucket(bPending)
+	k := subKey(p.Incident, p.Seq)
+	if p.Status.Done() {
+		return b.Delete(k)
+	}
+	v := be64(unixNano(p.NextTry))
+	if p.Status == escalation.PageDeferred {
+		v = append(v, 1)
+	} else {
+		v = append(v, 0)
+	}
+	v = append(v, p.Channel...)
+	v = append(v, 0)
+	v = append(v, p.Recipient.PersonID...)
+	return b.Put(k, v)
 }
 
 // lastSeq finds the highest sequence under id's prefix in bucket b.
@@ -245,6 +289,9 @@ func applyChange(tx *bolt.Tx, inc *escalation.Incident, extra []escalation.Event
 			p.ID = escalation.PageID(inc.ID, p.Seq)
 		}
 		if err := putJSON(pb, subKey(inc.ID, p.Seq), p); err != nil {
+			return ch, err
+		}
+		if err := indexPage(tx, p); err != nil {
 			return ch, err
 		}
 	}
@@ -388,7 +435,7 @@ func (s *Store) Incidents(ctx context.Context, f escalation.Filter) ([]escalatio
 			c := tx.Bucket(bOpen).Cursor()
 			k, v := seekBefore(c, f.Before)
 			for ; k != nil && len(out) < f.Limit; k, v = c.Prev() {
-				if string(v) != string(f.State) {
+				if st, _ := openState(v); st != f.State {
 					continue
 				}
 				var inc escalation.Incident
@@ -426,24 +473,35 @@ func seekBefore(c *bolt.Cursor, id uint64) ([]byte, []byte) {
 	return c.Prev()
 }
 
-// Unfinished implements escalation.Store.
-func (s *Store) Unfinished(ctx context.Context, fn func(inc *escalation.Incident, pending []escalation.PageRecord) error) error {
+// Schedule implements escalation.Store from the two small indexes only, so a
+// restart reads a few bytes per incident instead of every incident.
+func (s *Store) Schedule(ctx context.Context, fn func(escalation.Due) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
+		pc := tx.Bucket(bPending).Cursor()
+		pk, pv := pc.First()
 		c := tx.Bucket(bOpen).Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			id := binary.BigEndian.Uint64(k)
-			inc, err := loadIncident(tx, id)
-			if err != nil {
-				return err
+			d := escalation.Due{Incident: id}
+			d.State, d.NextAt = openState(v)
+			// Both indexes are ordered by incident id: walk them together.
+			for ; pk != nil && binary.BigEndian.Uint64(pk) < id; pk, pv = pc.Next() {
 			}
-			pending, err := loadPages(tx, id, true)
-			if err != nil {
-				return err
+			for ; pk != nil && binary.BigEndian.Uint64(pk) == id; pk, pv = pc.Next() {
+				if len(pv) < 10 {
+					return fmt.Errorf("pending page %x: short index entry", pk)
+				}
+				ch, person, _ := strings.Cut(string(pv[9:]), "\x00")
+				d.Pages = append(d.Pages, escalation.DuePage{
+					ID:      escalation.PageID(id, int(binary.BigEndian.Uint32(pk[8:]))),
+					NextTry: fromUnixNano(binary.BigEndian.Uint64(pv)), Deferred: pv[8] == 1,
+					Channel: notifiers.Channel(ch), Person: person,
+				})
 			}
-			if err := fn(inc, pending); err != nil {
+			if err := fn(d); err != nil {
 				return err
 			}
 		}
@@ -457,7 +515,8 @@ func (s *Store) Counts(ctx context.Context) (map[escalation.State]int, error) {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		unresolved := 0
 		err := tx.Bucket(bOpen).ForEach(func(k, v []byte) error {
-			out[escalation.State(v)]++
+			st, _ := openState(v)
+			out[st]++
 			unresolved++
 			return nil
 		})
