@@ -57,6 +57,7 @@ type Engine struct {
 	wakes   map[uint64]time.Time // incident → its scheduled wake
 	retries map[string]time.Time // page id → its scheduled retry
 	kick    chan struct{}
+	workers chan struct{} // bounds concurrent wake-ups and retries
 	wg      sync.WaitGroup
 }
 
@@ -82,6 +83,7 @@ func New(cfg Config) *Engine {
 		wakes:    map[uint64]time.Time{},
 		retries:  map[string]time.Time{},
 		kick:     make(chan struct{}, 1),
+		workers:  make(chan struct{}, 64),
 	}
 	e.limiter = newLimiter(func(ch notifiers.Channel) (int, time.Duration) {
 		if r := e.rota(); r != nil {

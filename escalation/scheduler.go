@@ -117,9 +117,12 @@ func (e *Engine) RunDue(ctx context.Context) int {
 			e.handle(ctx, it)
 			continue
 		}
+		// Bounded: after a long outage every incident may be due at once,
+		// and a goroutine each would cost more memory than the incidents.
+		e.workers <- struct{}{}
 		e.wg.Add(1)
 		go func() {
-			defer e.wg.Done()
+			defer func() { <-e.workers; e.wg.Done() }()
 			e.handle(ctx, it)
 		}()
 	}
