@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klaxon-oncall/klaxon/internal/testtools"
+)
+
+const secretValue = "sup3r-s3cret-value"
+
+func TestParseServe(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	os.WriteFile(tokenFile, []byte(secretValue+"\n"), 0o600)
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, nil, 0o600)
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string
+		check   func(*testing.T, *serveConfig)
+	}{
+		{name: "defaults", check: func(t *testing.T, c *serveConfig) {
+			if c.listen != "127.0.0.1:9797" || c.rotaPath != "./rota.yaml" || c.dataDir != "./data" || c.maxBody != 1<<20 {
+				t.Errorf("defaults %+v", c)
+			}
+		}},
+		{name: "env fills flags", env: map[string]string{"KLAXON_LISTEN": "127.0.0.1:1234", "KLAXON_DATA": "/var/lib/klaxon"}, check: func(t *testing.T, c *serveConfig) {
+			if c.listen != "127.0.0.1:1234" || c.dataDir != "/var/lib/klaxon" {
+				t.Errorf("env not applied: %+v", c)
+			}
+		}},
+		{name: "flag beats env", args: []string{"--listen", "127.0.0.1:5"}, env: map[string]string{"KLAXON_LISTEN": "127.0.0.1:1234"}, check: func(t *testing.T, c *serveConfig) {
+			if c.listen != "127.0.0.1:5" {
+				t.Errorf("listen %q", c.listen)
+			}
+		}},
+		{name: "token from file", args: []string{"--webhook-token-file", tokenFile}, check: func(t *testing.T, c *serveConfig) {
+			if c.webhookToken != secretValue {
+				t.Errorf("webhook token not read from its file")
+			}
+		}},
+		{name: "token file from env", env: map[string]string{"KLAXON_API_TOKEN_FILE": tokenFile}, check: func(t *testing.T, c *serveConfig) {
+			if c.apiToken != secretValue {
+				t.Errorf("api token not read from KLAXON_API_TOKEN_FILE")
+			}
+		}},
+		{name: "public address without tokens", args: []string{"--listen", "0.0.0.0:9797"}, wantErr: "refusing to listen on 0.0.0.0:9797 without both"},
+		{name: "public address with one token", args: []string{"--listen", ":9797", "--webhook-token", secretValue}, wantErr: "refusing"},
+		{name: "public address with both tokens", args: []string{"--listen", ":9797", "--webhook-token", secretValue, "--api-token", secretValue}},
+		{name: "localhost is loopback", args: []string{"--listen", "localhost:9797"}},
+		{name: "value and file", args: []string{"--webhook-token", secretValue, "--webhook-token-file", tokenFile}, wantErr: "not both"},
+		{name: "missing token file", args: []string{"--api-token-file", filepath.Join(dir, "nope")}, wantErr: "reading"},
+		{name: "empty token file", args: []string{"--api-token-file", empty}, wantErr: "is empty"},
+		{name: "tiny body limit", args: []string{"--max-body", "10"}, wantErr: "too small"},
+		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected argument"},
+		{name: "bad duration", args: []string{"--selftest-interval", "soon"}, wantErr: "invalid value"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			var stderr bytes.Buffer
+			c, err := parseServe(tt.args, &stderr)
+			if tt.wantErr != "" {
+				msg := ""
+				if err != nil {
+					msg = err.Error() + stderr.String()
+				}
+				if !strings.Contains(msg, tt.wantErr) {
+					t.Fatalf("err = %v (stderr %q), want %q", err, stderr.String(), tt.wantErr)
+				}
+				if strings.Contains(msg, secretValue) {
+					t.Fatalf("the error shows a secret: %s", msg)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseServe: %v", err)
+			}
+			if tt.check != nil {
+				tt.check(t, c)
+			}
+		})
+	}
+}
+
+// TestServeLifecycle starts serve in-process: it answers, a second server on
+// the same data directory fails fast with a clear message, secrets stay out
+// of the log, and it shuts down when its context ends.
+func TestServeLifecycle(t *testing.T) {
+	data := t.TempDir()
+	rota := filepath.Join(testtools.Root(), "rota.yaml")
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	cfg, err := parseServe([]string{"--listen", "127.0.0.1:0", "--data", data, "--rota", rota, "--webhook-token", secretValue}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, log, func(a string) { addr <- a }) }()
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case err := <-done:
+		t.Fatalf("serve ended early: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not start")
+	}
+	resp, err := http.Get(base + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	start := time.Now()
+	second, _ := parseServe([]string{"--listen", "127.0.0.1:0", "--data", data, "--rota", rota}, &bytes.Buffer{})
+	err = serve(context.Background(), second, slog.New(slog.DiscardHandler), nil)
+	if err == nil || !strings.Contains(err.Error(), "another klaxon serve") {
+		t.Fatalf("second serve on the same data: %v", err)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Fatalf("the second serve took %s to fail: it should fail fast", time.Since(start))
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not shut down")
+	}
+	if strings.Contains(logs.String(), secretValue) {
+		t.Fatal("a secret appears in the log")
+	}
+	if !strings.Contains(logs.String(), "shutting down") {
+		t.Errorf("no shutdown in the log:\n%s", logs.String())
+	}
+}
+
+func TestSimulateCommand(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"simulate", "--rota", filepath.Join(testtools.Root(), "rota.yaml"),
+		"--at", "2026-12-26 03:00", "--fail", "pagerduty", "--ack-after", "12m", "--for", "1h"}, nil, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	out := stdout.String()
+	for _, want := range []string{
+		"paged Dave Diaz via matrix: sent",                // Dave covers Carol's Christmas override
+		"via pagerduty: failed-permanent",                 // --fail pagerduty
+		"every page of step 2 failed: escalating at once", // and the engine moves on at once
+		"paged Dave Diaz via phone: sent",
+		"acknowledged by",
+		"the incident is acknowledged",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("simulation lacks %q:\n%s", want, out)
+		}
+	}
+	r := filepath.Join(testtools.Root(), "rota.yaml")
+	for _, bad := range [][]string{{"simulate", "--rota", r, "--fail", "carrier-pigeon"}, {"simulate", "--rota", r, "--no-ack", "--ack-after", "1m"}, {"simulate", "--rota", r, "--at", "teatime"}} {
+		if code := run(context.Background(), bad, nil, &stdout, &stderr); code != 2 {
+			t.Errorf("%v: exit %d, want 2", bad, code)
+		}
+	}
+}
