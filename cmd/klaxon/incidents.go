@@ -232,7 +232,14 @@ func printIncident(w io.Writer, d incidentDetail) {
 		fmt.Fprint(w, " (escalation exhausted)")
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "  severity:  %s\n  policy:    %s (step %d, round %d)\n  opened:    %s\n", dash(inc.Severity), dash(inc.Escalation.Policy), inc.Escalation.Step+1, inc.Escalation.Round+1, inc.OpenedAt.Local().Format(time.RFC1123))
+	where := fmt.Sprintf("step %d, round %d", inc.Escalation.Step+1, inc.Escalation.Round+1)
+	switch {
+	case inc.Escalation.Exhausted:
+		where = "used up"
+	case inc.State != escalation.Open:
+		where = string(inc.State)
+	}
+	fmt.Fprintf(w, "  severity:  %s\n  policy:    %s (%s)\n  opened:    %s\n", dash(inc.Severity), dash(inc.Escalation.Policy), where, inc.OpenedAt.Local().Format(time.RFC1123))
 	if !inc.ResolvedAt.IsZero() {
 		fmt.Fprintf(w, "  resolved:  %s\n", inc.ResolvedAt.Local().Format(time.RFC1123))
 	}
