@@ -250,8 +250,16 @@ func loadPages(tx *bolt.Tx, id uint64, unfinishedOnly bool) ([]escalation.PageRe
 	return out, nil
 }
 
+// fillPercent packs pages of buckets whose keys only grow (incident ids,
+// sequence numbers) instead of bbolt's half-full default splits: with 100,000
+// open incidents the file, and the memory map the engine touches, is smaller.
+const fillPercent = 0.9
+
 // applyChange runs fn and writes the incident and its change.
 func applyChange(tx *bolt.Tx, inc *escalation.Incident, extra []escalation.Event, fn escalation.UpdateFunc) (escalation.Change, error) {
+	for _, name := range [][]byte{bIncidents, bOpen, bPending, bTimeline, bPages} {
+		tx.Bucket(name).FillPercent = fillPercent
+	}
 	var ch escalation.Change
 	if fn != nil {
 		pages, err := loadPages(tx, inc.ID, false)
