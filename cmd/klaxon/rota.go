@@ -152,6 +152,28 @@ func rotaTime(s string, loc *time.Location, now func() time.Time) (time.Time, er
 
 const rotaMaxDays = 3660
 
+// rotaOpen parses a one-file command's arguments (FILE defaults to
+// rota.yaml), checks --days, and loads the rota; on failure it returns the
+// exit code.
+func rotaOpen(fs *flag.FlagSet, args []string, days int, stdout, stderr io.Writer) (*rota.Rota, []rota.Warning, int, bool) {
+	pos, code, ok := rotaArgs(fs, args, 0, 1, stdout)
+	if !ok {
+		return nil, nil, code, false
+	}
+	if rotaDays(fs, days) != nil {
+		return nil, nil, rotaExitUsage, false
+	}
+	path := rotaDefaultFile
+	if len(pos) == 1 {
+		path = pos[0]
+	}
+	r, warns, ok := rotaLoad(path, stderr)
+	if !ok {
+		return nil, nil, rotaExitInvalid, false
+	}
+	return r, warns, 0, true
+}
+
 func rotaDays(fs *flag.FlagSet, n int) error {
 	if n < 1 || n > rotaMaxDays {
 		err := fmt.Errorf("--days must be from 1 to %d", rotaMaxDays)
@@ -168,20 +190,9 @@ func rotaCheck(args []string, stdout, stderr io.Writer, now func() time.Time) in
 	if rotaCheckHook != nil {
 		extra = rotaCheckHook(fs)
 	}
-	pos, code, ok := rotaArgs(fs, args, 0, 1, stdout)
+	r, warns, code, ok := rotaOpen(fs, args, *days, stdout, stderr)
 	if !ok {
 		return code
-	}
-	if rotaDays(fs, *days) != nil {
-		return rotaExitUsage
-	}
-	path := rotaDefaultFile
-	if len(pos) == 1 {
-		path = pos[0]
-	}
-	r, warns, ok := rotaLoad(path, stderr)
-	if !ok {
-		return rotaExitInvalid
 	}
 	t := now()
 	warns = append(warns, r.Gaps(t, t.AddDate(0, 0, *days))...)
@@ -189,7 +200,7 @@ func rotaCheck(args []string, stdout, stderr io.Writer, now func() time.Time) in
 		fmt.Fprintln(stderr, "warning: "+w.String())
 	}
 	fmt.Fprintf(stdout, "%s: valid: %d people, %d rotations, %d policies, %d routes; %d %s\n",
-		path, len(r.People), len(r.Rotations), len(r.Policies), len(r.Routes), len(warns), plural(len(warns), "warning", "warnings"))
+		r.Source, len(r.People), len(r.Rotations), len(r.Policies), len(r.Routes), len(warns), plural(len(warns), "warning", "warnings"))
 	if extra != nil {
 		return extra(r, stdout, stderr)
 	}
@@ -223,20 +234,9 @@ func rotaShow(args []string, stdout, stderr io.Writer, now func() time.Time) int
 	fs := rotaFlags("show", "[FILE] [--at TIME] [--days N]", stderr)
 	at := fs.String("at", "", "show the rota as at `TIME` instead of now")
 	days := fs.Int("days", 14, "list handoffs in the next `N` days")
-	pos, code, ok := rotaArgs(fs, args, 0, 1, stdout)
+	r, _, code, ok := rotaOpen(fs, args, *days, stdout, stderr)
 	if !ok {
 		return code
-	}
-	if rotaDays(fs, *days) != nil {
-		return rotaExitUsage
-	}
-	path := rotaDefaultFile
-	if len(pos) == 1 {
-		path = pos[0]
-	}
-	r, _, ok := rotaLoad(path, stderr)
-	if !ok {
-		return rotaExitInvalid
 	}
 	t, err := rotaTime(*at, r.Location, now)
 	if err != nil {
@@ -247,7 +247,7 @@ func rotaShow(args []string, stdout, stderr io.Writer, now func() time.Time) int
 	loc := r.Location
 	var out bytes.Buffer
 	tw := tabwriter.NewWriter(&out, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "%s, time zone %s, at %s\n\nOn call now:\n", path, loc, t.In(loc).Format(rotaShowFmt))
+	fmt.Fprintf(tw, "%s, time zone %s, at %s\n\nOn call now:\n", r.Source, loc, t.In(loc).Format(rotaShowFmt))
 	for _, id := range r.RotationIDs() {
 		s, ok := rota.Current(r.Rotations[id], t, 400*24*time.Hour)
 		if !ok {
@@ -343,20 +343,9 @@ func rotaICS(args []string, stdout, stderr io.Writer, now func() time.Time) int 
 	person := fs.String("person", "", "only shifts of person `P`")
 	from := fs.String("from", "", "shifts from `TIME` (default: two weeks ago)")
 	days := fs.Int("days", 90, "shifts in the `N` days after --from (default: after now)")
-	pos, code, ok := rotaArgs(fs, args, 0, 1, stdout)
+	r, _, code, ok := rotaOpen(fs, args, *days, stdout, stderr)
 	if !ok {
 		return code
-	}
-	if rotaDays(fs, *days) != nil {
-		return rotaExitUsage
-	}
-	path := rotaDefaultFile
-	if len(pos) == 1 {
-		path = pos[0]
-	}
-	r, _, ok := rotaLoad(path, stderr)
-	if !ok {
-		return rotaExitInvalid
 	}
 	start, end := now().AddDate(0, 0, -14), now().AddDate(0, 0, *days)
 	if *from != "" {
