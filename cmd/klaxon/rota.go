@@ -155,12 +155,12 @@ const rotaMaxDays = 3660
 // rotaOpen parses a one-file command's arguments (FILE defaults to
 // rota.yaml), checks --days, and loads the rota; on failure it returns the
 // exit code.
-func rotaOpen(fs *flag.FlagSet, args []string, days int, stdout, stderr io.Writer) (*rota.Rota, []rota.Warning, int, bool) {
+func rotaOpen(fs *flag.FlagSet, args []string, days *int, stdout, stderr io.Writer) (*rota.Rota, []rota.Warning, int, bool) {
 	pos, code, ok := rotaArgs(fs, args, 0, 1, stdout)
 	if !ok {
 		return nil, nil, code, false
 	}
-	if rotaDays(fs, days) != nil {
+	if rotaDays(fs, *days) != nil {
 		return nil, nil, rotaExitUsage, false
 	}
 	path := rotaDefaultFile
@@ -190,7 +190,7 @@ func rotaCheck(args []string, stdout, stderr io.Writer, now func() time.Time) in
 	if rotaCheckHook != nil {
 		extra = rotaCheckHook(fs)
 	}
-	r, warns, code, ok := rotaOpen(fs, args, *days, stdout, stderr)
+	r, warns, code, ok := rotaOpen(fs, args, days, stdout, stderr)
 	if !ok {
 		return code
 	}
@@ -234,7 +234,7 @@ func rotaShow(args []string, stdout, stderr io.Writer, now func() time.Time) int
 	fs := rotaFlags("show", "[FILE] [--at TIME] [--days N]", stderr)
 	at := fs.String("at", "", "show the rota as at `TIME` instead of now")
 	days := fs.Int("days", 14, "list handoffs in the next `N` days")
-	r, _, code, ok := rotaOpen(fs, args, *days, stdout, stderr)
+	r, _, code, ok := rotaOpen(fs, args, days, stdout, stderr)
 	if !ok {
 		return code
 	}
@@ -343,7 +343,7 @@ func rotaICS(args []string, stdout, stderr io.Writer, now func() time.Time) int 
 	person := fs.String("person", "", "only shifts of person `P`")
 	from := fs.String("from", "", "shifts from `TIME` (default: two weeks ago)")
 	days := fs.Int("days", 90, "shifts in the `N` days after --from (default: after now)")
-	r, _, code, ok := rotaOpen(fs, args, *days, stdout, stderr)
+	r, _, code, ok := rotaOpen(fs, args, days, stdout, stderr)
 	if !ok {
 		return code
 	}
