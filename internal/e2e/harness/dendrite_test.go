@@ -28,15 +28,15 @@ func TestDendriteRegistersUsersAndRelaysMessages(t *testing.T) {
 	room := alice.CreateRoom(t, "harness", bob.UserID)
 	bob.Join(t, room)
 	sent := bob.Send(t, room, &event.MessageEventContent{MsgType: event.MsgText, Body: "hello from bob"})
-	found := false
-	for _, e := range alice.Messages(t, room, 20) {
-		if e.ID == sent && e.Sender == bob.UserID && e.Content.AsMessage().Body == "hello from bob" {
-			found = true
+	// Dendrite's sync API catches up with the room asynchronously.
+	Eventually(t, 30*time.Second, func() (bool, string) {
+		for _, e := range alice.Messages(t, room, 20) {
+			if e.ID == sent && e.Sender == bob.UserID && e.Content.AsMessage().Body == "hello from bob" {
+				return true, ""
+			}
 		}
-	}
-	if !found {
-		t.Fatalf("alice does not see bob's message %s", sent)
-	}
+		return false, "alice does not see bob's message " + string(sent)
+	})
 
 	bob.Logout(t)
 	if _, err := bob.Client.Whoami(ctx); err == nil {
