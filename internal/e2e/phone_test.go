@@ -29,6 +29,17 @@ func phoneKlaxon(t *testing.T, tw *faketwilio.Server, steps string) *harness.Kla
 	})
 }
 
+// phoneWorld skips under -short, and starts a fake Twilio and a klaxon serve
+// paging through it with the default policy's steps.
+func phoneWorld(t *testing.T, steps string) (*faketwilio.Server, *harness.Klaxon) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs klaxon serve as a subprocess")
+	}
+	tw := faketwilio.New(t, twilioToken)
+	return tw, phoneKlaxon(t, tw, steps)
+}
+
 func fire(t *testing.T, k *harness.Klaxon, group string) {
 	t.Helper()
 	if code, err := k.Do(context.Background(), "POST", "/webhook/alertmanager", webhookBody(group), nil); err != nil || code != 200 {
@@ -47,11 +58,7 @@ func waitState(t *testing.T, k *harness.Klaxon, id uint64, state string) inciden
 }
 
 func TestPhonePress1Acknowledges(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs klaxon serve as a subprocess")
-	}
-	tw := faketwilio.New(t, twilioToken)
-	k := phoneKlaxon(t, tw, `
+	tw, k := phoneWorld(t, `
       - {notify: primary, via: phone, wait: 1h}
       - {notify: secondary, via: phone, wait: 1h}`)
 	fire(t, k, "phone-1")
@@ -76,11 +83,7 @@ func TestPhonePress1Acknowledges(t *testing.T) {
 }
 
 func TestPhonePress2EscalatesNow(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs klaxon serve as a subprocess")
-	}
-	tw := faketwilio.New(t, twilioToken)
-	k := phoneKlaxon(t, tw, `
+	tw, k := phoneWorld(t, `
       - {notify: primary, via: phone, wait: 1h}
       - {notify: secondary, via: phone, wait: 1h}`)
 	fire(t, k, "phone-2")
@@ -95,11 +98,7 @@ func TestPhonePress2EscalatesNow(t *testing.T) {
 }
 
 func TestPhoneNoAnswerAndVoicemailDoNotAcknowledge(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs klaxon serve as a subprocess")
-	}
-	tw := faketwilio.New(t, twilioToken)
-	k := phoneKlaxon(t, tw, `
+	tw, k := phoneWorld(t, `
       - {notify: primary, via: phone, wait: 3s}
       - {notify: secondary, via: phone, wait: 1h}`)
 	fire(t, k, "phone-3")
@@ -128,11 +127,7 @@ func textOf(inc incidentJSON) string {
 }
 
 func TestSMSReplyAcknowledges(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs klaxon serve as a subprocess")
-	}
-	tw := faketwilio.New(t, twilioToken)
-	k := phoneKlaxon(t, tw, `
+	tw, k := phoneWorld(t, `
       - {notify: primary, via: sms, wait: 1h}`)
 	tw.SetSMSURL(faketwilio.DefaultFrom, k.URL()+"/webhook/twilio/sms")
 	fire(t, k, "sms-1")
@@ -150,14 +145,10 @@ func TestSMSReplyAcknowledges(t *testing.T) {
 }
 
 func TestTwilioSuspendedMovesOnAtOnce(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs klaxon serve as a subprocess")
-	}
-	tw := faketwilio.New(t, twilioToken)
-	tw.SetAccountStatus("suspended")
-	k := phoneKlaxon(t, tw, `
+	tw, k := phoneWorld(t, `
       - {notify: primary, via: phone, wait: 1h}
       - {notify: secondary, via: sms, wait: 1h}`)
+	tw.SetAccountStatus("suspended")
 	fire(t, k, "phone-4")
 	harness.Eventually(t, 15*time.Second, func() (bool, string) {
 		inc := getIncident(t, k, 1)
