@@ -242,9 +242,6 @@ func TestAMWaitReady(t *testing.T) {
 			if d := time.Since(start); d > tc.timeout+2*time.Second {
 				t.Errorf("amWaitReady took %v, beyond its %v deadline", d, tc.timeout)
 			}
-			if d := time.Since(start); (tc.exited || tc.exitOnRequest) && d > 500*time.Millisecond {
-				t.Errorf("amWaitReady took %v to notice the exit; a hung request must not delay it", d)
-			}
 			if tc.maxCalls > 0 && calls.Load() > tc.maxCalls {
 				t.Errorf("polled %d times after the process exited", calls.Load())
 			}

@@ -533,9 +533,11 @@ func TestStartAlertmanagerFails(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.needBinary {
 				skipAMInShort(t)
+				// A ready timeout far beyond the test's: the failure can only
+				// say "exited before" if the early exit is noticed at once.
+				tc.cfg.ReadyTimeout = time.Hour
 			}
 			t.Parallel()
-			start := time.Now()
 			msg := runFatal(t, func(tb testing.TB) { StartAlertmanager(tb, tc.cfg) })
 			if msg == "" {
 				t.Fatal("StartAlertmanager did not fail")
@@ -547,9 +549,6 @@ func TestStartAlertmanagerFails(t *testing.T) {
 			}
 			if strings.Contains(msg, secret) {
 				t.Errorf("failure message leaks the bearer token: %q", msg)
-			}
-			if d := time.Since(start); tc.needBinary && d > 20*time.Second {
-				t.Errorf("failing start took %v; an early exit should be noticed at once", d)
 			}
 		})
 	}
