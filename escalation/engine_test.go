@@ -344,3 +344,25 @@ func TestAlarmRaisedOnceOnItsPolicyAndCleared(t *testing.T) {
 		t.Fatal("second outage raised no alarm")
 	}
 }
+
+func TestRefreshedAnnotationsAreKept(t *testing.T) {
+	w := newWorld(t, defaultPolicy())
+	w.ingest(firing("g", "a"))
+	n := firing("g", "a")
+	n.Alerts[0].Annotations = map[string]string{"summary": "disk 99% full on a"}
+	if res := w.ingest(n); !res.Changed || res.Opened {
+		t.Fatalf("refresh = %+v, want changed", res)
+	}
+	if inc := w.incident(1); !strings.Contains(inc.Title, "disk 99% full on a") {
+		t.Fatalf("title %q lost the refreshed summary", inc.Title)
+	}
+	if n := len(w.paged()); n != 1 {
+		t.Fatalf("a refresh paged again: %d pages", n)
+	}
+	// An open alarm raised again with new words shows them.
+	w.eng.Raise(w.ctx, "channel:phone", "Phone will stop working: balance low", "", nil)
+	res, _ := w.eng.Raise(w.ctx, "channel:phone", "Phone down since 03:10: account suspended", "", nil)
+	if inc := w.incident(res.Incident); !strings.Contains(inc.Title, "Phone down since") {
+		t.Fatalf("alarm title %q not updated", inc.Title)
+	}
+}

@@ -72,11 +72,15 @@ func OpenIncident(id uint64, g *Group, n Notification, now time.Time) (*Incident
 }
 
 // Merge applies notification n to the group's open incident. It returns the
-// timeline entries for what changed; none means the delivery was a duplicate.
+// timeline entries for what changed, and whether anything changed at all: a
+// firing alert's refreshed annotations (a new summary, an alarm's new
+// wording) change the incident without a timeline entry. Nothing changed
+// means the delivery was a duplicate.
 // When every alert is resolved the incident becomes Resolved and g.Open is
 // cleared, so the group's next firing opens a new incident.
-func Merge(inc *Incident, g *Group, n Notification, now time.Time) []Event {
+func Merge(inc *Incident, g *Group, n Notification, now time.Time) ([]Event, bool) {
 	var ev []Event
+	quiet := false
 	idx := make(map[string]int, len(inc.Alerts))
 	for i, a := range inc.Alerts {
 		idx[a.Fingerprint] = i
@@ -108,10 +112,11 @@ func Merge(inc *Incident, g *Group, n Notification, now time.Time) []Event {
 		case old.Firing() == a.Firing() && !sameAlert(*old, a) && a.Firing():
 			// Annotations or labels refreshed while firing: keep the newest, quietly.
 			*old = a
+			quiet = true
 		}
 	}
-	if len(ev) == 0 {
-		return nil
+	if len(ev) == 0 && !quiet {
+		return nil, false
 	}
 	sortAlerts(inc.Alerts)
 	if n.TruncatedAlerts > 0 {
@@ -133,7 +138,7 @@ func Merge(inc *Incident, g *Group, n Notification, now time.Time) []Event {
 		ev = append(ev, Event{At: now, Kind: EvResolved, Text: "resolved: every alert resolved in Alertmanager", Actor: "alertmanager"})
 		CloseGroup(inc, g)
 	}
-	return ev
+	return ev, true
 }
 
 // CloseGroup records the incident's alerts as ended and detaches it from its

@@ -318,15 +318,17 @@ func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.
 		}
 		var inc *escalation.Incident
 		var ev []escalation.Event
+		changed := false
 		if g.Open != 0 {
 			var err error
 			if inc, err = loadIncident(tx, g.Open); err != nil {
 				return err
 			}
-			ev = escalation.Merge(inc, &g, n, now)
+			ev, changed = escalation.Merge(inc, &g, n, now)
 		} else {
 			ib := tx.Bucket(bIncidents)
 			inc, ev = escalation.OpenIncident(ib.Sequence()+1, &g, n, now)
+			changed = inc != nil
 			if inc != nil {
 				if _, err := ib.NextSequence(); err != nil {
 					return err
@@ -334,14 +336,20 @@ func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.
 				res.Opened = true
 			}
 		}
-		if inc == nil || len(ev) == 0 {
+		if !changed {
 			return nil // nothing new: a duplicate, or only stale/resolved alerts
 		}
 		res.Incident, res.Changed, res.Resolved = inc.ID, true, inc.State == escalation.Resolved
 		fn := func(inc *escalation.Incident, pages []escalation.PageRecord) (escalation.Change, error) {
 			return decide(inc, pages, ev)
 		}
-		if _, err := applyChange(tx, inc, ev, fn); err != nil && !errors.Is(err, escalation.ErrNoChange) {
+		_, err := applyChange(tx, inc, ev, fn)
+		if errors.Is(err, escalation.ErrNoChange) {
+			// A quiet refresh (new annotations): the incident changes, its
+			// escalation does not.
+			err = saveIncident(tx, inc)
+		}
+		if err != nil {
 			return err
 		}
 		return putJSON(gb, []byte(n.GroupKey), &g)
