@@ -203,7 +203,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 		Coverage: func(now time.Time, up func(notifiers.Channel) bool) []string {
 			return selftest.RotaCoverage(rw.w.Current(), now, selftest.DefaultCoverageHorizon, configured, up)
 		},
-		Logger: log.With("component", "selftest"), Registerer: m.Registry,
+		Logger: log, Registerer: m.Registry,
 	})
 	if err != nil {
 		return err
