@@ -266,6 +266,12 @@ func Cancel(pages []PageRecord, reason string, ch *Change) {
 // channel that already paged someone about the incident, so PagerDuty stops
 // paging and the Matrix thread shows it. Phone calls are not placed to say so.
 func Tell(inc *Incident, pages []PageRecord, k notifiers.Kind, text string, now time.Time, ch *Change) {
+	TellVia(inc, pages, k, text, "", now, ch)
+}
+
+// TellVia is Tell for an answer that came through channel via, which the
+// updates name so that channel can skip confirming twice.
+func TellVia(inc *Incident, pages []PageRecord, k notifiers.Kind, text string, via notifiers.Channel, now time.Time, ch *Change) {
 	type dest struct {
 		c   notifiers.Channel
 		key string
@@ -284,7 +290,7 @@ func Tell(inc *Incident, pages []PageRecord, k notifiers.Kind, text string, now 
 		}
 		done[d] = true
 		ch.Pages = append(ch.Pages, PageRecord{Kind: k, Channel: p.Channel, Recipient: p.Recipient,
-			Generation: inc.Escalation.Generation, RoutingKey: p.RoutingKey, Text: text, Status: PagePending, CreatedAt: now})
+			Generation: inc.Escalation.Generation, RoutingKey: p.RoutingKey, Text: text, Via: via, Status: PagePending, CreatedAt: now})
 	}
 }
 

@@ -223,6 +223,10 @@ func (e *Engine) Respond(ctx context.Context, r notifiers.Response) (notifiers.O
 func (e *Engine) apply(ctx context.Context, id uint64, action notifiers.Action, actor, via, pageID string) (notifiers.Outcome, error) {
 	now := e.cfg.Clock.Now()
 	out := notifiers.Outcome{Incident: id, By: actor}
+	viaCh := notifiers.Channel(via)
+	if !viaCh.Valid() {
+		viaCh = ""
+	}
 	inc, ch, err := e.cfg.Store.Update(ctx, id, func(inc *Incident, pages []PageRecord) (Change, error) {
 		var ch Change
 		out.Applied = false
@@ -245,7 +249,7 @@ func (e *Engine) apply(ctx context.Context, id uint64, action notifiers.Action, 
 			ch.Events = append(ch.Events, ev)
 			Cancel(pages, "acknowledged", &ch)
 			out.Message = fmt.Sprintf("Incident %d acknowledged by %s.", inc.ID, actor)
-			Tell(inc, pages, notifiers.KindAcknowledged, fmt.Sprintf("Incident %d acknowledged by %s (via %s).", inc.ID, actor, via), now, &ch)
+			TellVia(inc, pages, notifiers.KindAcknowledged, fmt.Sprintf("Incident %d acknowledged by %s (via %s).", inc.ID, actor, via), viaCh, now, &ch)
 		case notifiers.Unack:
 			if inc.State != Acknowledged {
 				out.Message = fmt.Sprintf("Incident %d is not acknowledged.", inc.ID)
@@ -255,7 +259,7 @@ func (e *Engine) apply(ctx context.Context, id uint64, action notifiers.Action, 
 			ev.Kind, ev.Text = EvUnack, fmt.Sprintf("acknowledgement withdrawn by %s via %s: paging again from the first step", actor, via)
 			ch.Events = append(ch.Events, ev)
 			inc.Escalation = Escalation{Policy: inc.Escalation.Policy, Generation: inc.Escalation.Generation + 1}
-			Tell(inc, pages, notifiers.KindUnacknowledged, fmt.Sprintf("Incident %d un-acknowledged by %s.", inc.ID, actor), now, &ch)
+			TellVia(inc, pages, notifiers.KindUnacknowledged, fmt.Sprintf("Incident %d un-acknowledged by %s.", inc.ID, actor), viaCh, now, &ch)
 			d := Decide(inc, pages, e.situation(inc, now))
 			ch.Events, ch.Pages = append(ch.Events, d.Events...), append(ch.Pages, d.Pages...)
 			out.Message = fmt.Sprintf("Incident %d un-acknowledged: paging again.", inc.ID)
@@ -276,7 +280,7 @@ func (e *Engine) apply(ctx context.Context, id uint64, action notifiers.Action, 
 			}
 			ev.Kind, ev.Text = EvEscalated, fmt.Sprintf("escalated by %s via %s", actor, via)
 			ch.Events = append(ch.Events, ev)
-			Tell(inc, pages, notifiers.KindEscalated, fmt.Sprintf("Incident %d escalated by %s.", inc.ID, actor), now, &ch)
+			TellVia(inc, pages, notifiers.KindEscalated, fmt.Sprintf("Incident %d escalated by %s.", inc.ID, actor), viaCh, now, &ch)
 			if inc.Escalation.Started && !inc.Escalation.Exhausted {
 				inc.Escalation.NextAt = now // the current step's wait is over
 			}
@@ -294,7 +298,7 @@ func (e *Engine) apply(ctx context.Context, id uint64, action notifiers.Action, 
 			ev.Kind, ev.Text = EvResolved, fmt.Sprintf("resolved by %s via %s", actor, via)
 			ch.Events = append(ch.Events, ev)
 			Cancel(pages, "resolved", &ch)
-			Tell(inc, pages, notifiers.KindResolved, fmt.Sprintf("Incident %d resolved by %s.", inc.ID, actor), now, &ch)
+			TellVia(inc, pages, notifiers.KindResolved, fmt.Sprintf("Incident %d resolved by %s.", inc.ID, actor), viaCh, now, &ch)
 			out.Message = fmt.Sprintf("Incident %d resolved by %s.", inc.ID, actor)
 		default:
 			return ch, fmt.Errorf("unknown action %q", action)
@@ -592,7 +596,7 @@ func (e *Engine) page(inc Incident, p PageRecord) notifiers.Page {
 	return notifiers.Page{
 		ID: p.ID, Kind: p.Kind, Incident: inc.ID, IncidentKey: inc.Key(), Channel: p.Channel, Recipient: p.Recipient,
 		Title: inc.Title, Severity: inc.Severity, Alerts: alerts, ExternalURL: inc.ExternalURL, Link: link,
-		Text: p.Text, RoutingKey: p.RoutingKey, Synthetic: inc.Synthetic,
+		Text: p.Text, RoutingKey: p.RoutingKey, Synthetic: inc.Synthetic, Via: p.Via,
 	}
 }
 

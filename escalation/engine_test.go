@@ -366,3 +366,25 @@ func TestRefreshedAnnotationsAreKept(t *testing.T) {
 		t.Fatalf("alarm title %q not updated", inc.Title)
 	}
 }
+
+func TestUpdatesNameTheChannelTheAnswerCameThrough(t *testing.T) {
+	w := newWorld(t, defaultPolicy())
+	w.ingest(firing("g", "a"))
+	w.advance(5 * time.Minute)
+	if _, err := w.eng.Respond(w.ctx, notifiers.Response{Action: notifiers.Ack, Incident: 1, Channel: notifiers.Matrix, From: "@alice:test"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []notifiers.Channel{notifiers.Matrix, notifiers.PagerDuty} {
+		for _, p := range w.rec[c].Pages() {
+			if p.Kind == notifiers.KindAcknowledged && p.Via != notifiers.Matrix {
+				t.Errorf("%s update Via = %q, want matrix", c, p.Via)
+			}
+		}
+	}
+	w.eng.Act(w.ctx, 1, notifiers.Resolve, "alice")
+	for _, p := range w.rec[notifiers.PagerDuty].Pages() {
+		if p.Kind == notifiers.KindResolved && p.Via != "" {
+			t.Errorf("resolve by API: Via = %q, want empty", p.Via)
+		}
+	}
+}

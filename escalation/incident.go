@@ -216,6 +216,7 @@ type PageRecord struct {
 	Round      int                 `json:"round"`
 	RoutingKey string              `json:"routingKey,omitempty"`
 	Text       string              `json:"text,omitempty"`
+	Via        notifiers.Channel   `json:"via,omitempty"` // for updates: the channel the answer came through
 	Status     PageStatus          `json:"status"`
 	Attempts   int                 `json:"attempts"`
 	CreatedAt  time.Time           `json:"createdAt"`

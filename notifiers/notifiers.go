@@ -111,6 +111,10 @@ type Page struct {
 	RoutingKey string
 	// Synthetic marks alarms Klaxon raises about itself.
 	Synthetic bool
+	// Via is, for an update, the channel the answer that caused it came
+	// through ("" when by API, CLI or Alertmanager). That channel has already
+	// confirmed to the person, so it may skip repeating the news.
+	Via Channel
 }
 
 // Receipt is what a channel reports after handing a page to its provider.

@@ -121,6 +121,20 @@ func (n *Notifier) pageInThread(ctx context.Context, rec *incidentRecord, p noti
 
 // update posts a state change in the thread and edits the alert message.
 func (n *Notifier) update(ctx context.Context, rec *incidentRecord, p notifiers.Page) (notifiers.Receipt, error) {
+	if p.Via == notifiers.Matrix {
+		// The answer came from this thread and the bot confirmed it there:
+		// only the alert message's state changes.
+		if line, changed := statusLine(p); changed && line != rec.Status {
+			rec.Status = line
+			if err := n.state.putIncident(ctx, p.Incident, rec); err != nil {
+				return notifiers.Receipt{}, notifiers.Temporary("", 0, err)
+			}
+			if err := n.editRoot(ctx, rec, p.ID); err != nil {
+				return notifiers.Receipt{}, err
+			}
+		}
+		return notifiers.Receipt{Detail: "alert message edited (the answer was confirmed in its thread)"}, nil
+	}
 	content := renderUpdate(p)
 	content.RelatesTo = (&event.RelatesTo{}).SetThread(rec.Root, rec.Root)
 	ev, err := n.send(ctx, rec.Room, event.EventMessage, content, txnID(p.ID, ""))

@@ -485,3 +485,22 @@ func TestConcurrentNotifiesForOneIncident(t *testing.T) {
 		t.Errorf("%d incident locks left behind", len(n.incLock))
 	}
 }
+
+// TestUpdateFromMatrixAnswerOnlyEdits: when the answer came from the alert's
+// own thread the bot has confirmed there already, so the update only edits
+// the alert message.
+func TestUpdateFromMatrixAnswerOnlyEdits(t *testing.T) {
+	f := newFakeHS(t)
+	n, _, _, _ := newTestNotifier(t, f, nil)
+	mustNotify(t, n, testPage())
+	u := testPage()
+	u.ID, u.Kind, u.Text, u.Via = "out-42-u", notifiers.KindAcknowledged, "Acknowledged by Alice (via matrix)", notifiers.Matrix
+	mustNotify(t, n, u)
+	ev := f.sentEvents()
+	if len(ev) != 2 {
+		t.Fatalf("sent %d events, want the page and one edit", len(ev))
+	}
+	if rel := relatesTo(ev[1].Content); rel["rel_type"] != "m.replace" {
+		t.Fatalf("second event relates %v, want an edit (m.replace)", rel)
+	}
+}
