@@ -242,9 +242,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.listen, err)
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	hs := httpServer(srv, log, defaultTimeouts)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -285,6 +283,18 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 	cancel()
 	wg.Wait()
 	return runErr
+}
+
+// timeouts bound how long a client may take, so a slow or stalled sender
+// cannot hold a connection or a handler forever.
+type timeouts struct{ header, read, write, idle time.Duration }
+
+var defaultTimeouts = timeouts{header: 10 * time.Second, read: 30 * time.Second, write: 30 * time.Second, idle: 2 * time.Minute}
+
+// httpServer wraps Klaxon's handler in an http.Server with those bounds.
+func httpServer(h http.Handler, log *slog.Logger, t timeouts) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: t.header, ReadTimeout: t.read, WriteTimeout: t.write,
+		IdleTimeout: t.idle, MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 }
 
 // intercepted takes Alertmanager's Watchdog out of webhooks before they reach

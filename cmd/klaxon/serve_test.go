@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klaxon-oncall/klaxon/escalation"
+	"github.com/klaxon-oncall/klaxon/escalation/boltstore"
+	"github.com/klaxon-oncall/klaxon/internal/server"
 	"github.com/klaxon-oncall/klaxon/internal/testtools"
 )
 
@@ -178,5 +184,53 @@ func TestSimulateCommand(t *testing.T) {
 		if code := run(context.Background(), bad, nil, &stdout, &stderr); code != 2 {
 			t.Errorf("%v: exit %d, want 2", bad, code)
 		}
+	}
+}
+
+// TestSlowWebhookSenderIsCutOff: a client that sends headers and then
+// trickles (or stalls) its body is disconnected at the read timeout, and
+// nothing is stored for it; a client that never finishes its headers is cut
+// off too.
+func TestSlowWebhookSenderIsCutOff(t *testing.T) {
+	st, err := boltstore.Open(t.TempDir(), boltstore.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	eng := escalation.New(escalation.Config{Store: st})
+	srv := server.New(server.Config{Engine: eng, Store: st})
+	hs := httpServer(srv, slog.New(slog.DiscardHandler), timeouts{header: 200 * time.Millisecond, read: 300 * time.Millisecond, write: time.Second, idle: time.Second})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go hs.Serve(ln)
+	defer hs.Close()
+
+	for _, tc := range []struct{ name, send string }{
+		{"stalled body", "POST /webhook/alertmanager HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n{\"version\":\"4\","},
+		{"stalled headers", "POST /webhook/alertmanager HTTP/1.1\r\nHost: x\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Write([]byte(tc.send)); err != nil {
+				t.Fatal(err)
+			}
+			// The server must end the exchange by itself; the deadline here
+			// only keeps a broken server from hanging the test.
+			c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			_, err = io.ReadAll(c)
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatal("the server kept a stalled client's connection open")
+			}
+		})
+	}
+	if list, _ := st.Incidents(context.Background(), escalation.Filter{}); len(list) != 0 {
+		t.Fatalf("a stalled webhook stored %d incidents", len(list))
 	}
 }
