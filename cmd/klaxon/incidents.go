@@ -7,8 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -261,25 +263,12 @@ func printIncident(w io.Writer, d incidentDetail) {
 
 func labelString(l map[string]string) string {
 	var parts []string
-	for _, k := range sortedKeys(l) {
+	for _, k := range slices.Sorted(maps.Keys(l)) {
 		if k != "alertname" {
 			parts = append(parts, k+"="+strconv.Quote(l[k]))
 		}
 	}
 	return "{" + strings.Join(parts, ", ") + "}"
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j] < out[j-1]; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	return out
 }
 
 func runAct(ctx context.Context, action string, args []string, stdout, stderr io.Writer) int {
