@@ -12,6 +12,10 @@ import (
 // DefaultAckTimeout re-pages an acknowledged incident still firing after it.
 const DefaultAckTimeout = 4 * time.Hour
 
+// DefaultRepageEvery re-pages an exhausted incident at this interval when its
+// policy does not say.
+const DefaultRepageEvery = 15 * time.Minute
+
 // Situation is everything a decision depends on. Decisions are pure: the same
 // situation always yields the same change, which is what lets the store retry
 // them and the tests table them.
@@ -22,6 +26,23 @@ type Situation struct {
 	// are skipped with a timeline note.
 	Health HealthFunc
 	Now    time.Time
+	// RecheckEvery is how soon an incident nobody can be paged for is planned
+	// again (default 1m).
+	RecheckEvery time.Duration
+}
+
+func (s *Situation) recheck() time.Duration {
+	if s.RecheckEvery > 0 {
+		return s.RecheckEvery
+	}
+	return time.Minute
+}
+
+func (s *Situation) repageEvery() time.Duration {
+	if s.Policy != nil && s.Policy.RepageEvery > 0 {
+		return s.Policy.RepageEvery
+	}
+	return DefaultRepageEvery
 }
 
 func (s *Situation) health(ch notifiers.Channel) ChannelHealth {
@@ -66,25 +87,31 @@ func Decide(inc *Incident, pages []PageRecord, s Situation) Change {
 		*e = Escalation{Policy: e.Policy, Generation: e.Generation + 1}
 	}
 	if s.Policy == nil || len(s.Policy.Steps) == 0 {
-		if !e.Exhausted {
-			ch.Note(now, EvExhausted, "no escalation policy applies: nobody can be paged")
-			e.Exhausted = true
-		}
-		e.NextAt = time.Time{}
+		wait(inc, s, &ch, "no escalation policy applies to it")
 		return ch
 	}
 	pol := s.Policy
 	if e.Policy != pol.ID {
 		ch.Note(now, EvPolicy, "policy %q", pol.ID)
 		e.Policy = pol.ID
+		e.Step = min(e.Step, len(pol.Steps)-1)
 	}
 	advance := false
 	switch {
 	case !e.Started:
 		e.Started, e.Round, e.Step = true, 0, 0
 	case e.Exhausted:
-		e.NextAt = time.Time{}
+		if now.Before(e.NextAt) {
+			return ch
+		}
+		cancelStale(pages, &ch)
+		repage(inc, pol, s, &ch)
 		return ch
+	case e.Waiting:
+		if now.Before(e.NextAt) {
+			return ch
+		}
+		e.Round, e.Step = 0, 0 // nobody could be paged: try the policy afresh
 	case !now.Before(e.NextAt):
 		advance = true
 		ch.Note(now, EvEscalated, "no acknowledgement for step %d: escalating", e.Step+1)
@@ -107,8 +134,7 @@ func Decide(inc *Incident, pages []PageRecord, s Situation) Change {
 				e.Step = 0
 				e.Round++
 				if e.Round > pol.Repeat {
-					exhaust(inc, pol, s, &ch)
-					return ch
+					break
 				}
 				ch.Note(now, EvStep, "repeating the policy (round %d of %d)", e.Round+1, pol.Repeat+1)
 			}
@@ -120,11 +146,33 @@ func Decide(inc *Incident, pages []PageRecord, s Situation) Change {
 		n := planStep(inc, st, s, &ch)
 		ch.Note(now, EvStep, "step %d of %d: %d page(s), waiting %s", e.Step+1, len(pol.Steps), n, st.Wait)
 		if n > 0 {
+			if e.Waiting {
+				e.Waiting = false
+				ch.Note(now, EvNote, "paging again: a channel can reach someone now")
+			}
 			return ch
 		}
 	}
+	if e.Attempts == 0 {
+		// Nothing was ever really attempted: exhausting now would make the
+		// incident silent. Wait, and try the policy again.
+		e.Step, e.Round = 0, 0
+		wait(inc, s, &ch, "no configured channel reaches anyone its policy names")
+		return ch
+	}
 	exhaust(inc, pol, s, &ch)
 	return ch
+}
+
+// wait marks an incident nobody can be paged for: it is planned again every
+// RecheckEvery, and at once when a channel comes up or the rota reloads.
+func wait(inc *Incident, s Situation, ch *Change, why string) {
+	e := &inc.Escalation
+	if !e.Waiting {
+		ch.Note(s.Now, EvNote, "nobody can be paged: %s; waiting, and paging as soon as a channel or the rota allows", why)
+	}
+	e.Waiting = true
+	e.NextAt = s.Now.Add(s.recheck())
 }
 
 // stepFailed reports whether the current step paged someone and every one of
@@ -156,11 +204,11 @@ func cancelStale(pages []PageRecord, ch *Change) {
 }
 
 // exhaust pages the fallback list on every channel they have and marks the
-// incident exhausted: it stays open, waiting for a person.
+// incident exhausted: it stays open, and is paged again every RepageEvery
+// until someone answers.
 func exhaust(inc *Incident, pol *Policy, s Situation, ch *Change) {
 	e := &inc.Escalation
 	e.Generation++
-	e.NextAt = time.Time{}
 	if !e.Fallback && len(pol.Fallback) > 0 {
 		e.Fallback = true
 		st := Step{Targets: pol.Fallback, Channels: notifiers.Channels}
@@ -168,12 +216,33 @@ func exhaust(inc *Incident, pol *Policy, s Situation, ch *Change) {
 		ch.Note(s.Now, EvStep, "policy used up: paging the fallback list (%d page(s))", n)
 	}
 	e.Exhausted = true
-	ch.Note(s.Now, EvExhausted, "escalation exhausted without an acknowledgement: incident stays open")
+	e.NextAt = s.Now.Add(s.repageEvery())
+	ch.Note(s.Now, EvExhausted, "escalation exhausted without an acknowledgement: incident stays open and is paged again every %s", s.repageEvery())
+}
+
+// repage pages an exhausted incident again: the fallback list on every
+// channel they have or, without one, the policy's last step.
+func repage(inc *Incident, pol *Policy, s Situation, ch *Change) {
+	e := &inc.Escalation
+	e.Generation++
+	e.Repages++
+	st := pol.Steps[len(pol.Steps)-1]
+	who := "the last step"
+	if len(pol.Fallback) > 0 {
+		st, who = Step{Targets: pol.Fallback, Channels: notifiers.Channels}, "the fallback list"
+	}
+	n := planStep(inc, st, s, ch)
+	if n == 0 && len(pol.Fallback) > 0 {
+		// Nobody on the fallback list can be reached: the last step then.
+		st, who = pol.Steps[len(pol.Steps)-1], "the last step"
+		n = planStep(inc, st, s, ch)
+	}
+	e.NextAt = s.Now.Add(s.repageEvery())
+	ch.Note(s.Now, EvRepaged, "still unanswered after the policy was used up: paging %s again (%d page(s), time %d); next in %s", who, n, e.Repages, s.repageEvery())
 }
 
 // planStep adds the pages of one step to ch and returns how many it added.
 func planStep(inc *Incident, st Step, s Situation, ch *Change) int {
-	e := &inc.Escalation
 	var people []notifiers.Recipient
 	seen := map[string]bool{}
 	for _, t := range st.Targets {
@@ -188,21 +257,46 @@ func planStep(inc *Incident, st Step, s Situation, ch *Change) int {
 			}
 		}
 	}
-	n := 0
+	var up, down []notifiers.Channel
 	for _, c := range st.Channels {
-		h := s.health(c)
-		switch {
+		switch h := s.health(c); {
 		case !h.Configured:
 			ch.Events = append(ch.Events, Event{At: s.Now, Kind: EvSkipped, Channel: string(c), Text: fmt.Sprintf("skipped: %s is not configured", c)})
-			continue
 		case h.Down:
-			text := fmt.Sprintf("skipped: %s down since %s", c, h.Since.Format("15:04"))
-			if h.Reason != "" {
-				text += " (" + h.Reason + ")"
-			}
-			ch.Events = append(ch.Events, Event{At: s.Now, Kind: EvSkipped, Channel: string(c), Text: text})
+			down = append(down, c)
+		default:
+			up = append(up, c)
+		}
+	}
+	n := planOn(inc, up, people, st, s, ch)
+	// Health is advice: a channel whose self-test says down is skipped only
+	// while the step still pages someone on another channel. Its verdict may
+	// be stale, and a failed attempt costs nothing.
+	for _, c := range down {
+		h := s.health(c)
+		reason := ""
+		if h.Reason != "" {
+			reason = " (" + h.Reason + ")"
+		}
+		if n > 0 {
+			ch.Events = append(ch.Events, Event{At: s.Now, Kind: EvSkipped, Channel: string(c),
+				Text: fmt.Sprintf("skipped: %s down since %s%s", c, h.Since.Format("15:04"), reason)})
 			continue
 		}
+		ch.Events = append(ch.Events, Event{At: s.Now, Kind: EvNote, Channel: string(c),
+			Text: fmt.Sprintf("%s is down since %s%s, but nothing else of this step can page: paging on it anyway", c, h.Since.Format("15:04"), reason)})
+	}
+	if n == 0 {
+		n = planOn(inc, down, people, st, s, ch)
+	}
+	return n
+}
+
+// planOn adds a page for each person on each channel they have a contact for.
+func planOn(inc *Incident, chans []notifiers.Channel, people []notifiers.Recipient, st Step, s Situation, ch *Change) int {
+	e := &inc.Escalation
+	n := 0
+	for _, c := range chans {
 		for _, r := range people {
 			if missing := missingContact(c, r); missing != "" {
 				ch.Events = append(ch.Events, Event{At: s.Now, Kind: EvSkipped, Channel: string(c), Actor: r.PersonID,
@@ -254,9 +348,10 @@ func describeTarget(t Target) string {
 // Cancel marks every unfinished page canceled, with reason.
 func Cancel(pages []PageRecord, reason string, ch *Change) {
 	for _, p := range pages {
-		if !p.Status.Done() {
-			p.Status = PageCanceled
+		if next := Transition(p.Status, EvCancel); next != p.Status {
+			p.Status = next
 			p.LastError = reason
+			p.NextTry = time.Time{}
 			ch.Pages = append(ch.Pages, p)
 		}
 	}

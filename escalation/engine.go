@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +40,19 @@ type Config struct {
 	OnExhausted func(inc Incident)
 	// BaseURL, if set, links pages back to the incident's API page.
 	BaseURL string
+	// Installation makes idempotency keys unique to this installation (page
+	// ids as Matrix transaction ids, incident keys as PagerDuty dedup keys),
+	// so a fresh data directory never collides with an old one's keys at the
+	// provider. Use InstallationID to create and keep it in the store.
+	Installation string
+	// RecheckEvery is how often an incident that nobody can be paged for is
+	// planned again (default 1m); a channel coming up or a rota reload
+	// (Replan) plans it at once.
+	RecheckEvery time.Duration
+	// OnRecipient, if set, learns the result of every page to a person (nil
+	// on success). Failures about that person alone (invalid number, STOP)
+	// go only here, never to Evidence: they feed the coverage check.
+	OnRecipient func(person string, ch notifiers.Channel, err error)
 }
 
 // Engine walks incidents through their escalation policies. It records every
@@ -49,16 +63,30 @@ type Engine struct {
 	cfg      Config
 	log      *slog.Logger
 	channels map[notifiers.Channel]notifiers.Notifier
-	sem      map[notifiers.Channel]chan struct{}
 	limiter  *limiter
 
 	mu      sync.Mutex
 	queue   wakeQueue
 	wakes   map[uint64]time.Time // incident → its scheduled wake
 	retries map[string]time.Time // page id → its scheduled retry
+	waiting map[uint64]bool      // incidents nobody can be paged for yet
+	results map[string]result    // page id → a send result whose write failed
 	kick    chan struct{}
 	workers chan struct{} // bounds concurrent wake-ups and retries
+	senders map[notifiers.Channel]*sendQueue
 	wg      sync.WaitGroup
+}
+
+// result is a send's outcome waiting to be written.
+type result struct {
+	ev PageEvent
+	// attempted is set when a channel was really asked to send (not for a
+	// page whose channel is not configured): only that counts as an attempt.
+	attempted bool
+	rc        notifiers.Receipt
+	err       error
+	retry     time.Duration
+	composed  time.Time
 }
 
 // New builds an Engine. Call Recover before Run after a restart.
@@ -79,21 +107,26 @@ func New(cfg Config) *Engine {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		channels: map[notifiers.Channel]notifiers.Notifier{},
-		sem:      map[notifiers.Channel]chan struct{}{},
 		wakes:    map[uint64]time.Time{},
 		retries:  map[string]time.Time{},
+		waiting:  map[uint64]bool{},
+		results:  map[string]result{},
 		kick:     make(chan struct{}, 1),
 		workers:  make(chan struct{}, 64),
+		senders:  map[notifiers.Channel]*sendQueue{},
+	}
+	if cfg.RecheckEvery <= 0 {
+		e.cfg.RecheckEvery = time.Minute
 	}
 	e.limiter = newLimiter(func(ch notifiers.Channel) (int, time.Duration) {
 		if r := e.rota(); r != nil {
 			return r.Limit(ch)
 		}
 		return 0, 0
-	})
+	}, cfg.Store)
 	for _, n := range cfg.Notifiers {
 		e.channels[n.Channel()] = n
-		e.sem[n.Channel()] = make(chan struct{}, cfg.MaxInFlight)
+		e.senders[n.Channel()] = &sendQueue{max: cfg.MaxInFlight}
 	}
 	return e
 }
@@ -120,7 +153,7 @@ func (e *Engine) health(ch notifiers.Channel) ChannelHealth {
 
 // situation captures what a decision about inc depends on, now.
 func (e *Engine) situation(inc *Incident, now time.Time) Situation {
-	s := Situation{Rota: e.rota(), Health: e.health, Now: now}
+	s := Situation{Rota: e.rota(), Health: e.health, Now: now, RecheckEvery: e.cfg.RecheckEvery}
 	if s.Rota == nil {
 		return s
 	}
@@ -168,7 +201,11 @@ func (e *Engine) onIngest(inc *Incident, pages []PageRecord, events []Event, now
 	case inc.State == Resolved:
 		var ch Change
 		Cancel(pages, "resolved", &ch)
-		Tell(inc, pages, notifiers.KindResolved, fmt.Sprintf("Incident %d resolved in Alertmanager.", inc.ID), now, &ch)
+		text := fmt.Sprintf("Incident %d resolved in Alertmanager.", inc.ID)
+		if inc.Synthetic {
+			text = fmt.Sprintf("Incident %d resolved: %s", inc.ID, alarmClearText(inc))
+		}
+		Tell(inc, pages, notifiers.KindResolved, text, now, &ch)
 		return ch, nil
 	case !inc.Escalation.Started:
 		return Decide(inc, pages, e.situation(inc, now)), nil
@@ -189,10 +226,17 @@ func (e *Engine) Act(ctx context.Context, id uint64, action notifiers.Action, ac
 func (e *Engine) Respond(ctx context.Context, r notifiers.Response) (notifiers.Outcome, error) {
 	id := r.Incident
 	if id == 0 && r.IncidentKey != "" {
-		id, _ = ParseKey(r.IncidentKey)
+		id, _ = e.parseKey(r.IncidentKey)
 	}
-	if id == 0 && r.PageID != "" {
-		id, _, _ = ParsePageID(r.PageID)
+	if r.PageID != "" {
+		local, ok := e.localPageID(r.PageID)
+		if !ok {
+			return notifiers.Outcome{}, notifiers.ErrUnknownIncident
+		}
+		r.PageID = local
+		if id == 0 {
+			id, _, _ = ParsePageID(local)
+		}
 	}
 	if id == 0 {
 		return notifiers.Outcome{}, notifiers.ErrUnknownIncident
@@ -281,12 +325,16 @@ func (e *Engine) apply(ctx context.Context, id uint64, action notifiers.Action, 
 			ev.Kind, ev.Text = EvEscalated, fmt.Sprintf("escalated by %s via %s", actor, via)
 			ch.Events = append(ch.Events, ev)
 			TellVia(inc, pages, notifiers.KindEscalated, fmt.Sprintf("Incident %d escalated by %s.", inc.ID, actor), viaCh, now, &ch)
-			if inc.Escalation.Started && !inc.Escalation.Exhausted {
-				inc.Escalation.NextAt = now // the current step's wait is over
+			exhausted := inc.Escalation.Exhausted
+			if inc.Escalation.Started {
+				inc.Escalation.NextAt = now // the current step's wait (or the re-page interval) is over
 			}
 			d := Decide(inc, pages, e.situation(inc, now))
 			ch.Events, ch.Pages = append(ch.Events, d.Events...), append(ch.Pages, d.Pages...)
 			out.Message = fmt.Sprintf("Incident %d escalated to the next step.", inc.ID)
+			if exhausted {
+				out.Message = fmt.Sprintf("Incident %d has used up its policy: paging the fallback again now.", inc.ID)
+			}
 		case notifiers.Resolve:
 			if inc.State == Resolved {
 				out.Message = fmt.Sprintf("Incident %d is already resolved.", inc.ID)
@@ -356,22 +404,55 @@ func (e *Engine) Clear(ctx context.Context, key, text string) (IngestResult, err
 	return e.Ingest(ctx, Notification{GroupKey: AlarmGroupPrefix + key, Status: "resolved", Alerts: []Alert{a}})
 }
 
+// alarmClearText is what cleared one of Klaxon's own alarms: the summary
+// Clear gave its alert, or a plain word.
+func alarmClearText(inc *Incident) string {
+	for _, a := range inc.Alerts {
+		if !a.Firing() && a.Annotations["summary"] != "" {
+			return a.Annotations["summary"]
+		}
+	}
+	return "the cause is fixed"
+}
+
 // AlarmGroupPrefix starts the group key of every alarm Klaxon raises itself.
 const AlarmGroupPrefix = "klaxon-alarm:"
 
 // after schedules the incident's next wake and hands new pages to channels.
 func (e *Engine) after(ctx context.Context, inc Incident, ch Change) {
 	if inc.Escalation.Exhausted && hasEvent(ch.Events, EvExhausted) {
-		e.log.Error("escalation exhausted without an acknowledgement", "incident", inc.ID, "title", inc.Title)
+		e.log.Error("escalation exhausted without an acknowledgement: paging again until someone answers", "incident", inc.ID, "title", inc.Title)
 		if e.cfg.OnExhausted != nil {
 			e.cfg.OnExhausted(inc)
 		}
 	}
+	e.mu.Lock()
+	if inc.Escalation.Waiting && inc.State == Open {
+		e.waiting[inc.ID] = true
+	} else {
+		delete(e.waiting, inc.ID)
+	}
+	e.mu.Unlock()
 	e.schedule(inc.ID, inc.Escalation.NextAt)
 	for _, p := range ch.Pages {
 		if p.Status == PagePending {
-			e.dispatch(ctx, inc, p)
+			e.dispatch(ctx, &inc, p)
 		}
+	}
+}
+
+// Replan plans at once every incident waiting because nobody could be paged:
+// call it when a channel comes up or the rota reloads.
+func (e *Engine) Replan() {
+	now := e.cfg.Clock.Now()
+	e.mu.Lock()
+	ids := make([]uint64, 0, len(e.waiting))
+	for id := range e.waiting {
+		ids = append(ids, id)
+	}
+	e.mu.Unlock()
+	for _, id := range ids {
+		e.schedule(id, now)
 	}
 }
 
@@ -384,46 +465,129 @@ func hasEvent(evs []Event, k EventKind) bool {
 	return false
 }
 
-// dispatch sends one page, in the background unless the engine is inline.
-func (e *Engine) dispatch(ctx context.Context, inc Incident, p PageRecord) {
+// sendJob is one page waiting for a sender. inc is dropped when the queue is
+// long, and read back from the store when the page's turn comes, so a backlog
+// costs a few words per page instead of a copy of its incident.
+type sendJob struct {
+	inc *Incident
+	p   PageRecord
+}
+
+// sendQueue is a channel's backlog and its fixed pool of senders: at most max
+// goroutines send on a channel at once, however many pages are due.
+type sendQueue struct {
+	max  int
+	mu   sync.Mutex
+	jobs []sendJob
+	head int
+	busy int
+}
+
+// keepIncidentBelow is the backlog length up to which queued pages keep their
+// incident in memory.
+const keepIncidentBelow = 256
+
+func (q *sendQueue) push(j sendJob) (startWorker bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.jobs)-q.head >= keepIncidentBelow {
+		j.inc = nil
+	}
+	q.jobs = append(q.jobs, j)
+	if q.busy < q.max {
+		q.busy++
+		return true
+	}
+	return false
+}
+
+func (q *sendQueue) pop() (sendJob, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.jobs) {
+		q.jobs, q.head = q.jobs[:0], 0
+		q.busy--
+		return sendJob{}, false
+	}
+	j := q.jobs[q.head]
+	q.jobs[q.head] = sendJob{}
+	q.head++
+	return j, true
+}
+
+// dispatch sends one page: at once when the engine is inline, otherwise
+// through the channel's fixed pool of senders.
+func (e *Engine) dispatch(ctx context.Context, inc *Incident, p PageRecord) {
 	if e.cfg.Inline {
 		e.send(ctx, inc, p)
+		return
+	}
+	q := e.senders[p.Channel]
+	if q == nil {
+		e.send(ctx, inc, p) // not configured: recorded as failed without a send
+		return
+	}
+	if !q.push(sendJob{inc: inc, p: p}) {
 		return
 	}
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		sem := e.sem[p.Channel]
-		if sem != nil {
-			sem <- struct{}{}
-			defer func() { <-sem }()
+		ctx := context.WithoutCancel(ctx)
+		for {
+			j, ok := q.pop()
+			if !ok {
+				return
+			}
+			e.send(ctx, j.inc, j.p)
 		}
-		e.send(context.WithoutCancel(ctx), inc, p)
 	}()
 }
 
 // Wait blocks until background sends have finished (for shutdown and tests).
 func (e *Engine) Wait() { e.wg.Wait() }
 
-// send hands one page to its channel and records the result.
-func (e *Engine) send(ctx context.Context, inc Incident, p PageRecord) {
+// send hands one page to its channel and records the result. A page held
+// back by a rate limit is folded into the person's last page if that page
+// carried it, and otherwise waits for room; a page that gets room carries a
+// summary of every page still held for its person.
+func (e *Engine) send(ctx context.Context, inc *Incident, p PageRecord) {
 	n, ok := e.channels[p.Channel]
 	if !ok {
-		e.record(ctx, p, PagePermFail, notifiers.Receipt{}, fmt.Errorf("channel %s is not configured", p.Channel), 0)
+		e.settle(ctx, p, result{ev: EvSendPerm, err: fmt.Errorf("channel %s is not configured", p.Channel)})
 		return
 	}
-	now := e.cfg.Clock.Now()
-	var folded []string
-	if p.Kind == notifiers.KindPage {
-		if wait, over := e.limiter.take(p, now); over {
-			e.defer_(ctx, p, now.Add(wait))
+	if inc == nil {
+		cur, err := e.cfg.Store.Incident(ctx, p.Incident)
+		if err != nil {
+			e.log.Error("loading an incident to send its page; retrying", "page", p.ID, "error", err)
+			e.scheduleRetry(p.ID, e.cfg.Clock.Now().Add(backoff(1, 0)))
 			return
 		}
-		folded = e.limiter.drainFolded(p)
+		inc = &cur
 	}
-	page := e.page(inc, p)
-	if len(folded) > 0 {
-		page.Text = fmt.Sprintf("%d incidents need you: %s", len(folded)+1, strings.Join(append(folded, fmt.Sprint(inc.ID)), ", "))
+	now := e.cfg.Clock.Now()
+	var summary string
+	composed := now
+	if e.limiter.limited(p) {
+		if p.Status == PageDeferred {
+			if c, ok := e.limiter.carrierAfter(ctx, p, p.HeldAt); ok {
+				e.settle(ctx, p, result{ev: EvFold, rc: notifiers.Receipt{ProviderID: c.Page}})
+				return
+			}
+		}
+		if wait, over := e.limiter.take(ctx, p, now); over {
+			e.settle(ctx, p, result{ev: EvHold, retry: wait})
+			return
+		}
+		h, err := e.cfg.Store.Held(ctx, p.Recipient.PersonID, p.Channel, 3)
+		if err == nil {
+			summary = foldSummary(inc.ID, p, h)
+		}
+	}
+	page := e.page(*inc, p)
+	if summary != "" {
+		page.Text = summary
 	}
 	sctx, cancel := context.WithTimeout(ctx, e.cfg.SendTimeout)
 	start := time.Now()
@@ -433,30 +597,80 @@ func (e *Engine) send(ctx context.Context, inc Incident, p PageRecord) {
 		err = notifiers.Temporary("timeout", 0, fmt.Errorf("no answer from %s within %s: %w", p.Channel, e.cfg.SendTimeout, err))
 	}
 	cancel()
-	if err != nil && p.Kind == notifiers.KindPage {
-		e.limiter.untake(p) // the person was not reached: it does not count
+	if p.Kind == notifiers.KindPage {
+		if err != nil {
+			e.limiter.untake(p) // the person was not reached: it does not count
+		} else {
+			e.limiter.sentOK(ctx, p, composed)
+		}
+		e.evidence(p, err)
 	}
-	if e.cfg.Evidence != nil && p.Kind == notifiers.KindPage {
-		e.cfg.Evidence(p.Channel, err)
-	}
-	result := "sent"
-	status := PageSent
-	var retry time.Duration
+	r := result{ev: EvSendOK, rc: rc, err: err, attempted: true}
+	outcome := "sent"
 	switch {
 	case err == nil:
 	case notifiers.IsPermanent(err):
-		status, result = PagePermFail, "failed-permanent"
+		r.ev, outcome = EvSendPerm, "failed-permanent"
 	default:
-		status, result = PageTempFail, "failed-temporary"
-		retry = backoff(p.Attempts+1, notifiers.RetryAfter(err))
+		r.ev, outcome = EvSendTemp, "failed-temporary"
+		r.retry = backoff(p.Attempts+1, notifiers.RetryAfter(err))
 	}
 	if e.cfg.OnPage != nil {
-		e.cfg.OnPage(p.Channel, result, took)
+		e.cfg.OnPage(p.Channel, outcome, took)
 	}
 	if err != nil {
-		e.log.Warn("page failed", "incident", p.Incident, "page", p.ID, "channel", p.Channel, "to", p.Recipient.PersonID, "result", result, "error", err)
+		e.log.Warn("page failed", "incident", p.Incident, "page", p.ID, "channel", p.Channel, "to", p.Recipient.PersonID, "result", outcome, "error", err)
 	}
-	e.record(ctx, p, status, rc, err, retry)
+	e.settle(ctx, p, r)
+}
+
+// evidence tells the self-tests what a page's send says about its channel:
+// failures about one recipient are that person's problem, not the channel's.
+func (e *Engine) evidence(p PageRecord, err error) {
+	if e.cfg.OnRecipient != nil {
+		e.cfg.OnRecipient(p.Recipient.PersonID, p.Channel, err)
+	}
+	if err != nil && notifiers.IsRecipient(err) {
+		return
+	}
+	if e.cfg.Evidence != nil {
+		e.cfg.Evidence(p.Channel, err)
+	}
+}
+
+// maxSummaryIncidents bounds the incidents a fold summary names.
+const maxSummaryIncidents = 3
+
+// foldSummary is a carrier page's summary of the pages held back for its
+// person, of fixed size however many there are:
+// "41,237 incidents need you; newest: 41240, 41239, 41238".
+func foldSummary(own uint64, p PageRecord, h Held) string {
+	others := h.Count
+	var newest []string
+	for _, id := range h.Newest {
+		if id == own {
+			continue
+		}
+		if len(newest) < maxSummaryIncidents {
+			newest = append(newest, strconv.FormatUint(id, 10))
+		}
+	}
+	if p.Status == PageDeferred {
+		others-- // the carrier itself was held
+	}
+	if others <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s incidents need you; newest: %s", thousands(others+1), strings.Join(append([]string{strconv.FormatUint(own, 10)}, newest...), ", "))
+}
+
+// thousands formats n with thousands separators.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // backoff is the wait before retry attempt n of a temporary failure.
@@ -464,7 +678,7 @@ func backoff(n int, hint time.Duration) time.Duration {
 	if hint > 0 {
 		return min(hint, 5*time.Minute)
 	}
-	d := time.Second << min(n-1, 6)
+	d := time.Second << min(max(n-1, 0), 6)
 	return min(d, time.Minute)
 }
 
@@ -476,9 +690,12 @@ const maxUpdateAttempts = 8
 // no later step cancels.
 const maxFallbackAttempts = 30
 
-// record writes a send's result and reacts: a permanent failure of every page
-// of the step moves on at once; a temporary one is retried after a backoff.
-func (e *Engine) record(ctx context.Context, p PageRecord, status PageStatus, rc notifiers.Receipt, sendErr error, retry time.Duration) {
+// settle writes what happened to a page through the page state machine and
+// reacts: a permanent failure of every page of the step moves on at once; a
+// temporary one is retried after a backoff; a held page waits for room. When
+// the store cannot take the write, the result is kept and written again after
+// a backoff: a page's outcome is never dropped.
+func (e *Engine) settle(ctx context.Context, p PageRecord, r result) {
 	now := e.cfg.Clock.Now()
 	inc, ch, err := e.cfg.Store.Update(ctx, p.Incident, func(inc *Incident, pages []PageRecord) (Change, error) {
 		var ch Change
@@ -486,53 +703,92 @@ func (e *Engine) record(ctx context.Context, p PageRecord, status PageStatus, rc
 		if !ok {
 			return ch, fmt.Errorf("page %s vanished", p.ID)
 		}
-		if cur.Status == PageCanceled && status != PageSent {
-			return ch, ErrNoChange // canceled while in flight; nothing more to do
+		next := Transition(cur.Status, r.ev)
+		again := pageRank(cur.Status) == 0 && (r.ev == EvHold || r.ev == EvSendTemp) // held or failed once more
+		if next == cur.Status && !again {
+			return ch, ErrNoChange // canceled while in flight, or news already known
 		}
-		cur.Attempts++
-		cur.Status = status
-		cur.ProviderID = rc.ProviderID
-		cur.NextTry = time.Time{}
 		ev := Event{At: now, Kind: EvPageResult, Channel: string(p.Channel), Actor: p.Recipient.PersonID, PageID: p.ID}
-		switch status {
-		case PageSent:
+		if r.attempted {
+			cur.Attempts++
+			if cur.Kind == notifiers.KindPage {
+				inc.Escalation.Attempts++
+			}
+		}
+		cur.Status = next
+		cur.NextTry = time.Time{}
+		switch r.ev {
+		case EvSendOK:
 			cur.LastError = ""
+			cur.ProviderID = r.rc.ProviderID
 			ev.Kind = EvPaged
 			ev.Text = fmt.Sprintf("%s %s via %s: sent", verb(p.Kind), name(p.Recipient), p.Channel)
-			if rc.Detail != "" {
-				ev.Text += " (" + rc.Detail + ")"
+			if r.rc.Detail != "" {
+				ev.Text += " (" + r.rc.Detail + ")"
 			}
-		case PagePermFail:
-			cur.LastError = sendErr.Error()
-			ev.Text = fmt.Sprintf("%s %s via %s: failed-permanent: %s", verb(p.Kind), name(p.Recipient), p.Channel, sendErr)
-		case PageTempFail:
-			cur.LastError = sendErr.Error()
+		case EvSendPerm:
+			cur.LastError = r.err.Error()
+			what := "failed-permanent"
+			if notifiers.IsRecipient(r.err) {
+				what = "failed-permanent for this person"
+			}
+			ev.Text = fmt.Sprintf("%s %s via %s: %s: %s", verb(p.Kind), name(p.Recipient), p.Channel, what, r.err)
+		case EvSendTemp:
+			cur.LastError = r.err.Error()
 			if (p.Kind != notifiers.KindPage && cur.Attempts >= maxUpdateAttempts) || (inc.Escalation.Exhausted && cur.Attempts >= maxFallbackAttempts) {
-				cur.Status = PagePermFail
-				ev.Text = fmt.Sprintf("%s via %s: gave up after %d attempts: %s", verb(p.Kind), p.Channel, cur.Attempts, sendErr)
+				cur.Status = Transition(cur.Status, EvGiveUp)
+				ev.Text = fmt.Sprintf("%s via %s: gave up after %d attempts: %s", verb(p.Kind), p.Channel, cur.Attempts, r.err)
 				break
 			}
-			cur.NextTry = now.Add(retry)
-			ev.Text = fmt.Sprintf("%s %s via %s: failed-temporary (attempt %d, retrying in %s): %s", verb(p.Kind), name(p.Recipient), p.Channel, cur.Attempts, retry, sendErr)
+			cur.NextTry = now.Add(r.retry)
+			ev.Text = fmt.Sprintf("%s %s via %s: failed-temporary (attempt %d, retrying in %s): %s", verb(p.Kind), name(p.Recipient), p.Channel, cur.Attempts, r.retry, r.err)
+		case EvHold:
+			first := cur.HeldAt.IsZero()
+			if first {
+				cur.HeldAt = now
+			}
+			cur.NextTry = now.Add(r.retry)
+			if !first {
+				ch.Pages = append(ch.Pages, cur)
+				return ch, nil // still held: no news for the timeline
+			}
+			ev.Kind = EvNote
+			ev.Text = fmt.Sprintf("held back: %s reached the %s rate limit; the next page they get will say so (at the latest %s)", name(p.Recipient), p.Channel, cur.NextTry.Format("15:04:05"))
+		case EvFold:
+			cur.FoldedInto = r.rc.ProviderID
+			ev.Text = fmt.Sprintf("%s %s via %s: folded into page %s, which reached them", verb(p.Kind), name(p.Recipient), p.Channel, cur.FoldedInto)
 		}
 		ch.Events = append(ch.Events, ev)
 		ch.Pages = append(ch.Pages, cur)
 		e.moveOnIfStepFailed(inc, pages, cur, now, &ch)
 		return ch, nil
 	})
+	if errors.Is(err, ErrNoChange) {
+		return
+	}
 	if err != nil {
-		if !errors.Is(err, ErrNoChange) {
-			e.log.Error("could not record a page result", "page", p.ID, "error", err)
+		if errors.Is(err, ErrNotFound) {
+			return
 		}
+		// Keep the result and write it again after a backoff; a crash before
+		// then sends the page again (at most one duplicate per crash).
+		e.log.Error("could not record a page's result; retrying", "page", p.ID, "error", err)
+		e.mu.Lock()
+		e.results[p.ID] = r
+		e.mu.Unlock()
+		e.scheduleRetry(p.ID, now.Add(storeRetry))
 		return
 	}
 	for _, q := range ch.Pages {
-		if q.ID == p.ID && q.Status == PageTempFail {
+		if q.ID == p.ID && !q.Status.Done() && !q.NextTry.IsZero() {
 			e.scheduleRetry(q.ID, q.NextTry)
 		}
 	}
 	e.after(ctx, inc, ch)
 }
+
+// storeRetry is how long a write the store refused waits before it is tried again.
+const storeRetry = 5 * time.Second
 
 // moveOnIfStepFailed lets Decide move on at once when page cur, just failed
 // for good, was the current step's last hope.
@@ -547,32 +803,6 @@ func (e *Engine) moveOnIfStepFailed(inc *Incident, pages []PageRecord, cur PageR
 	}
 	d := Decide(inc, pages, e.situation(inc, now))
 	ch.Events, ch.Pages = append(ch.Events, d.Events...), append(ch.Pages, d.Pages...)
-}
-
-// defer_ holds a page back for the channel's rate limit; it is folded into the
-// next page the person gets.
-func (e *Engine) defer_(ctx context.Context, p PageRecord, until time.Time) {
-	now := e.cfg.Clock.Now()
-	_, _, err := e.cfg.Store.Update(ctx, p.Incident, func(inc *Incident, pages []PageRecord) (Change, error) {
-		var ch Change
-		cur, ok := findPage(pages, p.ID)
-		if !ok || cur.Status.Done() {
-			return ch, ErrNoChange
-		}
-		cur.Status, cur.NextTry = PageDeferred, until
-		ch.Pages = append(ch.Pages, cur)
-		ch.Events = append(ch.Events, Event{At: now, Kind: EvNote, Channel: string(p.Channel), Actor: p.Recipient.PersonID, PageID: p.ID,
-			Text: fmt.Sprintf("held back: %s reached the %s rate limit; will be folded into one page at %s", name(p.Recipient), p.Channel, until.Format("15:04:05"))})
-		return ch, nil
-	})
-	if err != nil {
-		if !errors.Is(err, ErrNoChange) {
-			e.log.Error("could not record a deferred page", "page", p.ID, "error", err)
-		}
-		return
-	}
-	e.limiter.fold(p)
-	e.scheduleRetry(p.ID, until)
 }
 
 func verb(k notifiers.Kind) string {
@@ -594,42 +824,58 @@ func (e *Engine) page(inc Incident, p PageRecord) notifiers.Page {
 		link = strings.TrimRight(e.cfg.BaseURL, "/") + fmt.Sprintf("/api/v1/incidents/%d", inc.ID)
 	}
 	return notifiers.Page{
-		ID: p.ID, Kind: p.Kind, Incident: inc.ID, IncidentKey: inc.Key(), Channel: p.Channel, Recipient: p.Recipient,
+		ID: e.externalPageID(p.ID), Kind: p.Kind, Incident: inc.ID, IncidentKey: e.key(inc.ID), Channel: p.Channel, Recipient: p.Recipient,
 		Title: inc.Title, Severity: inc.Severity, Alerts: alerts, ExternalURL: inc.ExternalURL, Link: link,
 		Text: p.Text, RoutingKey: p.RoutingKey, Synthetic: inc.Synthetic, Via: p.Via,
 	}
 }
 
-// Report implements notifiers.Reporter: a provider's later word on a page.
+// Report implements notifiers.Reporter: a provider's later word on a page,
+// taken through the page state machine, so a callback that beats the send
+// result is not overwritten by it.
 func (e *Engine) Report(ctx context.Context, r notifiers.Report) error {
-	id, _, ok := ParsePageID(r.PageID)
+	local, ok := e.localPageID(r.PageID)
 	if !ok {
 		return notifiers.ErrUnknownIncident
 	}
+	id, _, ok := ParsePageID(local)
+	if !ok {
+		return notifiers.ErrUnknownIncident
+	}
+	ev := map[notifiers.DeliveryStatus]PageEvent{notifiers.Delivered: EvDelivered, notifiers.NoAnswer: EvNoAnswer, notifiers.Failed: EvProviderFailed}[r.Status]
+	if ev == "" {
+		return fmt.Errorf("unknown delivery status %q", r.Status)
+	}
 	now := e.cfg.Clock.Now()
-	if e.cfg.Evidence != nil && r.Status == notifiers.Failed {
+	if r.Status == notifiers.Failed {
 		err := fmt.Errorf("provider reported: %s", r.Detail)
-		if r.Permanent {
+		switch {
+		case r.Recipient:
+			err = notifiers.PermanentRecipient("", err)
+		case r.Permanent:
 			err = notifiers.Permanent("", err)
 		}
-		e.cfg.Evidence(r.Channel, err)
+		cur := PageRecord{Kind: notifiers.KindPage, Channel: r.Channel}
+		if pages, perr := e.cfg.Store.Pages(ctx, id); perr == nil {
+			if p, ok := findPage(pages, local); ok {
+				cur = p
+			}
+		}
+		if cur.Kind == notifiers.KindPage {
+			e.evidence(cur, err)
+		}
 	}
 	inc, ch, err := e.cfg.Store.Update(ctx, id, func(inc *Incident, pages []PageRecord) (Change, error) {
 		var ch Change
-		cur, ok := findPage(pages, r.PageID)
+		cur, ok := findPage(pages, local)
 		if !ok {
 			return ch, notifiers.ErrUnknownIncident
 		}
-		st := map[notifiers.DeliveryStatus]PageStatus{notifiers.Delivered: PageDeliv, notifiers.NoAnswer: PageNoAnswer, notifiers.Failed: PagePermFail}[r.Status]
-		if st == "" {
-			return ch, fmt.Errorf("unknown delivery status %q", r.Status)
+		next := Transition(cur.Status, ev)
+		if next == cur.Status {
+			return ch, ErrNoChange // a retried callback, or older news
 		}
-		if cur.Status == st {
-			return ch, ErrNoChange // a retried callback
-		}
-		if cur.Status != PageCanceled {
-			cur.Status = st
-		}
+		cur.Status = next
 		if r.Detail != "" {
 			cur.LastError = r.Detail
 		}

@@ -44,9 +44,62 @@ func TestEscalatesStepByStepUntilExhausted(t *testing.T) {
 	if !strings.Contains(w.timeline(1), "skipped: Carol has no phone number for phone") {
 		t.Errorf("timeline lacks the skipped phone page:\n%s", w.timeline(1))
 	}
-	w.advance(24 * time.Hour)
-	if n := len(w.paged()); n != 7 {
-		t.Errorf("an exhausted incident paged again: %d pages", n)
+	// Exhausted is not silent: the fallback is paged again every RepageEvery.
+	w.advance(escalation.DefaultRepageEvery)
+	if n := len(w.paged()); n != 9 {
+		t.Errorf("after %s an exhausted incident has %d pages, want the fallback's two again (9)\n%s", escalation.DefaultRepageEvery, n, w.timeline(1))
+	}
+	if !strings.Contains(w.timeline(1), "paging the fallback list again") {
+		t.Errorf("timeline does not say it pages again:\n%s", w.timeline(1))
+	}
+}
+
+// TestNobodyConfiguredWaitsInsteadOfExhausting: with no channel able to page,
+// an incident must not run through its policy in the same second; it waits,
+// and pages as soon as a channel is there.
+func TestNobodyConfiguredWaitsInsteadOfExhausting(t *testing.T) {
+	w := newWorld(t, defaultPolicy())
+	w.eng = escalation.New(escalation.Config{Store: w.store, Rota: func() escalation.Rota { return w.rota }, Clock: w.clock, Inline: true})
+	w.ingest(firing("g", "a"))
+	w.advance(time.Hour)
+	inc := w.incident(1)
+	if inc.Escalation.Exhausted || !inc.Escalation.Waiting || inc.State != escalation.Open {
+		t.Fatalf("escalation %+v, want waiting and not exhausted\n%s", inc.Escalation, w.timeline(1))
+	}
+	// A channel appears (a restart with it configured): the incident is paged.
+	w.restart()
+	w.advance(time.Minute)
+	if got := w.paged(); len(got) == 0 || got[0] != "matrix:alice" {
+		t.Fatalf("paged %v after a channel appeared, want matrix:alice\n%s", got, w.timeline(1))
+	}
+}
+
+// TestDownChannelIsPagedWhenNothingElseCan: health is advice. A step whose
+// only channel is marked down pages on it anyway; a step with another
+// channel up skips it.
+func TestDownChannelIsPagedWhenNothingElseCan(t *testing.T) {
+	p := &escalation.Policy{ID: "p", Steps: []escalation.Step{
+		{Targets: []escalation.Target{{Rotation: "primary"}}, Channels: []notifiers.Channel{notifiers.Phone}, Wait: 5 * time.Minute},
+		{Targets: []escalation.Target{{Rotation: "primary"}}, Channels: []notifiers.Channel{notifiers.Phone, notifiers.Matrix}, Wait: 5 * time.Minute},
+	}}
+	w := newWorld(t, p)
+	var chans []notifiers.Notifier
+	for _, c := range notifiers.Channels {
+		chans = append(chans, w.rec[c])
+	}
+	w.eng = escalation.New(escalation.Config{Store: w.store, Rota: func() escalation.Rota { return w.rota }, Notifiers: chans, Clock: w.clock, Inline: true,
+		Health: func(c notifiers.Channel) escalation.ChannelHealth {
+			return escalation.ChannelHealth{Configured: true, Down: c == notifiers.Phone, Since: t0, Reason: "self-test failed"}
+		}})
+	w.ingest(firing("g", "a"))
+	if got := w.paged(); !slices.Equal(got, []string{"phone:alice"}) {
+		t.Fatalf("step 1 paged %v, want the down phone anyway", got)
+	}
+	w.advance(5 * time.Minute)
+	got := w.paged()
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"matrix:alice", "phone:alice"}) {
+		t.Fatalf("after step 2 paged %v, want matrix only added (phone down skipped)\n%s", got, w.timeline(1))
 	}
 }
 
@@ -253,14 +306,18 @@ func TestRateLimitFoldsPages(t *testing.T) {
 	if len(calls) != 3 {
 		t.Fatalf("calls after the window = %d, want one folded call", len(calls))
 	}
-	if !strings.Contains(calls[2].Text, "2 incidents need you") {
+	if !strings.Contains(calls[2].Text, "2 incidents need you; newest: 3, 4") {
 		t.Errorf("folded call text = %q", calls[2].Text)
 	}
+	want := map[uint64]escalation.PageStatus{3: escalation.PageSent, 4: escalation.PageFolded}
 	for id := uint64(3); id <= 4; id++ {
 		pages, _ := w.store.Pages(w.ctx, id)
-		if pages[0].Status != escalation.PageSent {
-			t.Errorf("incident %d page %s, want sent (folded), never dropped", id, pages[0].Status)
+		if pages[0].Status != want[id] {
+			t.Errorf("incident %d page %s, want %s: never dropped", id, pages[0].Status, want[id])
 		}
+	}
+	if pages, _ := w.store.Pages(w.ctx, 4); pages[0].FoldedInto != calls[2].ID {
+		t.Errorf("incident 4 folded into %q, want the carrier %q", pages[0].FoldedInto, calls[2].ID)
 	}
 }
 
@@ -281,11 +338,11 @@ func TestUnackRepagesAndResolveByHand(t *testing.T) {
 	if n := len(w.paged()); n != 2 {
 		t.Fatalf("paged after resolve: %d", n)
 	}
-	// Alertmanager still sends the group as firing: a resolved-by-hand incident
-	// is detached, so a fresh firing (new startsAt) opens a new incident, and the
-	// old delivery again does nothing.
-	if res := w.ingest(firing("g", "a")); res.Opened {
-		t.Fatal("a stale delivery reopened a hand-resolved incident")
+	// Alertmanager still sends the group as firing an hour after the
+	// by-hand resolve: that is not stale, it pages again in a new incident
+	// (see TestResolvedByHandStillFiringPagesAgain).
+	if res := w.ingest(firing("g", "a")); !res.Opened || res.Incident != 2 {
+		t.Fatalf("still firing an hour after a by-hand resolve: %+v, want incident 2", res)
 	}
 }
 
@@ -385,6 +442,67 @@ func TestUpdatesNameTheChannelTheAnswerCameThrough(t *testing.T) {
 	for _, p := range w.rec[notifiers.PagerDuty].Pages() {
 		if p.Kind == notifiers.KindResolved && p.Via != "" {
 			t.Errorf("resolve by API: Via = %q, want empty", p.Via)
+		}
+	}
+}
+
+// TestResolvedByHandStillFiringPagesAgain: a by-hand resolve must not
+// silence an alert Alertmanager keeps delivering as firing: within the grace
+// its deliveries are ignored, after it they open a new incident.
+func TestResolvedByHandStillFiringPagesAgain(t *testing.T) {
+	w := newWorld(t, defaultPolicy())
+	w.ingest(firing("g", "a"))
+	if _, err := w.eng.Act(w.ctx, 1, notifiers.Resolve, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	w.advance(time.Minute)
+	if res := w.ingest(firing("g", "a")); res.Opened {
+		t.Fatalf("a delivery within %s of the by-hand resolve opened incident %d", escalation.HandResolveGrace, res.Incident)
+	}
+	w.advance(escalation.HandResolveGrace)
+	res := w.ingest(firing("g", "a"))
+	if !res.Opened || res.Incident != 2 {
+		t.Fatalf("Alertmanager still firing %s after a by-hand resolve: %+v, want incident 2 opened", escalation.HandResolveGrace, res)
+	}
+	if !strings.Contains(w.timeline(2), "resolved by hand: paging again") {
+		t.Errorf("timeline of 2 does not say why:\n%s", w.timeline(2))
+	}
+	// A stale copy of an alert Alertmanager itself resolved stays dropped.
+	w.ingest(resolved("g", "a"))
+	w.advance(time.Hour)
+	if res := w.ingest(firing("g", "a")); res.Opened {
+		t.Errorf("a stale firing after Alertmanager's own resolution opened incident %d", res.Incident)
+	}
+}
+
+// TestDuplicateDeliveryNamesItsIncident: a repeated webhook changes nothing
+// and says which incident it belongs to.
+func TestDuplicateDeliveryNamesItsIncident(t *testing.T) {
+	w := newWorld(t, defaultPolicy())
+	w.ingest(firing("g", "a"))
+	res := w.ingest(firing("g", "a"))
+	if res.Changed || res.Incident != 1 {
+		t.Errorf("duplicate delivery = %+v, want unchanged incident 1", res)
+	}
+}
+
+// TestClearedAlarmSaysWhy: clearing one of Klaxon's own alarms does not
+// claim Alertmanager resolved it.
+func TestClearedAlarmSaysWhy(t *testing.T) {
+	w := newWorld(t, defaultPolicy())
+	if _, err := w.eng.Raise(w.ctx, "channel:pagerduty", "PagerDuty down", "default", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.eng.Clear(w.ctx, "channel:pagerduty", "PagerDuty works again"); err != nil {
+		t.Fatal(err)
+	}
+	tl := w.timeline(1)
+	if strings.Contains(tl, "Alertmanager") || !strings.Contains(tl, "resolved: PagerDuty works again") {
+		t.Errorf("timeline:\n%s", tl)
+	}
+	for _, p := range w.rec[notifiers.Matrix].Pages() {
+		if p.Kind == notifiers.KindResolved && (strings.Contains(p.Text, "Alertmanager") || !strings.Contains(p.Text, "PagerDuty works again")) {
+			t.Errorf("resolved notice %q", p.Text)
 		}
 	}
 }

@@ -83,6 +83,16 @@ type Escalation struct {
 	Exhausted bool `json:"exhausted,omitempty"`
 	// Fallback is set once the fallback list has been paged.
 	Fallback bool `json:"fallback,omitempty"`
+	// Attempts counts the pages of this escalation a channel was really asked
+	// to send (whatever the result). An incident is never exhausted while it
+	// is 0: with nothing attempted, it waits instead.
+	Attempts int `json:"attempts,omitempty"`
+	// Waiting is set while nobody can be paged (no channel configured for the
+	// policy's people, or no policy applies): the incident is re-planned when a
+	// channel comes up, the rota reloads, and every RecheckEvery.
+	Waiting bool `json:"waiting,omitempty"`
+	// Repages counts how often an exhausted incident was paged again.
+	Repages int `json:"repages,omitempty"`
 }
 
 // Incident is one Alertmanager group while any of its alerts fire.
@@ -223,6 +233,11 @@ type PageRecord struct {
 	NextTry    time.Time           `json:"nextTry,omitzero"`
 	LastError  string              `json:"lastError,omitempty"`
 	ProviderID string              `json:"providerId,omitempty"`
+	// HeldAt is when a rate limit first held the page back.
+	HeldAt time.Time `json:"heldAt,omitzero"`
+	// FoldedInto names the page that carried this held page's news to the
+	// person (status folded): one the provider accepted.
+	FoldedInto string `json:"foldedInto,omitempty"`
 }
 
 // PageID formats an outbox entry id.
@@ -288,6 +303,14 @@ type Due struct {
 	Pages    []DuePage
 }
 
+// Held summarises the pages a rate limit holds back for one person on one
+// channel, for the summary a carrier page gives ("41,237 incidents need you").
+type Held struct {
+	Count int
+	// Newest lists the incidents of the newest held pages, newest first (a few).
+	Newest []uint64
+}
+
 // DuePage is an unfinished outbox entry in the schedule.
 type DuePage struct {
 	ID       string
@@ -295,6 +318,29 @@ type DuePage struct {
 	Deferred bool      // held back by a rate limit
 	Person   string
 	Channel  notifiers.Channel
+}
+
+// Prune says what retention deletes.
+type Prune struct {
+	// ResolvedBefore deletes incidents resolved before it (with their
+	// timelines and pages), and Alertmanager groups with nothing open and
+	// nothing remembered since. Zero keeps every incident.
+	ResolvedBefore time.Time
+	// State deletes channel state keys last written before a cutoff.
+	State []StatePrune
+}
+
+// StatePrune names state keys that expire: those of Bucket starting with
+// Prefix, last written before Before (handled-event and replay keys, never
+// the sync position or the installation id).
+type StatePrune struct {
+	Bucket, Prefix string
+	Before         time.Time
+}
+
+// Pruned counts what Prune deleted.
+type Pruned struct {
+	Incidents, Groups, StateKeys int
 }
 
 // Filter selects incidents in a listing.
@@ -326,6 +372,11 @@ type Store interface {
 	// deadline and unfinished outbox entries: what a restart needs to resume
 	// escalation, read from a compact index without loading the incidents.
 	Schedule(ctx context.Context, fn func(Due) error) error
+	// Held counts the pages held back by a rate limit for person on channel,
+	// with the incidents of the newest few (at most newest).
+	Held(ctx context.Context, person string, ch notifiers.Channel, newest int) (Held, error)
+	// Prune deletes what retention no longer keeps (see Prune).
+	Prune(ctx context.Context, p Prune) (Pruned, error)
 	// Counts returns the number of incidents by state.
 	Counts(ctx context.Context) (map[State]int, error)
 	// Ping checks that the store is open and writable.

@@ -16,12 +16,34 @@ type Group struct {
 	// alert that started no later than that is a stale duplicate (an HA peer or a
 	// retry delivering an old notification) and must not reopen anything.
 	LastEnd map[string]time.Time `json:"lastEnd,omitempty"`
+	// ByHand is, per fingerprint, when an incident was resolved by hand while
+	// the alert still fired in Alertmanager. Alertmanager's repeat deliveries
+	// of that alert carry the same startsAt; past HandResolveGrace they open a
+	// new incident instead of being dropped as stale forever.
+	ByHand map[string]time.Time `json:"byHand,omitempty"`
 }
 
-// stale reports whether firing alert a is older than its last resolution.
-func (g *Group) stale(a Alert) bool {
+// HandResolveGrace is how long after a by-hand resolve Alertmanager may still
+// deliver the alert as firing (a notification already on its way) before
+// that counts as "still firing" and pages again.
+const HandResolveGrace = 5 * time.Minute
+
+// lastEndKeep bounds how long a group remembers resolved fingerprints: stale
+// duplicates from retries and HA peers arrive within minutes, not days.
+const lastEndKeep = 7 * 24 * time.Hour
+
+// stale reports whether firing alert a is older than its last resolution
+// (as of now): a duplicate to drop, unless the resolution was by hand long
+// enough ago that Alertmanager still delivering it means it still fires.
+func (g *Group) stale(a Alert, now time.Time) bool {
 	end, ok := g.LastEnd[a.Fingerprint]
-	return ok && !a.StartsAt.After(end)
+	if !ok || a.StartsAt.After(end) {
+		return false
+	}
+	if at, byHand := g.ByHand[a.Fingerprint]; byHand && now.Sub(at) >= HandResolveGrace {
+		return false
+	}
+	return true
 }
 
 // OpenIncident builds a new incident with id from notification n, or returns
@@ -29,10 +51,14 @@ func (g *Group) stale(a Alert) bool {
 func OpenIncident(id uint64, g *Group, n Notification, now time.Time) (*Incident, []Event) {
 	var alerts []Alert
 	firing := 0
+	var again []string
 	for _, a := range n.Alerts {
 		if a.Firing() {
-			if g.stale(a) {
+			if g.stale(a, now) {
 				continue
+			}
+			if _, ok := g.ByHand[a.Fingerprint]; ok {
+				again = append(again, a.Labels["alertname"])
 			}
 			firing++
 		}
@@ -59,6 +85,12 @@ func OpenIncident(id uint64, g *Group, n Notification, now time.Time) (*Incident
 	inc.Synthetic = strings.HasPrefix(n.GroupKey, AlarmGroupPrefix)
 	inc.refreshSummary()
 	ev := []Event{{At: now, Kind: EvOpened, Text: fmt.Sprintf("opened: %s (%d firing)", inc.Title, firing)}}
+	if len(again) > 0 {
+		ev = append(ev, Event{At: now, Kind: EvNote, Text: fmt.Sprintf("still firing in Alertmanager more than %s after it was resolved by hand: paging again", HandResolveGrace)})
+	}
+	for _, a := range alerts {
+		delete(g.ByHand, a.Fingerprint)
+	}
 	for _, a := range alerts {
 		if a.Firing() {
 			ev = append(ev, Event{At: now, Kind: EvAlertFiring, Text: "firing: " + describe(a)})
@@ -89,7 +121,7 @@ func Merge(inc *Incident, g *Group, n Notification, now time.Time) ([]Event, boo
 	for _, a := range n.Alerts {
 		i, ok := idx[a.Fingerprint]
 		if !ok {
-			if a.Firing() && g.stale(a) {
+			if a.Firing() && g.stale(a, now) {
 				continue
 			}
 			inc.Alerts = append(inc.Alerts, a)
@@ -135,7 +167,11 @@ func Merge(inc *Incident, g *Group, n Notification, now time.Time) ([]Event, boo
 		inc.ResolvedAt = now
 		inc.Escalation.NextAt = time.Time{}
 		inc.Escalation.Generation++
-		ev = append(ev, Event{At: now, Kind: EvResolved, Text: "resolved: every alert resolved in Alertmanager", Actor: "alertmanager"})
+		if inc.Synthetic {
+			ev = append(ev, Event{At: now, Kind: EvResolved, Text: "resolved: " + alarmClearText(inc), Actor: "klaxon"})
+		} else {
+			ev = append(ev, Event{At: now, Kind: EvResolved, Text: "resolved: every alert resolved in Alertmanager", Actor: "alertmanager"})
+		}
 		CloseGroup(inc, g)
 	}
 	return ev, true
@@ -147,10 +183,25 @@ func CloseGroup(inc *Incident, g *Group) {
 	if g.LastEnd == nil {
 		g.LastEnd = map[string]time.Time{}
 	}
+	for fp, end := range g.LastEnd {
+		if inc.ResolvedAt.Sub(end) > lastEndKeep {
+			delete(g.LastEnd, fp)
+			delete(g.ByHand, fp)
+		}
+	}
 	for _, a := range inc.Alerts {
 		end := a.EndsAt
 		if end.IsZero() || a.Firing() {
 			end = inc.ResolvedAt
+		}
+		if a.Firing() {
+			// Resolved by hand while Alertmanager still says firing.
+			if g.ByHand == nil {
+				g.ByHand = map[string]time.Time{}
+			}
+			g.ByHand[a.Fingerprint] = inc.ResolvedAt
+		} else {
+			delete(g.ByHand, a.Fingerprint)
 		}
 		if end.After(g.LastEnd[a.Fingerprint]) {
 			g.LastEnd[a.Fingerprint] = end

@@ -34,6 +34,10 @@ type Policy struct {
 	Fallback []Target
 	// AckTimeout re-pages an acknowledged incident still firing after it (default 4h).
 	AckTimeout time.Duration
+	// RepageEvery re-pages an exhausted incident (the fallback list, or the
+	// last step without one) at this interval until someone answers
+	// (default DefaultRepageEvery).
+	RepageEvery time.Duration
 }
 
 // Rota is what the engine needs of the on-call rota. The rota can be reloaded

@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"time"
-
-	"github.com/klaxon-oncall/klaxon/notifiers"
 )
 
 // wakeItem is a scheduled look at an incident (page == "") or a page retry.
@@ -145,9 +143,9 @@ func (e *Engine) wake(ctx context.Context, id uint64) {
 		return ch, nil
 	})
 	if err != nil {
-		e.log.Error("escalation step failed; retrying in 5s", "incident", id, "error", err)
 		if !errors.Is(err, ErrNotFound) {
-			e.schedule(id, now.Add(5*time.Second))
+			e.log.Error("escalation step failed; retrying", "incident", id, "in", storeRetry, "error", err)
+			e.schedule(id, now.Add(storeRetry))
 		}
 		return
 	}
@@ -168,14 +166,21 @@ func (e *Engine) retry(ctx context.Context, pageID string) {
 		return
 	}
 	p, ok := findPage(pages, pageID)
-	if !ok || p.Status.Done() {
+	e.mu.Lock()
+	r, unwritten := e.results[pageID]
+	delete(e.results, pageID)
+	e.mu.Unlock()
+	if !ok {
 		return
 	}
-	if into, ok := e.limiter.foldedInto(pageID); ok {
-		e.record(ctx, p, PageSent, notifiers.Receipt{Detail: "folded into page " + into}, nil, 0)
+	if unwritten {
+		e.settle(ctx, p, r) // the store refused this result before: write it now
 		return
 	}
-	e.send(ctx, inc, p)
+	if p.Status.Done() {
+		return
+	}
+	e.send(ctx, &inc, p)
 }
 
 // Recover reloads every unfinished incident after a start: deadlines that
@@ -186,9 +191,15 @@ func (e *Engine) Recover(ctx context.Context) (incidents, pages int, err error) 
 	err = e.cfg.Store.Schedule(ctx, func(d Due) error {
 		incidents++
 		e.mu.Lock()
-		if !d.NextAt.IsZero() {
-			e.wakes[d.Incident] = d.NextAt
-			e.queue = append(e.queue, wakeItem{at: d.NextAt, inc: d.Incident})
+		next := d.NextAt
+		if next.IsZero() && d.State == Open {
+			// Stored by a version that let exhausted or policy-less incidents
+			// fall silent: look at it now.
+			next = now
+		}
+		if !next.IsZero() {
+			e.wakes[d.Incident] = next
+			e.queue = append(e.queue, wakeItem{at: next, inc: d.Incident})
 		}
 		for _, p := range d.Pages {
 			at := p.NextTry
@@ -197,9 +208,6 @@ func (e *Engine) Recover(ctx context.Context) (incidents, pages int, err error) 
 			}
 			e.retries[p.ID] = at
 			e.queue = append(e.queue, wakeItem{at: at, inc: d.Incident, page: p.ID})
-			if p.Deferred {
-				e.limiter.fold(PageRecord{ID: p.ID, Incident: d.Incident, Channel: p.Channel, Recipient: notifiers.Recipient{PersonID: p.Person}})
-			}
 			pages++
 		}
 		e.mu.Unlock()

@@ -104,7 +104,10 @@ type Page struct {
 	Alerts      []Alert
 	ExternalURL string // Alertmanager's externalURL
 	Link        string // link back to the incident in Klaxon's API, if known
-	// Text is free text for notices and updates ("acknowledged by Alice via phone").
+	// Text is free text for notices and updates ("acknowledged by Alice via
+	// phone"). On a page it summarises the other incidents held back for this
+	// person by a rate limit ("3 incidents need you: 43, 42, 41"): every
+	// channel must show or say it.
 	Text string
 	// RoutingKey optionally overrides the channel's default target (PagerDuty
 	// routing key of a policy step).
@@ -214,7 +217,12 @@ var ErrUnknownIncident = errors.New("unknown incident")
 
 // Error is a classified delivery failure.
 type Error struct {
-	Permanent  bool
+	Permanent bool
+	// Recipient is set when the failure concerns one recipient only (an
+	// invalid or landline number, a STOP, an unknown handset): it moves that
+	// person's page on and is recorded against the person, but says nothing
+	// about the channel's account, so self-tests do not count it.
+	Recipient  bool
 	RetryAfter time.Duration // for temporary errors: the provider's hint, or 0
 	Code       string        // provider's code, e.g. "M_FORBIDDEN", "20005", "402"
 	Err        error
@@ -224,6 +232,9 @@ func (e *Error) Error() string {
 	kind := "temporary"
 	if e.Permanent {
 		kind = "permanent"
+	}
+	if e.Recipient {
+		kind = "permanent recipient"
 	}
 	if e.Code != "" {
 		return fmt.Sprintf("%s failure (%s): %v", kind, e.Code, e.Err)
@@ -237,6 +248,18 @@ func (e *Error) Unwrap() error { return e.Err }
 // lapsed account, revoked token): the engine moves to the next channel at once.
 func Permanent(code string, err error) error {
 	return &Error{Permanent: true, Code: code, Err: err}
+}
+
+// PermanentRecipient marks err as a permanent failure about the recipient
+// only: this person cannot be reached on this channel, others still can.
+func PermanentRecipient(code string, err error) error {
+	return &Error{Permanent: true, Recipient: true, Code: code, Err: err}
+}
+
+// IsRecipient reports whether err is a failure about one recipient only.
+func IsRecipient(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Recipient
 }
 
 // Temporary marks err as a failure worth retrying after retryAfter (0: the
@@ -288,6 +311,9 @@ type Report struct {
 	Status   DeliveryStatus
 	// Permanent is set on a Failed report that retrying cannot fix.
 	Permanent bool
+	// Recipient is set on a Failed report about this recipient only (unknown
+	// handset, landline): it is not evidence against the channel's account.
+	Recipient bool
 	// Detail is the provider's words, for the timeline ("busy", "voicemail", "30003 unreachable").
 	Detail string
 	At     time.Time

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -18,10 +19,13 @@ import (
 
 	"github.com/klaxon-oncall/klaxon/escalation"
 	"github.com/klaxon-oncall/klaxon/escalation/boltstore"
+	"github.com/klaxon-oncall/klaxon/escalation/rota"
 	"github.com/klaxon-oncall/klaxon/internal/metrics"
 	"github.com/klaxon-oncall/klaxon/internal/selftest"
 	"github.com/klaxon-oncall/klaxon/internal/server"
 	"github.com/klaxon-oncall/klaxon/notifiers"
+	"github.com/klaxon-oncall/klaxon/notifiers/matrix"
+	"github.com/klaxon-oncall/klaxon/notifiers/twilio"
 )
 
 // serveConfig is everything `klaxon serve` is configured with.
@@ -30,7 +34,7 @@ type serveConfig struct {
 	maxBody                                                   int64
 	webhookToken, apiToken                                    string
 	channels                                                  channelFlags
-	selftestInterval, watchdogTimeout                         time.Duration
+	selftestInterval, watchdogTimeout, retention              time.Duration
 	selftestPolicy, watchdogMatcher, heartbeatURL             string
 	failuresToDown                                            int
 }
@@ -55,6 +59,8 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.IntVar(&c.failuresToDown, "selftest-failures", 2, "failed checks in a row before a channel is down and alarmed (env KLAXON_SELFTEST_FAILURES)")
 	fs.StringVar(&c.watchdogMatcher, "watchdog-matcher", `alertname="Watchdog"`, "matcher of Alertmanager's always-firing Watchdog alert (env KLAXON_WATCHDOG_MATCHER)")
 	fs.DurationVar(&c.watchdogTimeout, "watchdog-timeout", 10*time.Minute, "alarm when the Watchdog has not arrived for this long; negative disables (env KLAXON_WATCHDOG_TIMEOUT)")
+	fs.DurationVar(&c.retention, "retention", 90*24*time.Hour, "how long resolved incidents and handled-callback keys are kept; 0 keeps everything (env KLAXON_RETENTION)")
+	env["retention"] = "KLAXON_RETENTION"
 	for k, v := range map[string]string{"selftest-interval": "KLAXON_SELFTEST_INTERVAL", "selftest-policy": "KLAXON_SELFTEST_POLICY",
 		"selftest-failures": "KLAXON_SELFTEST_FAILURES", "watchdog-matcher": "KLAXON_WATCHDOG_MATCHER", "watchdog-timeout": "KLAXON_WATCHDOG_TIMEOUT"} {
 		env[k] = v
@@ -90,6 +96,9 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	}
 	if !isLoopback(c.listen) && (c.webhookToken == "" || c.apiToken == "") {
 		return nil, fmt.Errorf("refusing to listen on %s without both --webhook-token and --api-token: anyone who can reach it could open or acknowledge incidents (set them, or listen on 127.0.0.1)", c.listen)
+	}
+	if c.retention != 0 && c.retention < time.Hour {
+		return nil, fmt.Errorf("--retention %s is too short (at least 1h, or 0 to keep everything)", c.retention)
 	}
 	if c.maxBody < 1024 {
 		return nil, fmt.Errorf("--max-body %d is too small (at least 1024 bytes)", c.maxBody)
@@ -194,6 +203,8 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 		return fmt.Errorf("--watchdog-matcher: %w", err)
 	}
 	configured := chans.channels()
+	var eng *escalation.Engine
+	var personProblem func(string, notifiers.Channel) string
 	mon, err := selftest.New(selftest.Config{
 		Testers: chans.testers, Configured: configured, State: store, Alarms: responder,
 		Policy: cfg.selftestPolicy, Interval: cfg.selftestInterval, FailuresToDown: cfg.failuresToDown,
@@ -201,21 +212,33 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 		Owners:     func() []string { return rw.w.Current().Owners },
 		RotaErrors: rw.w.Errors,
 		Coverage: func(now time.Time, up func(notifiers.Channel) bool) []string {
-			return selftest.RotaCoverage(rw.w.Current(), now, selftest.DefaultCoverageHorizon, configured, up)
+			return selftest.PeopleCoverage(rw.w.Current(), now, selftest.DefaultCoverageHorizon, configured, up, personProblem)
+		},
+		OnChannelUp: func() {
+			if eng != nil {
+				eng.Replan()
+			}
 		},
 		Logger: log, Registerer: m.Registry,
 	})
 	if err != nil {
 		return err
 	}
-	eng := escalation.New(escalation.Config{
-		Store:     store,
-		Rota:      rw.engineRota,
-		Notifiers: chans.notifiers,
-		Health:    mon.Health,
-		Evidence:  mon.Evidence,
-		Logger:    log,
-		BaseURL:   cfg.publicURL,
+	personProblem = mon.PersonProblem
+	installation, err := escalation.InstallationID(ctx, store)
+	if err != nil {
+		return err
+	}
+	eng = escalation.New(escalation.Config{
+		Store:        store,
+		Rota:         rw.engineRota,
+		Notifiers:    chans.notifiers,
+		Health:       mon.Health,
+		Evidence:     mon.Evidence,
+		OnRecipient:  mon.Recipient,
+		Installation: installation,
+		Logger:       log,
+		BaseURL:      cfg.publicURL,
 		OnPage: func(ch notifiers.Channel, result string, took time.Duration) {
 			m.Pages.WithLabelValues(string(ch), result).Inc()
 			m.PageSeconds.WithLabelValues(string(ch)).Observe(took.Seconds())
@@ -223,6 +246,10 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 		OnExhausted: func(escalation.Incident) { m.Exhausted.Inc() },
 	})
 	responder.set(eng)
+	// A rota edit may name people or policies that can now be paged, and an
+	// invalid edit is alarmed at once rather than at the next minute's check.
+	rw.w.OnChange(func(*rota.Rota) { eng.Replan() })
+	rw.w.OnReload(func(errs []string) { mon.RotaInvalid(context.WithoutCancel(ctx), errs) })
 	start := time.Now()
 	nInc, nPages, err := eng.Recover(ctx)
 	if err != nil {
@@ -249,6 +276,9 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 	errc := make(chan error, 4)
 	wg.Go(func() { errc <- eng.Run(runCtx) })
 	wg.Go(func() { rw.run(runCtx) })
+	if cfg.retention > 0 {
+		wg.Go(func() { prune(runCtx, store, cfg.retention, log) })
+	}
 	wg.Go(func() {
 		if err := mon.Run(runCtx); err != nil && runCtx.Err() == nil {
 			log.Error("self-test loop stopped", "error", err)
@@ -283,6 +313,38 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 	cancel()
 	wg.Wait()
 	return runErr
+}
+
+// pruneEvery is how often retention runs (and a minute after start).
+const pruneEvery = 24 * time.Hour
+
+// prune deletes what the retention no longer keeps, daily, so the store
+// stays bounded under steady load: resolved incidents with their timelines
+// and pages, and the channels' keys that grow with every page and callback.
+func prune(ctx context.Context, store escalation.Store, retention time.Duration, log *slog.Logger) {
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cut := time.Now().Add(-retention)
+		p := escalation.Prune{ResolvedBefore: cut}
+		for _, b := range append(slices.Clone(twilio.ExpiringBuckets), escalation.ExpiringState...) {
+			p.State = append(p.State, escalation.StatePrune{Bucket: b, Before: cut})
+		}
+		p.State = append(p.State, escalation.StatePrune{Bucket: matrix.StateBucket, Prefix: matrix.EventKeyPrefix, Before: cut})
+		start := time.Now()
+		n, err := store.Prune(ctx, p)
+		if err != nil {
+			log.Error("retention: pruning old incidents failed; trying again tomorrow", "error", err)
+		} else {
+			log.Info("retention: pruned", "incidents", n.Incidents, "groups", n.Groups, "state_keys", n.StateKeys, "older_than", cut.Format(time.RFC3339), "took", time.Since(start).Round(time.Millisecond))
+		}
+		t.Reset(pruneEvery)
+	}
 }
 
 // timeouts bound how long a client may take, so a slow or stalled sender

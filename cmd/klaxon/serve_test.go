@@ -180,7 +180,23 @@ func TestSimulateCommand(t *testing.T) {
 		}
 	}
 	r := filepath.Join(testtools.Root(), "rota.yaml")
-	for _, bad := range [][]string{{"simulate", "--rota", r, "--fail", "carrier-pigeon"}, {"simulate", "--rota", r, "--no-ack", "--ack-after", "1m"}, {"simulate", "--rota", r, "--at", "teatime"}} {
+	// --down: a channel whose self-test says down is skipped only while the
+	// step pages someone elsewhere; a step with nothing else pages on it.
+	stdout.Reset()
+	if code := run(context.Background(), []string{"simulate", "--rota", r, "--at", "2026-12-26 03:00", "--down", "phone", "--no-ack", "--for", "20m"}, nil, &stdout, &stderr); code != 0 {
+		t.Fatalf("--down: exit %d: %s", code, stderr.String())
+	}
+	for _, want := range []string{
+		"phone is down since 03:00 (self-test failed (--down)), but nothing else of this step can page: paging on it anyway",
+		"paged Dave Diaz via phone: sent",
+		"skipped: phone down since 03:00",
+		"paged Alice Archer via matrix: sent",
+	} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("--down simulation lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	for _, bad := range [][]string{{"simulate", "--rota", r, "--fail", "carrier-pigeon"}, {"simulate", "--rota", r, "--down", "smoke-signal"}, {"simulate", "--rota", r, "--no-ack", "--ack-after", "1m"}, {"simulate", "--rota", r, "--at", "teatime"}} {
 		if code := run(context.Background(), bad, nil, &stdout, &stderr); code != 2 {
 			t.Errorf("%v: exit %d, want 2", bad, code)
 		}

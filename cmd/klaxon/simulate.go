@@ -28,6 +28,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	ackAfter := fs.Duration("ack-after", 0, "the paged person acknowledges this long after the alert fires")
 	noAck := fs.Bool("no-ack", false, "nobody acknowledges (the default unless --ack-after is given)")
 	fail := fs.String("fail", "", "channels that fail permanently, e.g. pagerduty or pagerduty,phone")
+	down := fs.String("down", "", "channels whose self-test says down, e.g. phone: skipped while another channel of the step can page, paged anyway when none can")
 	horizon := fs.Duration("for", 6*time.Hour, "how long to simulate")
 	if err := fs.Parse(args); err != nil {
 		return exitFlag(err)
@@ -53,24 +54,38 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, "klaxon simulate: --labels:", err)
 		return 2
 	}
-	failing := map[notifiers.Channel]bool{}
-	for _, c := range strings.Split(*fail, ",") {
-		if c = strings.TrimSpace(c); c == "" {
-			continue
-		}
-		if !notifiers.Channel(c).Valid() {
-			fmt.Fprintf(stderr, "klaxon simulate: --fail: unknown channel %q\n", c)
-			return 2
-		}
-		failing[notifiers.Channel(c)] = true
+	failing, err := parseChannels(*fail)
+	if err != nil {
+		fmt.Fprintln(stderr, "klaxon simulate: --fail:", err)
+		return 2
 	}
-	out, err := simulate(ctx, r, start, lbls, *ackAfter, failing, *horizon)
+	downs, err := parseChannels(*down)
+	if err != nil {
+		fmt.Fprintln(stderr, "klaxon simulate: --down:", err)
+		return 2
+	}
+	out, err := simulate(ctx, r, start, lbls, *ackAfter, failing, downs, *horizon)
 	if err != nil {
 		fmt.Fprintln(stderr, "klaxon simulate:", err)
 		return 1
 	}
 	fmt.Fprint(stdout, out)
 	return 0
+}
+
+// parseChannels reads a comma-separated list of channel names.
+func parseChannels(s string) (map[notifiers.Channel]bool, error) {
+	out := map[notifiers.Channel]bool{}
+	for _, c := range strings.Split(s, ",") {
+		if c = strings.TrimSpace(c); c == "" {
+			continue
+		}
+		if !notifiers.Channel(c).Valid() {
+			return nil, fmt.Errorf("unknown channel %q", c)
+		}
+		out[notifiers.Channel(c)] = true
+	}
+	return out, nil
 }
 
 func parseWhen(s string, loc *time.Location) (time.Time, error) {
@@ -104,7 +119,7 @@ func parseLabels(s string) (map[string]string, error) {
 }
 
 // simulate runs one alert through the engine and returns the timeline as text.
-func simulate(ctx context.Context, r *rota.Rota, start time.Time, labels map[string]string, ackAfter time.Duration, failing map[notifiers.Channel]bool, horizon time.Duration) (string, error) {
+func simulate(ctx context.Context, r *rota.Rota, start time.Time, labels map[string]string, ackAfter time.Duration, failing, down map[notifiers.Channel]bool, horizon time.Duration) (string, error) {
 	dir, err := os.MkdirTemp("", "klaxon-simulate-")
 	if err != nil {
 		return "", err
@@ -127,7 +142,13 @@ func simulate(ctx context.Context, r *rota.Rota, start time.Time, labels map[str
 		chans = append(chans, rec)
 	}
 	er := rota.ForEngine(r)
-	eng := escalation.New(escalation.Config{Store: store, Rota: func() escalation.Rota { return er }, Notifiers: chans, Clock: clock, Inline: true})
+	health := func(c notifiers.Channel) escalation.ChannelHealth {
+		if down[c] {
+			return escalation.ChannelHealth{Configured: true, Down: true, Since: start, Reason: "self-test failed (--down)"}
+		}
+		return escalation.ChannelHealth{Configured: true}
+	}
+	eng := escalation.New(escalation.Config{Store: store, Rota: func() escalation.Rota { return er }, Notifiers: chans, Clock: clock, Inline: true, Health: health})
 	alert := escalation.Alert{Fingerprint: "simulated", Status: "firing", Labels: labels, StartsAt: start,
 		Annotations: map[string]string{"summary": "simulated alert"}}
 	res, err := eng.Ingest(ctx, escalation.Notification{GroupKey: "simulate", Status: "firing", CommonLabels: labels, Alerts: []escalation.Alert{alert}})

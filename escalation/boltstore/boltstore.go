@@ -5,6 +5,7 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -29,6 +30,7 @@ var (
 	bTimeline  = []byte("timeline")  // be64(id) be32(seq) → Event JSON
 	bPages     = []byte("pages")     // be64(id) be32(seq) → PageRecord JSON
 	bState     = []byte("state")     // namespace bucket → key → value (channels' own state)
+	bStateTime = []byte("stateTime") // bucket 0 key → be64(written unix ns): what retention prunes by
 	bMeta      = []byte("meta")
 )
 
@@ -92,7 +94,7 @@ func Open(dir string, o Options) (*Store, error) {
 	s := &Store{db: db, onCommit: o.OnCommit}
 	if !o.ReadOnly {
 		err = db.Update(func(tx *bolt.Tx) error {
-			for _, b := range [][]byte{bIncidents, bOpen, bPending, bGroups, bTimeline, bPages, bState, bMeta} {
+			for _, b := range [][]byte{bIncidents, bOpen, bPending, bGroups, bTimeline, bPages, bState, bStateTime, bMeta} {
 				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 					return err
 				}
@@ -337,7 +339,10 @@ func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.
 			}
 		}
 		if !changed {
-			return nil // nothing new: a duplicate, or only stale/resolved alerts
+			// Nothing new: a duplicate (name the incident it duplicates), or
+			// only stale or resolved alerts.
+			res.Incident = g.Open
+			return nil
 		}
 		res.Incident, res.Changed, res.Resolved = inc.ID, true, inc.State == escalation.Resolved
 		fn := func(inc *escalation.Incident, pages []escalation.PageRecord) (escalation.Change, error) {
@@ -525,6 +530,28 @@ func (s *Store) Schedule(ctx context.Context, fn func(escalation.Due) error) err
 	})
 }
 
+// Held implements escalation.Store. It walks the index of unfinished pages
+// (held pages are a few per open incident at most), newest first; it is
+// called once per carrier page, which a rate limit makes rare.
+func (s *Store) Held(ctx context.Context, person string, ch notifiers.Channel, newest int) (escalation.Held, error) {
+	var h escalation.Held
+	want := string(ch) + "\x00" + person
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bPending).Cursor()
+		for k, v := c.Last(); k != nil; k, v = c.Prev() {
+			if len(v) < 10 || v[8] != 1 || string(v[9:]) != want {
+				continue
+			}
+			h.Count++
+			if id := binary.BigEndian.Uint64(k); len(h.Newest) < newest && (len(h.Newest) == 0 || h.Newest[len(h.Newest)-1] != id) {
+				h.Newest = append(h.Newest, id)
+			}
+		}
+		return ctx.Err()
+	})
+	return h, err
+}
+
 // Counts implements escalation.Store.
 func (s *Store) Counts(ctx context.Context) (map[escalation.State]int, error) {
 	out := map[escalation.State]int{escalation.Open: 0, escalation.Acknowledged: 0, escalation.Resolved: 0}
@@ -577,9 +604,158 @@ func (s *Store) PutState(ctx context.Context, bucket, key string, value []byte) 
 		if err != nil {
 			return err
 		}
+		tk := append(append([]byte(bucket), 0), key...)
 		if v == nil {
+			if err := tx.Bucket(bStateTime).Delete(tk); err != nil {
+				return err
+			}
 			return b.Delete([]byte(key))
+		}
+		if err := tx.Bucket(bStateTime).Put(tk, be64(uint64(time.Now().UnixNano()))); err != nil {
+			return err
 		}
 		return b.Put([]byte(key), v)
 	})
+}
+
+// pruneBatch bounds the deletions of one write transaction, so pruning a
+// large backlog never holds the write lock long.
+const pruneBatch = 500
+
+// Prune implements escalation.Store: it deletes incidents resolved before
+// p.ResolvedBefore with their timelines and pages, groups with nothing open
+// and nothing remembered since then, and the state keys p.State names that
+// were last written before their cutoff.
+func (s *Store) Prune(ctx context.Context, p escalation.Prune) (escalation.Pruned, error) {
+	var out escalation.Pruned
+	if !p.ResolvedBefore.IsZero() {
+		// Incidents: ids grow with opening time, so the walk stops at the
+		// first incident opened after the cutoff.
+		var after uint64
+		for {
+			var n int
+			done := false
+			err := s.db.Update(func(tx *bolt.Tx) error {
+				n, done = 0, false
+				c := tx.Bucket(bIncidents).Cursor()
+				var victims []uint64
+				var last uint64
+				for k, v := c.Seek(be64(after + 1)); k != nil; k, v = c.Next() {
+					var inc struct {
+						State      escalation.State `json:"state"`
+						OpenedAt   time.Time        `json:"openedAt"`
+						ResolvedAt time.Time        `json:"resolvedAt"`
+					}
+					if err := json.Unmarshal(v, &inc); err != nil {
+						return fmt.Errorf("incident %x: %w", k, err)
+					}
+					last = binary.BigEndian.Uint64(k)
+					if !inc.OpenedAt.Before(p.ResolvedBefore) {
+						done = true
+						break
+					}
+					if inc.State == escalation.Resolved && inc.ResolvedAt.Before(p.ResolvedBefore) {
+						victims = append(victims, last)
+						if len(victims) == pruneBatch {
+							break
+						}
+					}
+				}
+				if len(victims) < pruneBatch {
+					done = true
+				}
+				for _, id := range victims {
+					if err := deleteIncident(tx, id); err != nil {
+						return err
+					}
+				}
+				n, after = len(victims), last
+				return nil
+			})
+			if err != nil {
+				return out, err
+			}
+			out.Incidents += n
+			if done || ctx.Err() != nil {
+				break
+			}
+		}
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			gb := tx.Bucket(bGroups)
+			var stale [][]byte
+			err := gb.ForEach(func(k, v []byte) error {
+				var g escalation.Group
+				if err := json.Unmarshal(v, &g); err != nil {
+					return nil // unreadable: leave it for a person to look at
+				}
+				if g.Open != 0 {
+					return nil
+				}
+				for _, end := range g.LastEnd {
+					if !end.Before(p.ResolvedBefore) {
+						return nil
+					}
+				}
+				stale = append(stale, append([]byte(nil), k...))
+				return nil
+			})
+			for _, k := range stale {
+				if err := gb.Delete(k); err != nil {
+					return err
+				}
+			}
+			out.Groups += len(stale)
+			return err
+		})
+		if err != nil {
+			return out, err
+		}
+	}
+	for _, sp := range p.State {
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bState).Bucket([]byte(sp.Bucket))
+			if b == nil {
+				return nil
+			}
+			tb := tx.Bucket(bStateTime)
+			prefix := append(append([]byte(sp.Bucket), 0), sp.Prefix...)
+			var old [][]byte
+			c := tb.Cursor()
+			for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+				if len(v) == 8 && fromUnixNano(binary.BigEndian.Uint64(v)).Before(sp.Before) {
+					old = append(old, append([]byte(nil), k...))
+				}
+			}
+			for _, k := range old {
+				if err := tb.Delete(k); err != nil {
+					return err
+				}
+				if err := b.Delete(k[len(sp.Bucket)+1:]); err != nil {
+					return err
+				}
+			}
+			out.StateKeys += len(old)
+			return nil
+		})
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// deleteIncident removes a resolved incident with its timeline and pages.
+func deleteIncident(tx *bolt.Tx, id uint64) error {
+	if err := tx.Bucket(bIncidents).Delete(be64(id)); err != nil {
+		return err
+	}
+	for _, name := range [][]byte{bTimeline, bPages, bPending} {
+		c := tx.Bucket(name).Cursor()
+		for k, _ := c.Seek(be64(id)); k != nil && len(k) >= 8 && binary.BigEndian.Uint64(k) == id; k, _ = c.Seek(be64(id)) {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+	}
+	return tx.Bucket(bOpen).Delete(be64(id))
 }

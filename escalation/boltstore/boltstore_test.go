@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -152,5 +154,76 @@ func TestUpdateUnknownIncident(t *testing.T) {
 	})
 	if !errors.Is(err, escalation.ErrNotFound) {
 		t.Fatalf("err = %v, want ErrNotFound", err)
+	}
+}
+
+// TestRetentionKeepsTheStoreBounded: under steady load (incidents opening and
+// resolving every simulated day, handled-event keys written), pruning what is
+// older than the retention keeps the number of incidents, groups and state
+// keys bounded, and the file stops growing once bbolt reuses freed pages.
+func TestRetentionKeepsTheStoreBounded(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := boltstore.Open(dir, boltstore.Options{NoSync: true, MaxBatchDelay: time.Microsecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const perDay, retention, days = 100, 3, 12
+	var sizes []int64
+	for day := range days {
+		at := now.Add(time.Duration(day) * 24 * time.Hour)
+		for i := range perDay {
+			g := fmt.Sprintf("day%d-%d", day, i)
+			n := note(g, "firing")
+			n.Alerts[0].StartsAt = at
+			if _, err := s.Ingest(ctx, n, at, noDecide); err != nil {
+				t.Fatal(err)
+			}
+			r := note(g, "resolved")
+			r.Alerts[0].StartsAt, r.Alerts[0].EndsAt = at, at.Add(time.Minute)
+			if _, err := s.Ingest(ctx, r, at.Add(time.Minute), noDecide); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.PutState(ctx, "twilio", fmt.Sprintf("seen:%d-%d", day, i), []byte{1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cut := at.Add(-retention * 24 * time.Hour)
+		if _, err := s.Prune(ctx, escalation.Prune{ResolvedBefore: cut,
+			State: []escalation.StatePrune{{Bucket: "twilio", Prefix: "seen:", Before: time.Now().Add(time.Hour)}}}); err != nil {
+			t.Fatal(err)
+		}
+		var kept int
+		for before := uint64(0); ; {
+			list, err := s.Incidents(ctx, escalation.Filter{Limit: 1000, Before: before})
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept += len(list)
+			if len(list) < 1000 {
+				break
+			}
+			before = list[len(list)-1].ID
+		}
+		if max := perDay * (retention + 1); kept > max {
+			t.Fatalf("day %d: %d incidents kept, want at most %d (retention %d days)", day, kept, max, retention)
+		}
+		if v, _ := s.GetState(ctx, "twilio", fmt.Sprintf("seen:%d-0", day)); v != nil {
+			t.Fatalf("day %d: an expired handled-event key is still there", day)
+		}
+		st, err := os.Stat(filepath.Join(dir, boltstore.FileName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, st.Size())
+	}
+	// Past the retention the file holds steady: freed pages are reused.
+	if grown := sizes[days-1] - sizes[retention+2]; grown > sizes[retention+2]/4 {
+		t.Errorf("file grew from %d to %d bytes under steady load with retention: sizes %v", sizes[retention+2], sizes[days-1], sizes)
+	}
+	// The installation id is not channel state that expires.
+	if _, err := escalation.InstallationID(ctx, s); err != nil {
+		t.Fatal(err)
 	}
 }

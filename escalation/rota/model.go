@@ -141,6 +141,9 @@ type Policy struct {
 	Fallback []Target
 	// AckTimeout is how long an acknowledgement holds before paging resumes.
 	AckTimeout time.Duration
+	// RepageEvery is how often an exhausted incident is paged again until
+	// someone answers (0: the engine's default, 15m).
+	RepageEvery time.Duration
 }
 
 // Step pages Targets on Channels, in that order, and waits Wait for an

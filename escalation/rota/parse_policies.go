@@ -27,7 +27,7 @@ func (b *builder) policies(n *yaml.Node, path string) {
 }
 
 func (b *builder) policy(id string, n *yaml.Node, path string) (*Policy, bool) {
-	f := b.fields(n, path, "steps", "repeat", "fallback", "ack_timeout")
+	f := b.fields(n, path, "steps", "repeat", "fallback", "ack_timeout", "repage_every")
 	b.require(n, path, f, "steps")
 	ok := n.Kind == yaml.MappingNode
 	pol := &Policy{ID: id, AckTimeout: DefaultAckTimeout}
@@ -66,6 +66,10 @@ func (b *builder) policy(id string, n *yaml.Node, path string) (*Policy, bool) {
 	if e, has := f["ack_timeout"]; has {
 		d, good := b.duration(e.val, join(path, "ack_timeout"))
 		pol.AckTimeout, ok = d, ok && good
+	}
+	if e, has := f["repage_every"]; has {
+		d, good := b.duration(e.val, join(path, "repage_every"))
+		pol.RepageEvery, ok = d, ok && good
 	}
 	return pol, ok
 }

@@ -29,14 +29,15 @@ type Watcher struct {
 	now      func() time.Time
 	debounce time.Duration
 
-	mu          sync.Mutex
-	cur         *Rota
-	curData     []byte
-	errs        []string
-	warnings    []Warning
-	loadedAt    time.Time
-	attemptedAt time.Time
-	hooks       []func(*Rota)
+	mu           sync.Mutex
+	cur          *Rota
+	curData      []byte
+	errs         []string
+	warnings     []Warning
+	loadedAt     time.Time
+	attemptedAt  time.Time
+	hooks        []func(*Rota)
+	attemptHooks []func(errs []string)
 
 	reloadMu sync.Mutex // serialises reloads
 
@@ -133,6 +134,14 @@ func (w *Watcher) OnChange(fn func(*Rota)) {
 	w.hooks = append(w.hooks, fn)
 }
 
+// OnReload registers fn to be called after every reload attempt with its
+// errors (none: the file is valid), so an invalid edit is alarmed at once.
+func (w *Watcher) OnReload(fn func(errs []string)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.attemptHooks = append(w.attemptHooks, fn)
+}
+
 // Reload reads and validates the file now. If it is valid it replaces the
 // current rota; if not, the current rota stays, every error is logged and
 // kept for Errors, and the returned error lists them. An unchanged file is
@@ -157,20 +166,31 @@ func (w *Watcher) Reload() error {
 			w.logger.Error("rota invalid", "error", e)
 		}
 		w.mu.Lock()
-		defer w.mu.Unlock()
 		w.attemptedAt = now
 		w.errs = errs
 		if w.cur != nil {
 			w.logger.Error("rota reload failed: keeping the previous rota", "file", w.path, "errors", len(errs))
+		}
+		attempt := slices.Clone(w.attemptHooks)
+		w.mu.Unlock()
+		for _, fn := range attempt {
+			fn(errs)
 		}
 		return err
 	}
 	w.mu.Lock()
 	w.attemptedAt = now
 	unchanged := w.cur != nil && bytes.Equal(data, w.curData)
+	hadErrs := len(w.errs) > 0
 	w.errs = nil
+	attempt := slices.Clone(w.attemptHooks)
 	if unchanged {
 		w.mu.Unlock()
+		if hadErrs {
+			for _, fn := range attempt {
+				fn(nil)
+			}
+		}
 		return nil
 	}
 	first := w.cur == nil
@@ -185,6 +205,9 @@ func (w *Watcher) Reload() error {
 		for _, fn := range hooks {
 			fn(r)
 		}
+	}
+	for _, fn := range attempt {
+		fn(nil)
 	}
 	return nil
 }

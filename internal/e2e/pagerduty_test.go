@@ -33,6 +33,17 @@ func getIncident(t *testing.T, k *harness.Klaxon, id uint64) incidentJSON {
 	return inc
 }
 
+// pdKey is the PagerDuty dedup key Klaxon gave incident id
+// ("klaxon-<installation>-<id>"), or "" while PagerDuty has none.
+func pdKey(pd *fakepagerduty.Server, id uint64) string {
+	for _, inc := range pd.Incidents() {
+		if strings.HasPrefix(inc.DedupKey, "klaxon-") && strings.HasSuffix(inc.DedupKey, fmt.Sprintf("-%d", id)) {
+			return inc.DedupKey
+		}
+	}
+	return ""
+}
+
 func timelineHas(inc incidentJSON, s string) bool {
 	for _, e := range inc.Timeline {
 		if strings.Contains(e.Text, s) {
@@ -60,10 +71,13 @@ func TestPagerDutyAckStopsEscalation(t *testing.T) {
 		t.Fatalf("webhook: %d %v", code, err)
 	}
 	harness.Eventually(t, 10*time.Second, func() (bool, string) {
-		_, ok := pd.Incident("klaxon-1")
-		return ok, "no PagerDuty incident klaxon-1 yet"
+		return pdKey(pd, 1) != "", "no PagerDuty incident for incident 1 yet"
 	})
-	d, err := pd.Acknowledge("klaxon-1", "PALICE1")
+	key := pdKey(pd, 1)
+	if key == "klaxon-1" {
+		t.Fatalf("dedup key %q is not unique to this installation", key)
+	}
+	d, err := pd.Acknowledge(key, "PALICE1")
 	if err != nil || d.Status != 200 && d.Status != 202 && d.Status != 204 {
 		t.Fatalf("signed webhook delivery: %+v %v", d, err)
 	}
@@ -76,7 +90,7 @@ func TestPagerDutyAckStopsEscalation(t *testing.T) {
 	}
 	// A forged webhook (wrong secret) is rejected with 403.
 	pd.SetWebhook(k.URL()+"/webhook/pagerduty", "not-the-secret")
-	if d, _ := pd.Resolve("klaxon-1", "PALICE1"); d.Status != 403 {
+	if d, _ := pd.Resolve(key, "PALICE1"); d.Status != 403 {
 		t.Fatalf("forged webhook answered %d, want 403", d.Status)
 	}
 	if inc := getIncident(t, k, 1); inc.State != "acknowledged" {

@@ -94,6 +94,9 @@ type Config struct {
 	// channels are up (see RotaCoverage); run daily and when a channel's
 	// usability changes. Problems raise the "coverage" alarm.
 	Coverage func(now time.Time, up func(notifiers.Channel) bool) []string
+	// OnChannelUp, if set, is called when a channel becomes usable again, so
+	// incidents nobody could be paged for are planned at once.
+	OnChannelUp func()
 	// CoverageInterval defaults to 24h.
 	CoverageInterval time.Duration
 	// RotaErrors, if set, is polled every minute for the errors of the last rota

@@ -16,6 +16,13 @@ import (
 // for pagerduty). Each problem names the person, their first shift in the
 // window and why each channel fails them. nil means everyone is reachable.
 func RotaCoverage(r *rota.Rota, from time.Time, horizon time.Duration, configured []notifiers.Channel, up func(notifiers.Channel) bool) []string {
+	return PeopleCoverage(r, from, horizon, configured, up, nil)
+}
+
+// PeopleCoverage is RotaCoverage that also counts each person's own delivery
+// problems: problem(person, channel) says why their last page on that
+// channel failed for them alone (an invalid number, a STOP), or "".
+func PeopleCoverage(r *rota.Rota, from time.Time, horizon time.Duration, configured []notifiers.Channel, up func(notifiers.Channel) bool, problem func(person string, ch notifiers.Channel) string) []string {
 	if r == nil {
 		return []string{"no rota is loaded"}
 	}
@@ -54,6 +61,8 @@ func RotaCoverage(r *rota.Rota, from time.Time, horizon time.Duration, configure
 					why = append(why, fmt.Sprintf("no %s for %s", contactWord(ch), ch))
 				case up != nil && !up(ch):
 					why = append(why, fmt.Sprintf("%s is down", ch))
+				case problem != nil && problem(s.Person, ch) != "":
+					why = append(why, fmt.Sprintf("%s failed for them: %s", ch, problem(s.Person, ch)))
 				default:
 					reachable = true
 				}

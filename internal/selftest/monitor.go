@@ -60,7 +60,53 @@ type Monitor struct {
 	kickWatchdog chan struct{}
 	kickCoverage chan struct{}
 
+	// people holds one person's own delivery problems (invalid number, STOP)
+	// per channel: they feed the coverage check, never the channel's health.
+	people map[personChannel]string
+
 	heartbeats *prometheus.CounterVec
+}
+
+type personChannel struct {
+	person string
+	ch     notifiers.Channel
+}
+
+// Recipient learns the result of a page to one person on one channel. A
+// failure about that person only (notifiers.IsRecipient) is recorded against
+// them and feeds the coverage check; a later success clears it.
+func (m *Monitor) Recipient(person string, ch notifiers.Channel, err error) {
+	if person == "" {
+		return
+	}
+	k := personChannel{person, ch}
+	m.mu.Lock()
+	old, had := m.people[k]
+	switch {
+	case err == nil:
+		delete(m.people, k)
+	case notifiers.IsRecipient(err):
+		m.people[k] = oneLine(err.Error())
+	default:
+		m.mu.Unlock()
+		return
+	}
+	now, has := m.people[k]
+	m.mu.Unlock()
+	if had != has || old != now {
+		if has {
+			m.log.Warn("a person cannot be reached on a channel", "person", person, "channel", ch, "reason", now)
+		}
+		kick(m.kickCoverage)
+	}
+}
+
+// PersonProblem says why person could not be reached on ch at their last
+// page, or "".
+func (m *Monitor) PersonProblem(person string, ch notifiers.Channel) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.people[personChannel{person, ch}]
 }
 
 // New builds a Monitor and loads its durable state: a channel found down
@@ -79,6 +125,7 @@ func New(cfg Config) (*Monitor, error) {
 		kickAlarms:   make(chan struct{}, 1),
 		kickWatchdog: make(chan struct{}, 1),
 		kickCoverage: make(chan struct{}, 1),
+		people:       map[personChannel]string{},
 		heartbeats:   newHeartbeatCounter(),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -259,6 +306,9 @@ func (m *Monitor) afterChange() {
 	}
 	if n != prev {
 		kick(m.kickCoverage)
+	}
+	if n > prev && prev >= 0 && m.cfg.OnChannelUp != nil {
+		m.cfg.OnChannelUp()
 	}
 }
 

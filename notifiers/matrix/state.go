@@ -14,7 +14,15 @@ import (
 )
 
 // stateBucket is the StateStore bucket holding everything this package keeps.
-const stateBucket = "matrix"
+const stateBucket = StateBucket
+
+// StateBucket is the Matrix channel's state bucket; keys under
+// EventKeyPrefix (sent event → incident, for replies) expire with Klaxon's
+// retention, the sync position and direct-message rooms do not.
+const (
+	StateBucket    = "matrix"
+	EventKeyPrefix = keyEvent
+)
 
 // maxProcessed bounds the remembered ids of handled events. The sync position
 // is saved after every batch, so only the events of one batch (plus a backfill)

@@ -215,7 +215,8 @@ func (t *Twilio) onStatus(ctx context.Context, cb *callback) (string, string, er
 		rep.Status, rep.Detail = notifiers.Failed, "call failed"
 		if code, err := strconv.Atoi(cb.form.Get("ErrorCode")); err == nil && code != 0 {
 			rep.Detail = fmt.Sprintf("call failed: %d %s", code, codeMeaning(code))
-			rep.Permanent = twilioCodes[code].class == classPermanent
+			rep.Permanent = twilioCodes[code].class == classPermanent || twilioCodes[code].class == classRecipient
+			rep.Recipient = twilioCodes[code].class == classRecipient
 		}
 	default: // queued, initiated, ringing, in-progress: progress, not an outcome
 		return "", "", nil

@@ -20,6 +20,9 @@ type errorClass int
 const (
 	classPermanent errorClass = iota + 1
 	classTemporary
+	// classRecipient is permanent for one recipient only (invalid or landline
+	// number, STOP, unknown handset): it says nothing of the account.
+	classRecipient
 )
 
 // twilioCodes classifies Twilio's REST and delivery error codes
@@ -40,35 +43,35 @@ var twilioCodes = map[int]struct {
 	21203: {classPermanent, "international calling not enabled"},
 	21205: {classPermanent, "callback URL is not valid"},
 	21210: {classPermanent, "from-number is not a Twilio number or verified caller id of the account"},
-	21211: {classPermanent, "invalid 'To' phone number"},
+	21211: {classRecipient, "invalid 'To' phone number"},
 	21212: {classPermanent, "invalid 'From' phone number"},
-	21214: {classPermanent, "'To' phone number cannot be reached"},
-	21215: {classPermanent, "geo permissions do not allow calling this number"},
-	21216: {classPermanent, "call blocked by Twilio's blocklist"},
-	21217: {classPermanent, "phone number does not appear to be valid"},
-	21219: {classPermanent, "trial account: 'To' number is not verified"},
-	21401: {classPermanent, "invalid phone number"},
+	21214: {classRecipient, "'To' phone number cannot be reached"},
+	21215: {classRecipient, "geo permissions do not allow calling this number"},
+	21216: {classRecipient, "call blocked by Twilio's blocklist"},
+	21217: {classRecipient, "phone number does not appear to be valid"},
+	21219: {classRecipient, "trial account: 'To' number is not verified"},
+	21401: {classRecipient, "invalid phone number"},
 	21408: {classPermanent, "SMS to this region is not enabled"},
-	21601: {classPermanent, "phone number is not SMS-capable"},
+	21601: {classRecipient, "phone number is not SMS-capable"},
 	21602: {classPermanent, "message body is required"},
 	21603: {classPermanent, "a 'From' number or messaging service is required"},
 	21606: {classPermanent, "from-number is not an SMS-capable number of the account"},
-	21608: {classPermanent, "trial account: 'To' number is not verified"},
-	21610: {classPermanent, "recipient unsubscribed (replied STOP)"},
+	21608: {classRecipient, "trial account: 'To' number is not verified"},
+	21610: {classRecipient, "recipient unsubscribed (replied STOP)"},
 	21611: {classTemporary, "too many messages queued for the from-number"},
-	21612: {classPermanent, "'To' number is not reachable by SMS"},
-	21614: {classPermanent, "'To' number is not a mobile number (landline)"},
+	21612: {classRecipient, "'To' number is not reachable by SMS"},
+	21614: {classRecipient, "'To' number is not a mobile number (landline)"},
 	21617: {classPermanent, "message body too long"},
-	13224: {classPermanent, "invalid phone number for a call"},
-	13227: {classPermanent, "geo permissions do not allow calling this number"},
+	13224: {classRecipient, "invalid phone number for a call"},
+	13227: {classRecipient, "geo permissions do not allow calling this number"},
 	14107: {classTemporary, "SMS send rate limit exceeded"},
 	30001: {classTemporary, "message queue overflow"},
 	30002: {classPermanent, "account suspended"},
 	30003: {classTemporary, "destination handset unreachable"},
-	30004: {classPermanent, "message blocked"},
-	30005: {classPermanent, "unknown destination handset"},
-	30006: {classPermanent, "landline or unreachable carrier"},
-	30007: {classPermanent, "message filtered by the carrier"},
+	30004: {classRecipient, "message blocked"},
+	30005: {classRecipient, "unknown destination handset"},
+	30006: {classRecipient, "landline or unreachable carrier"},
+	30007: {classRecipient, "message filtered by the carrier"},
 	30008: {classTemporary, "unknown delivery error"},
 	30034: {classPermanent, "sender not registered for US A2P 10DLC"},
 }
@@ -96,8 +99,11 @@ func (t *Twilio) classify(op string, err error, retryAfter string) error {
 			codeStr = strconv.Itoa(rest.Status)
 		}
 		if c, ok := twilioCodes[code]; ok {
-			if c.class == classPermanent {
+			switch c.class {
+			case classPermanent:
 				return notifiers.Permanent(codeStr, e)
+			case classRecipient:
+				return notifiers.PermanentRecipient(codeStr, e)
 			}
 			return notifiers.Temporary(codeStr, parseRetryAfter(retryAfter, t.cfg.Now()), e)
 		}

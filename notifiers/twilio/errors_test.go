@@ -229,13 +229,20 @@ func TestRetryAfterParsing(t *testing.T) {
 
 func TestCodeTableIsConsistent(t *testing.T) {
 	for code, c := range twilioCodes {
-		if c.meaning == "" || (c.class != classPermanent && c.class != classTemporary) {
+		if c.meaning == "" || (c.class != classPermanent && c.class != classTemporary && c.class != classRecipient) {
 			t.Errorf("code %d: %+v", code, c)
 		}
 	}
-	for _, code := range []int{20003, 20005, 10001, 21211, 21608, 21614, 21610, 21219} {
+	// Account-wide: these count against the channel.
+	for _, code := range []int{20003, 20005, 10001, 21210, 21212, 21606, 30002} {
 		if twilioCodes[code].class != classPermanent {
-			t.Errorf("code %d should be permanent", code)
+			t.Errorf("code %d should be permanent for the account", code)
+		}
+	}
+	// One person's problem: invalid, landline, STOP, unknown handset.
+	for _, code := range []int{21211, 21608, 21614, 21610, 21219, 30005, 30006} {
+		if twilioCodes[code].class != classRecipient {
+			t.Errorf("code %d should be permanent for the recipient only", code)
 		}
 	}
 	for _, code := range []int{20429, 20500, 20503, 14107} {

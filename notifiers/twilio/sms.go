@@ -87,11 +87,16 @@ func smsPageBody(p notifiers.Page) string {
 	if title == "" && len(p.Alerts) > 0 {
 		title = p.Alerts[0].Name()
 	}
-	room := maxSMS - len([]rune(head)) - len([]rune(tail)) - 3 // ": " and a full stop
+	// Pages held back by a rate limit ride along: "3 incidents need you: ...".
+	also := speakable(p.Text, 120)
+	if also != "" {
+		also = " " + sentence(also)
+	}
+	room := maxSMS - len([]rune(head)) - len([]rune(tail)) - len([]rune(also)) - 3 // ": " and a full stop
 	if t := speakable(title, room); t != "" {
 		head += ": " + sentence(t)
 	}
-	return head + tail
+	return head + also + tail
 }
 
 // smsNoticeBody: "Klaxon #42 acknowledged by Alice via phone."
@@ -189,7 +194,8 @@ func (t *Twilio) onSMSStatus(ctx context.Context, cb *callback) (string, string,
 		rep.Status, rep.Detail = notifiers.Failed, "sms "+status
 		if code, err := strconv.Atoi(cb.form.Get("ErrorCode")); err == nil && code != 0 {
 			rep.Detail = fmt.Sprintf("sms %s: %d %s", status, code, codeMeaning(code))
-			rep.Permanent = twilioCodes[code].class == classPermanent
+			rep.Permanent = twilioCodes[code].class == classPermanent || twilioCodes[code].class == classRecipient
+			rep.Recipient = twilioCodes[code].class == classRecipient
 		}
 	default:
 		return "", "", nil

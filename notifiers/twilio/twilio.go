@@ -103,6 +103,11 @@ const (
 	bucketCall     = "twilio.call"      // call SID → callState
 )
 
+// ExpiringBuckets are the state buckets that grow with every page, call and
+// callback; Klaxon's retention prunes their old keys. (The SMS reply route
+// per phone number is bounded and kept.)
+var ExpiringBuckets = []string{bucketPage, bucketSeen, bucketCall}
+
 // pageRecord is what a call's callbacks need to know about the page.
 type pageRecord struct {
 	PageID   string `json:"page_id"`

@@ -79,7 +79,7 @@ func checkPage(p notifiers.Page) error {
 	}
 	if !e164Re.MatchString(p.Recipient.Phone) {
 		who := orDefault(p.Recipient.PersonID, "recipient")
-		return notifiers.Permanent("", fmt.Errorf("twilio: %s has no E.164 phone number (got %q)", who, p.Recipient.Phone))
+		return notifiers.PermanentRecipient("", fmt.Errorf("twilio: %s has no E.164 phone number (got %q)", who, p.Recipient.Phone))
 	}
 	return nil
 }
@@ -114,6 +114,10 @@ func script(p notifiers.Page) string {
 	}
 	if p.Synthetic {
 		parts = append(parts, "This is an alarm about Klaxon itself.")
+	}
+	if s := speakable(p.Text, 300); s != "" {
+		// Pages held back by a rate limit, folded into this call.
+		parts = append(parts, sentence(s))
 	}
 	return strings.Join(parts, " ")
 }

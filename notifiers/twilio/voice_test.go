@@ -360,3 +360,15 @@ func TestConcurrentRetriesActOnce(t *testing.T) {
 		t.Errorf("%d responses from 5 concurrent deliveries, want 1", n)
 	}
 }
+
+// TestFoldedSummaryIsSpokenAndTexted: pages held back by a rate limit ride
+// along in the next call and text, so the phone must say them.
+func TestFoldedSummaryIsSpokenAndTexted(t *testing.T) {
+	p := notifiers.Page{Kind: notifiers.KindPage, Incident: 42, Severity: "critical", Title: "Disk full on db-1", Text: "3 incidents need you: 42, 41, 40"}
+	if got := script(p); !strings.Contains(got, "3 incidents need you: 42, 41, 40.") {
+		t.Errorf("call script %q does not say the folded incidents", got)
+	}
+	if got := smsPageBody(p); !strings.Contains(got, "3 incidents need you: 42, 41, 40.") || !strings.HasSuffix(got, "Reply 1 to ack, 2 to escalate.") {
+		t.Errorf("text %q does not carry the folded incidents and the reply codes", got)
+	}
+}

@@ -188,6 +188,14 @@ func (s *Server) FailNextOn(resource string, n, httpStatus, twilioCode int) {
 	}
 }
 
+// ClearFailures drops every failure still queued by FailNext and FailNextOn:
+// Twilio has recovered.
+func (s *Server) ClearFailures() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fails = nil
+}
+
 // Requests is how many API requests the fake has received.
 func (s *Server) Requests() int {
 	s.mu.Lock()

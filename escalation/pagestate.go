@@ -1,0 +1,109 @@
+package escalation
+
+// PageEvent is something that happens to an outbox entry. Every path that
+// changes a page's status — a send's result, a provider's later report, a
+// cancellation, a rate-limit hold, a fold into another page, a retry after a
+// restart — goes through Transition, so no path can move a page backwards.
+type PageEvent string
+
+// Page events.
+const (
+	// EvSendOK: the provider accepted the page.
+	EvSendOK PageEvent = "send-ok"
+	// EvSendTemp: the send failed and may be retried.
+	EvSendTemp PageEvent = "send-temporary"
+	// EvSendPerm: the send failed for good (the account, or this recipient).
+	EvSendPerm PageEvent = "send-permanent"
+	// EvGiveUp: a page retried too often is abandoned.
+	EvGiveUp PageEvent = "give-up"
+	// EvDelivered: the provider reports it reached the person's device.
+	EvDelivered PageEvent = "delivered"
+	// EvNoAnswer: the provider reports a call rang out, was busy or hit voicemail.
+	EvNoAnswer PageEvent = "no-answer"
+	// EvProviderFailed: the provider reports it could not deliver.
+	EvProviderFailed PageEvent = "provider-failed"
+	// EvCancel: the page is no longer needed (acknowledged, resolved, step passed).
+	EvCancel PageEvent = "cancel"
+	// EvHold: a rate limit holds the page back.
+	EvHold PageEvent = "hold"
+	// EvFold: the held page was carried by another page to the same person
+	// that the provider accepted.
+	EvFold PageEvent = "fold"
+)
+
+// PageFolded is the state of a held page whose news reached the person in
+// another page (the carrier, named by FoldedInto) that the provider accepted.
+const PageFolded PageStatus = "folded"
+
+// pageRank orders page states by how much is known: a page never moves to a
+// lower rank. Rank 0 holds the states of a page still owed to its person
+// (pending, failed-temporary, held), which may move among each other.
+func pageRank(s PageStatus) int {
+	switch s {
+	case PagePending, PageTempFail, PageDeferred, "":
+		return 0
+	case PageCanceled:
+		return 1
+	case PageFolded:
+		return 2
+	case PageSent:
+		return 3
+	case PageNoAnswer:
+		return 4
+	case PageDeliv:
+		return 5
+	case PagePermFail:
+		return 6
+	}
+	return 0
+}
+
+// Transition is the page state machine: the state a page in state s moves
+// to on event ev. A weaker or later event never overwrites a stronger one: a
+// "sent" that arrives after the provider already reported delivery leaves the
+// page delivered; a late send result of a canceled page records that it was
+// sent (the provider has it, and must be told when the incident ends).
+func Transition(s PageStatus, ev PageEvent) PageStatus {
+	owed := pageRank(s) == 0
+	switch ev {
+	case EvSendOK:
+		if owed || s == PageCanceled || s == PageFolded {
+			return PageSent
+		}
+	case EvSendTemp:
+		if owed {
+			return PageTempFail
+		}
+	case EvSendPerm, EvGiveUp:
+		if owed {
+			return PagePermFail
+		}
+	case EvDelivered:
+		if pageRank(s) < pageRank(PageDeliv) && s != PageCanceled {
+			return PageDeliv
+		}
+	case EvNoAnswer:
+		if pageRank(s) < pageRank(PageNoAnswer) && s != PageCanceled {
+			return PageNoAnswer
+		}
+	case EvProviderFailed:
+		// After delivery a failure report is stale news; before it, the
+		// provider could not deliver what it had accepted.
+		if s == PageSent || s == PageNoAnswer || owed {
+			return PagePermFail
+		}
+	case EvCancel:
+		if owed {
+			return PageCanceled
+		}
+	case EvHold:
+		if owed {
+			return PageDeferred
+		}
+	case EvFold:
+		if owed {
+			return PageFolded
+		}
+	}
+	return s
+}
