@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 
+	"github.com/klaxon-oncall/klaxon/internal/auth"
 	"github.com/klaxon-oncall/klaxon/internal/server"
 	"github.com/klaxon-oncall/klaxon/notifiers"
 	"github.com/klaxon-oncall/klaxon/notifiers/matrix"
@@ -157,6 +158,6 @@ func (s *channelSet) channels() []notifiers.Channel {
 
 func (s *channelSet) mount(srv *server.Server) {
 	for p, h := range s.handlers {
-		srv.Handle(p, h)
+		srv.Handle(p, auth.Signature, h) // each provider checks its own signature
 	}
 }
