@@ -10,8 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
