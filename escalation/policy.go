@@ -34,6 +34,10 @@ type Policy struct {
 	Fallback []Target
 	// AckTimeout re-pages an acknowledged incident still firing after it (default 4h).
 	AckTimeout time.Duration
+	// PagerDutyAcksAnyone lets an acknowledgement or resolution made in
+	// PagerDuty by someone who is not on the rota stop escalation (rota.yaml
+	// `pagerduty_acks: anyone`). By default it is recorded and ignored.
+	PagerDutyAcksAnyone bool
 }
 
 // Rota is what the engine needs of the on-call rota. The rota can be reloaded

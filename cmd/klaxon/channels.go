@@ -78,7 +78,7 @@ func (c *channelFlags) build(d channelDeps) (*channelSet, error) {
 	s := &channelSet{testers: map[notifiers.Channel]notifiers.SelfTester{}, handlers: map[string]http.Handler{}}
 	if c.pd.RoutingKey != "" {
 		cfg := c.pd
-		cfg.Responder, cfg.Reporter = d.responder, d.responder
+		cfg.Responder, cfg.Reporter, cfg.State = d.responder, d.responder, d.store
 		cfg.Logger = d.log.With("channel", "pagerduty")
 		if cfg.KlaxonURL == "" {
 			cfg.KlaxonURL = d.publicURL

@@ -627,3 +627,36 @@ func (s *Store) PutState(ctx context.Context, bucket, key string, value []byte) 
 		return b.Put([]byte(key), v)
 	})
 }
+
+// SweepState implements notifiers.StateSweeper in one write transaction
+// (none when nothing is deleted).
+func (s *Store) SweepState(ctx context.Context, bucket string, keep func(key string, value []byte) bool) error {
+	var drop [][]byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bState).Bucket([]byte(bucket))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if !keep(string(k), append([]byte(nil), v...)) {
+				drop = append(drop, append([]byte(nil), k...))
+			}
+			return nil
+		})
+	})
+	if err != nil || len(drop) == 0 {
+		return err
+	}
+	return s.batch(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bState).Bucket([]byte(bucket))
+		if b == nil {
+			return nil
+		}
+		for _, k := range drop {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

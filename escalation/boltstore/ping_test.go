@@ -2,6 +2,7 @@ package boltstore_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -85,5 +86,39 @@ func TestCommitFailureShowsInPingAndResult(t *testing.T) {
 	}
 	if err := ro.Ping(context.Background()); err == nil {
 		t.Fatal("Ping is fine after a write could not commit")
+	}
+}
+
+func TestSweepState(t *testing.T) {
+	s, err := boltstore.Open(t.TempDir(), boltstore.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.SweepState(ctx, "none", func(string, []byte) bool { t.Fatal("called for a missing bucket"); return true }); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"a", "b", "c"} {
+		s.PutState(ctx, "b1", k, []byte("v"+k))
+	}
+	s.PutState(ctx, "b2", "b", []byte("other bucket"))
+	var seen []string
+	if err := s.SweepState(ctx, "b1", func(k string, v []byte) bool {
+		seen = append(seen, k+"="+string(v))
+		return k != "b"
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(seen, ",") != "a=va,b=vb,c=vc" {
+		t.Fatalf("walked %v", seen)
+	}
+	for k, want := range map[string]string{"a": "va", "b": "", "c": "vc"} {
+		if v, _ := s.GetState(ctx, "b1", k); string(v) != want {
+			t.Errorf("b1/%s = %q, want %q", k, v, want)
+		}
+	}
+	if v, _ := s.GetState(ctx, "b2", "b"); string(v) != "other bucket" {
+		t.Error("sweeping one bucket touched another")
 	}
 }

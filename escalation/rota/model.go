@@ -141,6 +141,10 @@ type Policy struct {
 	Fallback []Target
 	// AckTimeout is how long an acknowledgement holds before paging resumes.
 	AckTimeout time.Duration
+	// PagerDutyAcksAnyone (pagerduty_acks: anyone) lets a PagerDuty user who
+	// is not on the rota acknowledge or resolve; by default (rota) such an
+	// answer is recorded in the timeline and escalation goes on.
+	PagerDutyAcksAnyone bool
 }
 
 // Step pages Targets on Channels, in that order, and waits Wait for an

@@ -27,7 +27,7 @@ func (b *builder) policies(n *yaml.Node, path string) {
 }
 
 func (b *builder) policy(id string, n *yaml.Node, path string) (*Policy, bool) {
-	f := b.fields(n, path, "steps", "repeat", "fallback", "ack_timeout")
+	f := b.fields(n, path, "steps", "repeat", "fallback", "ack_timeout", "pagerduty_acks")
 	b.require(n, path, f, "steps")
 	ok := n.Kind == yaml.MappingNode
 	pol := &Policy{ID: id, AckTimeout: DefaultAckTimeout}
@@ -66,6 +66,19 @@ func (b *builder) policy(id string, n *yaml.Node, path string) (*Policy, bool) {
 	if e, has := f["ack_timeout"]; has {
 		d, good := b.duration(e.val, join(path, "ack_timeout"))
 		pol.AckTimeout, ok = d, ok && good
+	}
+	if e, has := f["pagerduty_acks"]; has {
+		pp := join(path, "pagerduty_acks")
+		switch v, good := b.str(e.val, pp); {
+		case !good:
+			ok = false
+		case v == "rota":
+		case v == "anyone":
+			pol.PagerDutyAcksAnyone = true
+		default:
+			b.errorf(e.val, pp, "%q: want rota (only people on the rota; the default) or anyone", v)
+			ok = false
+		}
 	}
 	return pol, ok
 }
