@@ -201,10 +201,8 @@ func (e *Engine) Respond(ctx context.Context, r notifiers.Response) (notifiers.O
 	stranger := false
 	if ro := e.rota(); ro != nil {
 		p, ok := ro.PersonByContact(r.Channel, r.From)
-		for _, alias := range r.Aliases {
-			if !ok {
-				p, ok = ro.PersonByContact(r.Channel, alias)
-			}
+		if !ok && r.Alias != "" {
+			p, ok = ro.PersonByContact(r.Channel, r.Alias)
 		}
 		switch {
 		case ok:

@@ -24,7 +24,7 @@ func TestPagerDutyAnswersOnlyFromTheRota(t *testing.T) {
 	}{
 		{"stranger ack", false, notifiers.Response{Action: notifiers.Ack, From: "PMALLORY", Name: "Mallory"}, false, ""},
 		{"stranger resolve", false, notifiers.Response{Action: notifiers.Resolve, From: "PMALLORY", Name: "Mallory"}, false, ""},
-		{"rota person by email alias", false, notifiers.Response{Action: notifiers.Ack, From: "PALICE1", Aliases: []string{"alice@test.example"}, Name: "A. PD"}, true, "Alice"},
+		{"rota person by email alias", false, notifiers.Response{Action: notifiers.Ack, From: "PALICE1", Alias: "alice@test.example", Name: "A. PD"}, true, "Alice"},
 		{"rota person by id", false, notifiers.Response{Action: notifiers.Ack, From: "alice@test.example"}, true, "Alice"},
 		{"stranger ack, anyone may", true, notifiers.Response{Action: notifiers.Ack, From: "PMALLORY", Name: "Mallory"}, true, "Mallory"},
 	}

@@ -183,10 +183,10 @@ type Response struct {
 	// From identifies who answered on that channel: a phone number, a Matrix user id,
 	// a PagerDuty user id or email. The engine maps it to a rota person.
 	From string
-	// Aliases are other addresses of the same responder on that channel,
+	// Alias is another address of the same responder on that channel,
 	// tried when From matches nobody (a PagerDuty user's email, looked up
-	// by the user id in From).
-	Aliases []string
+	// by the user id in From). A string, so Response stays comparable.
+	Alias string
 	// Name is the responder's display name as the provider gave it, if any.
 	Name string
 	At   time.Time

@@ -165,22 +165,22 @@ func (n *Notifier) persistTracked(ctx context.Context, key string) {
 	}
 }
 
-// aliases returns the email of PagerDuty user id, so a rota that names people
+// alias returns the email of PagerDuty user id, so a rota that names people
 // by email matches an answer that carries only the user id. It is looked up
 // with the REST API (GET /users/{id}) and cached in the store for userTTL.
 // Without an API token, or when the lookup fails, there is none: the answer
 // is then matched by id alone, and if that matches nobody it is recorded but
 // does not stop escalation (the safe side).
-func (n *Notifier) aliases(ctx context.Context, log *slog.Logger, id string) []string {
+func (n *Notifier) alias(ctx context.Context, log *slog.Logger, id string) string {
 	if id == "" || n.cfg.APIToken == "" || strings.Contains(id, "@") {
-		return nil
+		return ""
 	}
 	now := n.cfg.Now()
 	if n.state.store != nil {
 		if v, err := n.state.store.GetState(ctx, bucketUsers, id); err == nil && v != nil {
 			var u userJSON
 			if json.Unmarshal(v, &u) == nil && now.Sub(u.At) < userTTL && u.Email != "" {
-				return []string{u.Email}
+				return u.Email
 			}
 		}
 	}
@@ -189,10 +189,10 @@ func (n *Notifier) aliases(ctx context.Context, log *slog.Logger, id string) []s
 	if err != nil {
 		log.Warn("PagerDuty user's email could not be looked up; matching the rota by user id only",
 			slog.String("user", id), slog.String("error", n.classify("look up user", err, c).Error()))
-		return nil
+		return ""
 	}
 	if u.Email == "" {
-		return nil
+		return ""
 	}
 	if n.state.store != nil {
 		b, _ := json.Marshal(userJSON{Email: u.Email, At: now})
@@ -200,5 +200,5 @@ func (n *Notifier) aliases(ctx context.Context, log *slog.Logger, id string) []s
 			log.Warn("PagerDuty user's email not cached", slog.String("error", err.Error()))
 		}
 	}
-	return []string{u.Email}
+	return u.Email
 }

@@ -116,7 +116,7 @@ func TestUserEmailIsLookedUpOnceAndCached(t *testing.T) {
 		}
 	}
 	got := e.responder.all()
-	if len(got) != 2 || len(got[1].Aliases) != 1 || got[1].Aliases[0] != "alice@example.org" {
+	if len(got) != 2 || got[1].Alias != "alice@example.org" {
 		t.Fatalf("responses %+v", got)
 	}
 	if n := usersCalls(e.fake); n != 1 {
@@ -126,7 +126,7 @@ func TestUserEmailIsLookedUpOnceAndCached(t *testing.T) {
 	e2 := newEnv(t, func(c *Config) { c.APIToken = "" })
 	body := webhookBody("EVT3", "incident.acknowledged", e2.now.Now(), "user_reference", "klaxon-42")
 	post(e2.n.WebhookHandler(), body, fakepd.Sign(body, testSecret))
-	if r := e2.responder.all(); len(r) != 1 || r[0].Aliases != nil {
+	if r := e2.responder.all(); len(r) != 1 || r[0].Alias != "" {
 		t.Fatalf("responses without a token: %+v", r)
 	}
 }

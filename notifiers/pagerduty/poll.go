@@ -99,7 +99,7 @@ func (n *Notifier) pollOne(ctx context.Context, key string) error {
 		return nil
 	}
 	r.IncidentKey, r.Channel = key, notifiers.PagerDuty
-	r.Aliases = n.aliases(ctx, log, r.From)
+	r.Alias = n.alias(ctx, log, r.From)
 	out, err := n.cfg.Responder.Respond(ctx, r)
 	switch {
 	case errors.Is(err, notifiers.ErrUnknownIncident):

@@ -230,7 +230,7 @@ func (n *Notifier) handleEvent(ctx context.Context, log *slog.Logger, eventType,
 	}
 	out, err := n.cfg.Responder.Respond(ctx, notifiers.Response{
 		Action: action, IncidentKey: key, Channel: notifiers.PagerDuty,
-		From: who.id, Aliases: n.aliases(ctx, log, who.id), Name: who.name, At: at,
+		From: who.id, Alias: n.alias(ctx, log, who.id), Name: who.name, At: at,
 	})
 	switch {
 	case errors.Is(err, notifiers.ErrUnknownIncident):

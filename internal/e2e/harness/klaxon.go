@@ -55,9 +55,9 @@ func KlaxonBinary(tb testing.TB) string {
 
 // KlaxonConfig configures StartKlaxon.
 type KlaxonConfig struct {
-	DataDir      string   // default: a new temp dir
-	Listen       string   // default 127.0.0.1:0; see FreeAddr when callbacks need the URL up front
-	Rota         string   // default: the repository's rota.yaml
+	DataDir      string // default: a new temp dir
+	Listen       string // default 127.0.0.1:0; see FreeAddr when callbacks need the URL up front
+	Rota         string // default: the repository's rota.yaml
 	WebhookToken string // default: a random token passed as KLAXON_WEBHOOK_TOKEN
 	APIToken     string // default: a random token passed as KLAXON_API_TOKEN
 	// GeneratedTokens passes no tokens: klaxon serve generates them into the
@@ -65,7 +65,7 @@ type KlaxonConfig struct {
 	// them from there once it listens.
 	GeneratedTokens bool
 	Args            []string // more flags for klaxon serve
-	Env          []string // more environment (KEY=VALUE)
+	Env             []string // more environment (KEY=VALUE)
 }
 
 // Klaxon is a `klaxon serve` subprocess on 127.0.0.1.
