@@ -186,7 +186,7 @@ func ensureTokens(cfg *serveConfig, log *slog.Logger) error {
 		}
 		*t.v = tok
 		if created {
-			log.Warn("generated a "+t.name+" token: read it from the file (cat it), or set "+t.env+"_FILE to use your own", "file", path)
+			log.Warn("generated the "+t.name+" token: read it from the file (cat it), or set "+t.env+"_FILE to use your own", "file", path)
 		} else {
 			log.Info("using the "+t.name+" token kept in the data directory", "file", path)
 		}
