@@ -12,8 +12,10 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -365,7 +367,12 @@ func actorOf(r *http.Request, by string) (actor, refusal string) {
 	case id.Person != "":
 		return id.Person, ""
 	case by != "":
-		return "api (as " + clip(by) + ")", ""
+		return "api (as " + clip(strings.Map(func(r rune) rune {
+			if unicode.IsControl(r) {
+				return -1
+			}
+			return r
+		}, by)) + ")", ""
 	}
 	return "api", ""
 }

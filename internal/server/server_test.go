@@ -237,7 +237,7 @@ func TestAPI(t *testing.T) {
 // anyone else; the admin token is recorded as "api".
 func TestWhoActed(t *testing.T) {
 	f := newFixture(t, nil)
-	for _, g := range []string{"g1", "g2", "g3"} {
+	for _, g := range []string{"g1", "g2", "g3", "g4"} {
 		body := bytes.Replace(readFile(t, "am_firing.json"), []byte(`"groupKey":"`), []byte(`"groupKey":"`+g), 1)
 		if code, out := f.do(t, "POST", "/webhook/alertmanager", webhookToken, body); code != 200 {
 			t.Fatalf("webhook: %d %v", code, out)
@@ -253,6 +253,7 @@ func TestWhoActed(t *testing.T) {
 		{"person", f.alice, ``, 1, 200, "alice"},
 		{"person naming itself", f.alice, `{"by":"alice"}`, 2, 200, "alice"},
 		{"admin", apiToken, ``, 3, 200, "api"},
+		{"admin claiming a name", apiToken, `{"by":"bob\n\u0007"}`, 4, 200, "api (as bob)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
