@@ -241,6 +241,7 @@ func (e *Engine) strangerMayAnswer(ctx context.Context, id uint64, r notifiers.R
 	now := e.cfg.Clock.Now()
 	refused := false
 	_, _, err := e.cfg.Store.Update(ctx, id, func(inc *Incident, _ []PageRecord) (Change, error) {
+		refused = false // the store may run this more than once
 		if s := e.situation(inc, now); s.Policy != nil && s.Policy.PagerDutyAcksAnyone {
 			return Change{}, ErrNoChange
 		}
