@@ -278,6 +278,11 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(s
 	log.Info("escalations recovered", "incidents", nInc, "pending_pages", nPages, "took", time.Since(start).Round(time.Millisecond))
 
 	tokens := auth.NewFile(filepath.Join(cfg.dataDir, tokensFile), cfg.apiToken)
+	if list, err := tokens.List(); err != nil {
+		log.Error("the token file is malformed: no person or feed token is accepted until it is fixed (the admin token still works)", "error", err)
+	} else if len(list) > 0 {
+		log.Info("named tokens", "file", tokens.Path(), "tokens", len(list))
+	}
 	srv := server.New(server.Config{
 		Engine: intercepted{eng, mon}, Store: store, Metrics: m, WebhookToken: cfg.webhookToken, Auth: tokens,
 		MetricsToken: cfg.metricsToken, Insecure: cfg.insecure, MaxBody: cfg.maxBody, Logger: log, Ready: mon.Ready,
