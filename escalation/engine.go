@@ -242,24 +242,80 @@ func (e *Engine) Respond(ctx context.Context, r notifiers.Response) (notifiers.O
 		return notifiers.Outcome{}, notifiers.ErrUnknownIncident
 	}
 	actor := r.From
+	stranger := false
 	if ro := e.rota(); ro != nil {
-		if p, ok := ro.PersonByContact(r.Channel, r.From); ok {
+		p, ok := ro.PersonByContact(r.Channel, r.From)
+		if !ok && r.Alias != "" {
+			p, ok = ro.PersonByContact(r.Channel, r.Alias)
+		}
+		switch {
+		case ok:
 			actor = name(p)
-		} else if r.Channel != notifiers.PagerDuty {
-			// PagerDuty decided itself who may acknowledge there.
+		case r.Channel != notifiers.PagerDuty:
 			return notifiers.Outcome{Incident: id}, notifiers.ErrNotOnRota
-		} else if r.Name != "" {
-			actor = r.Name
+		default:
+			// A PagerDuty user who is not on the rota: PagerDuty let them act
+			// there, but only the policy can let that stop Klaxon.
+			stranger = true
+			if r.Name != "" {
+				actor = r.Name
+			}
 		}
 	}
 	if actor == "" {
 		actor = string(r.Channel) + " user"
+	}
+	if stranger && r.Action != notifiers.Unack && r.Action != notifiers.Escalate {
+		if taken, err := e.strangerMayAnswer(ctx, id, r, actor); err != nil || !taken {
+			return notifiers.Outcome{Incident: id}, err
+		}
 	}
 	out, err := e.apply(ctx, id, r.Action, actor, string(r.Channel), r.PageID)
 	if errors.Is(err, ErrNotFound) {
 		err = notifiers.ErrUnknownIncident
 	}
 	return out, err
+}
+
+// strangerMayAnswer decides about an acknowledgement or resolution from a
+// PagerDuty user who is not on the rota. When the incident's policy says
+// `pagerduty_acks: anyone` it is taken (true). Otherwise it is recorded in
+// the timeline, escalation goes on, and ErrNotOnRota is returned.
+func (e *Engine) strangerMayAnswer(ctx context.Context, id uint64, r notifiers.Response, actor string) (bool, error) {
+	now := e.cfg.Clock.Now()
+	refused := false
+	_, _, err := e.cfg.Store.Update(ctx, id, func(inc *Incident, _ []PageRecord) (Change, error) {
+		refused = false // the store may run this more than once
+		if s := e.situation(inc, now); s.Policy != nil && s.Policy.PagerDutyAcksAnyone {
+			return Change{}, ErrNoChange
+		}
+		refused = true
+		if inc.State == Resolved {
+			return Change{}, ErrNoChange
+		}
+		return Change{Events: []Event{{At: now, Kind: EvIgnored, Actor: actor, Channel: string(r.Channel), PageID: r.PageID,
+			Text: fmt.Sprintf("%s in PagerDuty by %s, who is not on the rota: escalation goes on (policy: pagerduty_acks: rota)", pastTense(r.Action), actor)}}}, nil
+	})
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return false, notifiers.ErrUnknownIncident
+	case err != nil && !errors.Is(err, ErrNoChange):
+		return false, err
+	case refused:
+		e.log.Warn("PagerDuty answer from someone not on the rota recorded, not taken", "incident", id, "by", actor, "action", r.Action)
+		return false, notifiers.ErrNotOnRota
+	}
+	return true, nil
+}
+
+func pastTense(a notifiers.Action) string {
+	switch a {
+	case notifiers.Ack:
+		return "acknowledged"
+	case notifiers.Resolve:
+		return "resolved"
+	}
+	return string(a)
 }
 
 // apply records an acknowledgement, un-acknowledgement, escalation or

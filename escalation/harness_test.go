@@ -26,7 +26,7 @@ func newRota(p *escalation.Policy) *staticRota {
 	return &staticRota{
 		policies: map[string]*escalation.Policy{p.ID: p},
 		people: map[string]notifiers.Recipient{
-			"alice": {PersonID: "alice", Name: "Alice", Phone: "+15555550101", MatrixID: "@alice:test"},
+			"alice": {PersonID: "alice", Name: "Alice", Phone: "+15555550101", MatrixID: "@alice:test", PagerDutyUser: "alice@test.example"},
 			"bob":   {PersonID: "bob", Name: "Bob", Phone: "+15555550102", MatrixID: "@bob:test"},
 			"carol": {PersonID: "carol", Name: "Carol", MatrixID: "@carol:test"},
 		},
@@ -63,7 +63,7 @@ func (r *staticRota) Who(t escalation.Target, _ time.Time) []notifiers.Recipient
 }
 func (r *staticRota) PersonByContact(ch notifiers.Channel, addr string) (notifiers.Recipient, bool) {
 	for _, p := range r.people {
-		if addr == p.Phone || addr == p.MatrixID {
+		if addr == p.Phone || addr == p.MatrixID || (ch == notifiers.PagerDuty && addr == p.PagerDutyUser && addr != "") {
 			return p, true
 		}
 	}

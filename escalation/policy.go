@@ -38,6 +38,10 @@ type Policy struct {
 	// last step without one) at this interval until someone answers
 	// (default DefaultRepageEvery).
 	RepageEvery time.Duration
+	// PagerDutyAcksAnyone lets an acknowledgement or resolution made in
+	// PagerDuty by someone who is not on the rota stop escalation (rota.yaml
+	// `pagerduty_acks: anyone`). By default it is recorded and ignored.
+	PagerDutyAcksAnyone bool
 }
 
 // Rota is what the engine needs of the on-call rota. The rota can be reloaded

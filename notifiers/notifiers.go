@@ -186,6 +186,10 @@ type Response struct {
 	// From identifies who answered on that channel: a phone number, a Matrix user id,
 	// a PagerDuty user id or email. The engine maps it to a rota person.
 	From string
+	// Alias is another address of the same responder on that channel,
+	// tried when From matches nobody (a PagerDuty user's email, looked up
+	// by the user id in From). A string, so Response stays comparable.
+	Alias string
 	// Name is the responder's display name as the provider gave it, if any.
 	Name string
 	At   time.Time
@@ -290,6 +294,14 @@ func RetryAfter(err error) time.Duration {
 type StateStore interface {
 	GetState(ctx context.Context, bucket, key string) ([]byte, error)
 	PutState(ctx context.Context, bucket, key string, value []byte) error
+}
+
+// StateSweeper is implemented by state stores that can walk a bucket: a
+// channel loads its state at start and expires old entries with it.
+// SweepState calls keep for every entry of bucket (in key order) and deletes
+// those it returns false for; a missing bucket is empty.
+type StateSweeper interface {
+	SweepState(ctx context.Context, bucket string, keep func(key string, value []byte) bool) error
 }
 
 // DeliveryStatus is what a provider later reports about a page it accepted.

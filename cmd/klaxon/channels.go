@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 
+	"github.com/klaxon-oncall/klaxon/internal/auth"
 	"github.com/klaxon-oncall/klaxon/internal/server"
 	"github.com/klaxon-oncall/klaxon/notifiers"
 	"github.com/klaxon-oncall/klaxon/notifiers/matrix"
@@ -77,7 +78,7 @@ func (c *channelFlags) build(d channelDeps) (*channelSet, error) {
 	s := &channelSet{testers: map[notifiers.Channel]notifiers.SelfTester{}, handlers: map[string]http.Handler{}}
 	if c.pd.RoutingKey != "" {
 		cfg := c.pd
-		cfg.Responder, cfg.Reporter = d.responder, d.responder
+		cfg.Responder, cfg.Reporter, cfg.State = d.responder, d.responder, d.store
 		cfg.Logger = d.log.With("channel", "pagerduty")
 		if cfg.KlaxonURL == "" {
 			cfg.KlaxonURL = d.publicURL
@@ -157,6 +158,6 @@ func (s *channelSet) channels() []notifiers.Channel {
 
 func (s *channelSet) mount(srv *server.Server) {
 	for p, h := range s.handlers {
-		srv.Handle(p, h)
+		srv.Handle(p, auth.Signature, h) // each provider checks its own signature
 	}
 }

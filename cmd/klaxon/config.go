@@ -45,8 +45,10 @@ func secret(name, direct, file string) (string, error) {
 	return v, nil
 }
 
-// secretFlag declares --NAME and --NAME-file with environment equivalents
-// ENV and ENV_FILE.
+// secretFlag is a secret read from the environment (ENV) or a file
+// (--NAME-file, ENV_FILE). --NAME itself exists only to refuse the secret
+// with an error naming ENV: a value on the command line is visible to every
+// user through ps and lands in shell history.
 type secretFlag struct {
 	name, env   string
 	value, file string
@@ -54,11 +56,25 @@ type secretFlag struct {
 
 func newSecret(fs *flag.FlagSet, env map[string]string, name, envName, help string) *secretFlag {
 	s := &secretFlag{name: name, env: envName}
-	fs.StringVar(&s.value, name, "", help+" (env "+envName+")")
-	fs.StringVar(&s.file, name+"-file", "", "file holding the "+name+" (env "+envName+"_FILE)")
+	fs.StringVar(&s.value, name, "", "not accepted (ps shows flags): set "+envName+" or "+envName+"_FILE; "+help)
+	fs.StringVar(&s.file, name+"-file", "", "file holding the "+help+" (env "+envName+"_FILE)")
 	env[name] = envName
 	env[name+"-file"] = envName + "_FILE"
 	return s
 }
 
-func (s *secretFlag) get() (string, error) { return secret("--"+s.name, s.value, s.file) }
+func (s *secretFlag) get() (string, error) { return secret(s.env, s.value, s.file) }
+
+// rejectSecretFlags fails when a secret was given as a command-line flag
+// (call it after fs.Parse and before envFlags).
+func rejectSecretFlags(fs *flag.FlagSet, secrets ...*secretFlag) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		for _, s := range secrets {
+			if f.Name == s.name && err == nil {
+				err = fmt.Errorf("--%s: secrets are not accepted as flags (ps shows them to every user); set %s or %s_FILE instead", s.name, s.env, s.env)
+			}
+		}
+	})
+	return err
+}

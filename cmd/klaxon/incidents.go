@@ -10,6 +10,8 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,16 +32,44 @@ type clientFlags struct {
 func (c *clientFlags) declare(fs *flag.FlagSet, env map[string]string, withData bool) {
 	fs.StringVar(&c.server, "server", "", "URL of a running klaxon serve, e.g. http://127.0.0.1:9797 (env KLAXON_SERVER)")
 	env["server"] = "KLAXON_SERVER"
+	help := "the server's data directory, where the API token is read from when KLAXON_API_TOKEN(_FILE) is not set (env KLAXON_DATA)"
 	if withData {
-		fs.StringVar(&c.dataDir, "data", "./data", "data directory of a stopped server, read when --server is not given (env KLAXON_DATA)")
-		env["data"] = "KLAXON_DATA"
+		help = "data directory of a stopped server, read when --server is not given; also where the API token is read from (env KLAXON_DATA)"
 	}
-	c.token = newSecret(fs, env, "api-token", "KLAXON_API_TOKEN", "API bearer token")
+	fs.StringVar(&c.dataDir, "data", "./data", help)
+	env["data"] = "KLAXON_DATA"
+	c.token = newSecret(fs, env, "api-token", "KLAXON_API_TOKEN", "API bearer token (default: DATA/api-token)")
+}
+
+// finish refuses a token given as a flag and fills flags from the environment.
+func (c *clientFlags) finish(fs *flag.FlagSet, env map[string]string) error {
+	if err := rejectSecretFlags(fs, c.token); err != nil {
+		return err
+	}
+	return envFlags(fs, env)
+}
+
+// apiToken is KLAXON_API_TOKEN(_FILE), else the token `klaxon serve`
+// generated in the data directory, else "".
+func (c *clientFlags) apiToken() (string, error) {
+	tok, err := c.token.get()
+	if err != nil || tok != "" {
+		return tok, err
+	}
+	path := filepath.Join(c.dataDir, apiTokenFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("reading the API token: %w (or set KLAXON_API_TOKEN_FILE)", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // call makes an API request and decodes its JSON answer into out.
 func (c *clientFlags) call(ctx context.Context, method, path string, out any) error {
-	tok, err := c.token.get()
+	tok, err := c.apiToken()
 	if err != nil {
 		return err
 	}
@@ -63,6 +93,9 @@ func (c *clientFlags) call(ctx context.Context, method, path string, out any) er
 		_ = json.Unmarshal(body, &e)
 		if e.Error == "" {
 			e.Error = strings.TrimSpace(string(body))
+		}
+		if resp.StatusCode == http.StatusUnauthorized && tok == "" {
+			return fmt.Errorf("%s: %s (no API token: set KLAXON_API_TOKEN_FILE, or --data to the server's data directory)", resp.Status, e.Error)
 		}
 		return fmt.Errorf("%s: %s", resp.Status, e.Error)
 	}
@@ -90,7 +123,7 @@ func runIncidents(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := parseInterleaved(fs, args); err != nil {
 		return exitFlag(err)
 	}
-	if err := envFlags(fs, env); err != nil {
+	if err := c.finish(fs, env); err != nil {
 		fmt.Fprintln(stderr, "klaxon incidents:", err)
 		return 2
 	}
@@ -280,7 +313,7 @@ func runAct(ctx context.Context, action string, args []string, stdout, stderr io
 	if err := parseInterleaved(fs, args); err != nil {
 		return exitFlag(err)
 	}
-	if err := envFlags(fs, env); err != nil {
+	if err := c.finish(fs, env); err != nil {
 		fmt.Fprintf(stderr, "klaxon %s: %v\n", action, err)
 		return 2
 	}

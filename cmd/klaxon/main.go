@@ -26,6 +26,7 @@ Usage:
   klaxon incidents show ID             one incident with its timeline
   klaxon ack|unack|escalate|resolve ID act on an incident through a running server
   klaxon rota check|show|diff|ics      check and explore rota.yaml
+  klaxon token create|list|revoke      named API tokens (--person) and calendar feed tokens (--feed)
   klaxon simulate [flags]              run the real engine on a fake clock and print the timeline
   klaxon selftest                      check every configured channel's account once (exit 1 if one is down)
   klaxon status                        channel health as a running server sees it
@@ -57,6 +58,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runAct(ctx, cmd, rest, stdout, stderr)
 	case "rota":
 		return runRota(rest, stdout, stderr, time.Now)
+	case "token":
+		return runToken(rest, stdout, stderr, time.Now)
 	case "selftest":
 		return runSelftest(ctx, rest, stdout, stderr)
 	case "status":

@@ -48,8 +48,8 @@ func (r *rotaWatcher) engineRota() escalation.Rota {
 
 func (r *rotaWatcher) register(m *metrics.Metrics) { m.Registry.MustRegister(r.w) }
 
-func (r *rotaWatcher) mount(s *server.Server) {
-	rotaapi.Register(s.Mux(), r.w, s.ProtectAPI, time.Now)
+func (r *rotaWatcher) mount(s *server.Server, feed rotaapi.FeedAuth) {
+	rotaapi.Register(s, r.w, feed, time.Now)
 }
 
 // run watches the file and SIGHUP until ctx ends.

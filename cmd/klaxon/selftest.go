@@ -131,7 +131,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err := fs.Parse(args); err != nil {
 		return exitFlag(err)
 	}
-	if err := envFlags(fs, env); err != nil {
+	if err := c.finish(fs, env); err != nil {
 		fmt.Fprintln(stderr, "klaxon status:", err)
 		return 2
 	}

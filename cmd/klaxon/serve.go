@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/klaxon-oncall/klaxon/escalation"
 	"github.com/klaxon-oncall/klaxon/escalation/boltstore"
 	"github.com/klaxon-oncall/klaxon/escalation/rota"
+	"github.com/klaxon-oncall/klaxon/internal/auth"
 	"github.com/klaxon-oncall/klaxon/internal/metrics"
 	"github.com/klaxon-oncall/klaxon/internal/selftest"
 	"github.com/klaxon-oncall/klaxon/internal/server"
@@ -32,7 +34,8 @@ import (
 type serveConfig struct {
 	listen, rotaPath, dataDir, logFormat, logLevel, publicURL string
 	maxBody                                                   int64
-	webhookToken, apiToken                                    string
+	webhookToken, apiToken, metricsToken                      string
+	insecure                                                  bool
 	channels                                                  channelFlags
 	selftestInterval, watchdogTimeout, retention              time.Duration
 	selftestPolicy, watchdogMatcher, heartbeatURL             string
@@ -67,13 +70,19 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	}
 	hb := newSecret(fs, env, "heartbeat-url", "KLAXON_HEARTBEAT_URL", "URL fetched every minute so an outside monitor notices Klaxon's death")
 	wt := newSecret(fs, env, "webhook-token", "KLAXON_WEBHOOK_TOKEN", "bearer token Alertmanager must send")
-	at := newSecret(fs, env, "api-token", "KLAXON_API_TOKEN", "bearer token the API and CLI must send")
+	at := newSecret(fs, env, "api-token", "KLAXON_API_TOKEN", "admin bearer token for the API and CLI")
+	mt := newSecret(fs, env, "metrics-token", "KLAXON_METRICS_TOKEN", "bearer token /metrics requires (optional)")
+	fs.BoolVar(&c.insecure, "insecure-no-auth", false, "waive the webhook and API tokens: anyone who reaches Klaxon can open and acknowledge incidents (env KLAXON_INSECURE_NO_AUTH)")
+	env["insecure-no-auth"] = "KLAXON_INSECURE_NO_AUTH"
 	c.channels.declare(fs, env)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := rejectSecretFlags(fs, hb, wt, at, mt); err != nil {
+		return nil, err
 	}
 	if err := envFlags(fs, env); err != nil {
 		return nil, err
@@ -88,14 +97,17 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	if c.heartbeatURL, err = hb.get(); err != nil {
 		return nil, err
 	}
+	if c.metricsToken, err = mt.get(); err != nil {
+		return nil, err
+	}
 	if c.selftestInterval < time.Second {
 		return nil, fmt.Errorf("--selftest-interval %s is too short", c.selftestInterval)
 	}
 	if err := c.channels.resolve(); err != nil {
 		return nil, err
 	}
-	if !isLoopback(c.listen) && (c.webhookToken == "" || c.apiToken == "") {
-		return nil, fmt.Errorf("refusing to listen on %s without both --webhook-token and --api-token: anyone who can reach it could open or acknowledge incidents (set them, or listen on 127.0.0.1)", c.listen)
+	if c.insecure && (c.webhookToken != "" || c.apiToken != "") {
+		return nil, errors.New("--insecure-no-auth with a webhook or API token configured: choose one")
 	}
 	if c.retention != 0 && c.retention < time.Hour {
 		return nil, fmt.Errorf("--retention %s is too short (at least 1h, or 0 to keep everything)", c.retention)
@@ -104,19 +116,6 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		return nil, fmt.Errorf("--max-body %d is too small (at least 1024 bytes)", c.maxBody)
 	}
 	return c, nil
-}
-
-// isLoopback reports whether a listen address only accepts local connections.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
@@ -163,9 +162,50 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return 0
 }
 
-// serve runs Klaxon until ctx ends. ready, if not nil, receives the bound
-// address once the server accepts connections (tests).
-func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(addr string)) error {
+// Files in the data directory holding Klaxon's own credentials.
+const (
+	webhookTokenFile = "webhook-token" // generated when none is configured
+	apiTokenFile     = "api-token"     // the admin API token, generated likewise
+	tokensFile       = "tokens"        // named person and feed tokens (hashes)
+)
+
+// ensureTokens fills in the webhook and admin API tokens from files in the
+// data directory, generating them (0600) on first start, unless auth is
+// waived. It logs where they are, never what they are.
+func ensureTokens(cfg *serveConfig, log *slog.Logger) error {
+	if cfg.insecure {
+		log.Warn("AUTHENTICATION DISABLED (--insecure-no-auth): anyone who can reach " + cfg.listen +
+			" (or a proxy in front of it) can open, acknowledge and resolve incidents. Remove the flag to have tokens generated.")
+		return nil
+	}
+	for _, t := range []struct {
+		name, file, env string
+		v               *string
+	}{
+		{"webhook", webhookTokenFile, "KLAXON_WEBHOOK_TOKEN", &cfg.webhookToken},
+		{"API", apiTokenFile, "KLAXON_API_TOKEN", &cfg.apiToken},
+	} {
+		if *t.v != "" {
+			continue
+		}
+		path := filepath.Join(cfg.dataDir, t.file)
+		tok, created, err := auth.LoadOrCreate(path)
+		if err != nil {
+			return fmt.Errorf("%s token: %w (or set %s_FILE)", t.name, err, t.env)
+		}
+		*t.v = tok
+		if created {
+			log.Warn("generated the "+t.name+" token: read it from the file (cat it), or set "+t.env+"_FILE to use your own", "file", path)
+		} else {
+			log.Info("using the "+t.name+" token kept in the data directory", "file", path)
+		}
+	}
+	return nil
+}
+
+// serve runs Klaxon until ctx ends. ready, if not nil, is called once the
+// server accepts connections (tests).
+func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(started)) error {
 	rw, err := newRotaWatcher(cfg.rotaPath, log)
 	if err != nil {
 		return err
@@ -175,11 +215,18 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 		if m != nil {
 			m.ObserveCommit(d)
 		}
+	}, OnCommitResult: func(err error) {
+		if m != nil {
+			m.ObserveCommitResult(err)
+		}
 	}})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	if err := ensureTokens(cfg, log); err != nil {
+		return err
+	}
 	m = metrics.New(func(ctx context.Context) (map[string]int, error) {
 		c, err := store.Counts(ctx)
 		out := map[string]int{}
@@ -257,13 +304,19 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 	}
 	log.Info("escalations recovered", "incidents", nInc, "pending_pages", nPages, "took", time.Since(start).Round(time.Millisecond))
 
+	tokens := auth.NewFile(filepath.Join(cfg.dataDir, tokensFile), cfg.apiToken)
+	if list, err := tokens.List(); err != nil {
+		log.Error("the token file is malformed: no person or feed token is accepted until it is fixed (the admin token still works)", "error", err)
+	} else if len(list) > 0 {
+		log.Info("named tokens", "file", tokens.Path(), "tokens", len(list))
+	}
 	srv := server.New(server.Config{
-		Engine: intercepted{eng, mon}, Store: store, Metrics: m, WebhookToken: cfg.webhookToken, APIToken: cfg.apiToken,
-		MaxBody: cfg.maxBody, Logger: log, Ready: mon.Ready,
+		Engine: intercepted{eng, mon}, Store: store, Metrics: m, WebhookToken: cfg.webhookToken, Auth: tokens,
+		MetricsToken: cfg.metricsToken, Insecure: cfg.insecure, MaxBody: cfg.maxBody, Logger: log, Ready: mon.Ready,
 	})
-	rw.mount(srv)
+	rw.mount(srv, tokens.FeedScope)
 	chans.mount(srv)
-	srv.Handle("GET /api/v1/channels", srv.ProtectAPI(mon.Handler()))
+	srv.Handle("GET /api/v1/channels", auth.APIToken, mon.Handler())
 
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
@@ -299,7 +352,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 	log.Info("klaxon serving", "listen", ln.Addr().String(), "rota", cfg.rotaPath, "data", cfg.dataDir,
 		"channels", strings.Join(chans.names(), ","), "version", version)
 	if ready != nil {
-		ready(ln.Addr().String())
+		ready(started{addr: ln.Addr().String(), srv: srv})
 	}
 	var runErr error
 	select {
@@ -345,6 +398,12 @@ func prune(ctx context.Context, store escalation.Store, retention time.Duration,
 		}
 		t.Reset(pruneEvery)
 	}
+}
+
+// started is what serve hands its ready callback.
+type started struct {
+	addr string
+	srv  *server.Server
 }
 
 // timeouts bound how long a client may take, so a slow or stalled sender

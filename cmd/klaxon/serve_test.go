@@ -60,11 +60,23 @@ func TestParseServe(t *testing.T) {
 				t.Errorf("api token not read from KLAXON_API_TOKEN_FILE")
 			}
 		}},
-		{name: "public address without tokens", args: []string{"--listen", "0.0.0.0:9797"}, wantErr: "refusing to listen on 0.0.0.0:9797 without both"},
-		{name: "public address with one token", args: []string{"--listen", ":9797", "--webhook-token", secretValue}, wantErr: "refusing"},
-		{name: "public address with both tokens", args: []string{"--listen", ":9797", "--webhook-token", secretValue, "--api-token", secretValue}},
-		{name: "localhost is loopback", args: []string{"--listen", "localhost:9797"}},
-		{name: "value and file", args: []string{"--webhook-token", secretValue, "--webhook-token-file", tokenFile}, wantErr: "not both"},
+		{name: "webhook token as a flag", args: []string{"--webhook-token", secretValue}, wantErr: "set KLAXON_WEBHOOK_TOKEN or KLAXON_WEBHOOK_TOKEN_FILE"},
+		{name: "API token as a flag", args: []string{"--api-token", secretValue}, wantErr: "set KLAXON_API_TOKEN or KLAXON_API_TOKEN_FILE"},
+		{name: "heartbeat URL as a flag", args: []string{"--heartbeat-url", "https://hc.example/" + secretValue}, wantErr: "set KLAXON_HEARTBEAT_URL"},
+		{name: "metrics token as a flag", args: []string{"--metrics-token", secretValue}, wantErr: "set KLAXON_METRICS_TOKEN"},
+		{name: "token from env", env: map[string]string{"KLAXON_WEBHOOK_TOKEN": secretValue}, check: func(t *testing.T, c *serveConfig) {
+			if c.webhookToken != secretValue {
+				t.Errorf("webhook token not read from KLAXON_WEBHOOK_TOKEN")
+			}
+		}},
+		{name: "public address needs no flag", args: []string{"--listen", ":9797"}},
+		{name: "insecure", args: []string{"--insecure-no-auth"}, check: func(t *testing.T, c *serveConfig) {
+			if !c.insecure {
+				t.Error("--insecure-no-auth not set")
+			}
+		}},
+		{name: "insecure with a token", args: []string{"--insecure-no-auth"}, env: map[string]string{"KLAXON_API_TOKEN": secretValue}, wantErr: "choose one"},
+		{name: "value and file", args: []string{"--webhook-token-file", tokenFile}, env: map[string]string{"KLAXON_WEBHOOK_TOKEN": secretValue}, wantErr: "not both"},
 		{name: "missing token file", args: []string{"--api-token-file", filepath.Join(dir, "nope")}, wantErr: "reading"},
 		{name: "empty token file", args: []string{"--api-token-file", empty}, wantErr: "is empty"},
 		{name: "tiny body limit", args: []string{"--max-body", "10"}, wantErr: "too small"},
@@ -109,14 +121,15 @@ func TestServeLifecycle(t *testing.T) {
 	rota := filepath.Join(testtools.Root(), "rota.yaml")
 	var logs bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
-	cfg, err := parseServe([]string{"--listen", "127.0.0.1:0", "--data", data, "--rota", rota, "--webhook-token", secretValue}, &bytes.Buffer{})
+	t.Setenv("KLAXON_WEBHOOK_TOKEN", secretValue)
+	cfg, err := parseServe([]string{"--listen", "127.0.0.1:0", "--data", data, "--rota", rota}, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, log, func(a string) { addr <- a }) }()
+	go func() { done <- serve(ctx, cfg, log, func(s started) { addr <- s.addr }) }()
 	var base string
 	select {
 	case a := <-addr:
@@ -214,7 +227,7 @@ func TestSlowWebhookSenderIsCutOff(t *testing.T) {
 	}
 	defer st.Close()
 	eng := escalation.New(escalation.Config{Store: st})
-	srv := server.New(server.Config{Engine: eng, Store: st})
+	srv := server.New(server.Config{Engine: eng, Store: st, Insecure: true}) // the body must be read
 	hs := httpServer(srv, slog.New(slog.DiscardHandler), timeouts{header: 200 * time.Millisecond, read: 300 * time.Millisecond, write: time.Second, idle: time.Second})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -50,6 +51,10 @@ type Options struct {
 	ReadOnly bool
 	// OnCommit, if set, observes every write transaction's duration.
 	OnCommit func(time.Duration)
+	// OnCommitResult, if set, learns whether each write transaction reached
+	// the disk (nil) or could not be committed (disk full, read-only file):
+	// the store's own writes are its writability check.
+	OnCommitResult func(error)
 	// MaxBatchDelay is how long a write waits for others to share its commit
 	// (default 2ms; bbolt's own default of 10ms caps 64 concurrent writers
 	// near 5,000 commits' worth a second and adds to every webhook's latency).
@@ -60,6 +65,10 @@ type Options struct {
 type Store struct {
 	db       *bolt.DB
 	onCommit func(time.Duration)
+	onResult func(error)
+
+	mu        sync.Mutex
+	commitErr error // the last write's commit failure, nil once one succeeds
 }
 
 var _ escalation.Store = (*Store)(nil)
@@ -91,7 +100,7 @@ func Open(dir string, o Options) (*Store, error) {
 	if o.MaxBatchDelay > 0 {
 		db.MaxBatchDelay = o.MaxBatchDelay
 	}
-	s := &Store{db: db, onCommit: o.OnCommit}
+	s := &Store{db: db, onCommit: o.OnCommit, onResult: o.OnCommitResult}
 	if !o.ReadOnly {
 		err = db.Update(func(tx *bolt.Tx) error {
 			for _, b := range [][]byte{bIncidents, bOpen, bPending, bGroups, bTimeline, bPages, bState, bStateTime, bMeta} {
@@ -134,11 +143,33 @@ func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
 		return err
 	}
 	start := time.Now()
-	err := s.db.Batch(fn)
-	if s.onCommit != nil && err == nil {
-		s.onCommit(time.Since(start))
+	var fnErr error
+	ran := false
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		ran, fnErr = true, fn(tx)
+		return fnErr
+	})
+	switch {
+	case err == nil:
+		if s.onCommit != nil {
+			s.onCommit(time.Since(start))
+		}
+		s.committed(nil)
+	case !ran || fnErr == nil:
+		// fn agreed to commit (or never got a transaction): the disk refused.
+		s.committed(err)
 	}
 	return err
+}
+
+// committed records the outcome of a write that wanted to commit.
+func (s *Store) committed(err error) {
+	s.mu.Lock()
+	s.commitErr = err
+	s.mu.Unlock()
+	if s.onResult != nil {
+		s.onResult(err)
+	}
 }
 
 func getJSON(b *bolt.Bucket, k []byte, v any) (bool, error) {
@@ -569,15 +600,28 @@ func (s *Store) Counts(ctx context.Context) (map[escalation.State]int, error) {
 	return out, err
 }
 
-// Ping implements escalation.Store: a real write transaction, so a full disk or
-// a read-only file shows.
+// Ping implements escalation.Store. It only reads (a read transaction, so a
+// closed file shows), and reports the last write's commit failure if the most
+// recent write could not commit: writability is judged by the store's own
+// commits, never by writing on behalf of a health check.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bMeta).Put([]byte("ping"), []byte(time.Now().UTC().Format(time.RFC3339Nano)))
-	})
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bMeta) == nil {
+			return errors.New("not initialised")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.commitErr != nil {
+		return fmt.Errorf("last write could not commit: %w", s.commitErr)
+	}
+	return nil
 }
 
 // GetState implements notifiers.StateStore.
@@ -758,4 +802,40 @@ func deleteIncident(tx *bolt.Tx, id uint64) error {
 		}
 	}
 	return tx.Bucket(bOpen).Delete(be64(id))
+}
+
+// SweepState implements notifiers.StateSweeper in one write transaction
+// (none when nothing is deleted).
+func (s *Store) SweepState(ctx context.Context, bucket string, keep func(key string, value []byte) bool) error {
+	var drop [][]byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bState).Bucket([]byte(bucket))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if !keep(string(k), append([]byte(nil), v...)) {
+				drop = append(drop, append([]byte(nil), k...))
+			}
+			return nil
+		})
+	})
+	if err != nil || len(drop) == 0 {
+		return err
+	}
+	return s.batch(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bState).Bucket([]byte(bucket))
+		if b == nil {
+			return nil
+		}
+		for _, k := range drop {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bStateTime).Delete(append(append([]byte(bucket), 0), k...)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

@@ -13,7 +13,8 @@ import (
 func ForEngine(r *Rota) escalation.Rota {
 	a := &engineRota{r: r, policies: make(map[string]*escalation.Policy, len(r.Policies))}
 	for id, p := range r.Policies {
-		ep := &escalation.Policy{ID: id, Repeat: p.Repeat, AckTimeout: p.AckTimeout, RepageEvery: p.RepageEvery, Fallback: targets(p.Fallback)}
+		ep := &escalation.Policy{ID: id, Repeat: p.Repeat, AckTimeout: p.AckTimeout, RepageEvery: p.RepageEvery, Fallback: targets(p.Fallback),
+			PagerDutyAcksAnyone: p.PagerDutyAcksAnyone}
 		for _, s := range p.Steps {
 			ep.Steps = append(ep.Steps, escalation.Step{Targets: targets(s.Targets), Channels: s.Channels, Wait: s.Wait, RoutingKey: s.RoutingKey})
 		}

@@ -144,6 +144,10 @@ type Policy struct {
 	// RepageEvery is how often an exhausted incident is paged again until
 	// someone answers (0: the engine's default, 15m).
 	RepageEvery time.Duration
+	// PagerDutyAcksAnyone (pagerduty_acks: anyone) lets a PagerDuty user who
+	// is not on the rota acknowledge or resolve; by default (rota) such an
+	// answer is recorded in the timeline and escalation goes on.
+	PagerDutyAcksAnyone bool
 }
 
 // Step pages Targets on Channels, in that order, and waits Wait for an

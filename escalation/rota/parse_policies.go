@@ -27,7 +27,7 @@ func (b *builder) policies(n *yaml.Node, path string) {
 }
 
 func (b *builder) policy(id string, n *yaml.Node, path string) (*Policy, bool) {
-	f := b.fields(n, path, "steps", "repeat", "fallback", "ack_timeout", "repage_every")
+	f := b.fields(n, path, "steps", "repeat", "fallback", "ack_timeout", "repage_every", "pagerduty_acks")
 	b.require(n, path, f, "steps")
 	ok := n.Kind == yaml.MappingNode
 	pol := &Policy{ID: id, AckTimeout: DefaultAckTimeout}
@@ -70,6 +70,19 @@ func (b *builder) policy(id string, n *yaml.Node, path string) (*Policy, bool) {
 	if e, has := f["repage_every"]; has {
 		d, good := b.duration(e.val, join(path, "repage_every"))
 		pol.RepageEvery, ok = d, ok && good
+	}
+	if e, has := f["pagerduty_acks"]; has {
+		pp := join(path, "pagerduty_acks")
+		switch v, good := b.str(e.val, pp); {
+		case !good:
+			ok = false
+		case v == "rota":
+		case v == "anyone":
+			pol.PagerDutyAcksAnyone = true
+		default:
+			b.errorf(e.val, pp, "%q: want rota (only people on the rota; the default) or anyone", v)
+			ok = false
+		}
 	}
 	return pol, ok
 }

@@ -222,6 +222,7 @@ func TestParseErrors(t *testing.T) {
 		{"no steps", "    steps:\n      - notify: primary\n        via: [matrix, phone]\n        wait: 5m\n", "    steps: []\n", `policies.default.steps: no steps`},
 		{"repeat too large", "  default:\n", "  default:\n    repeat: 1000\n", `policies.default.repeat: want a whole number from 0 to 100`},
 		{"zero ack_timeout", "  default:\n", "  default:\n    ack_timeout: 0s\n", `policies.default.ack_timeout: must be longer than zero`},
+		{"bad pagerduty_acks", "  default:\n", "  default:\n    pagerduty_acks: everybody\n", `policies.default.pagerduty_acks: "everybody": want rota`},
 		{"bad routing key", "        wait: 5m\n", "        wait: 5m\n        routing_key: \"secret key!\"\n", `policies.default.steps[0].routing_key: invalid routing key`},
 		{"unknown policy in route", "  - policy: default", "  - policy: defualt", `rota.yaml:19:13: routes[0].policy: unknown policy "defualt"`},
 		{"no default route", "  - policy: default", "  - policy: default\n    match: [team=db]", `rota.yaml:19:3: routes: no default route`},
@@ -424,6 +425,24 @@ func TestParseDuration(t *testing.T) {
 		back, err := ParseDuration(FormatDuration(d))
 		if err != nil || back != d {
 			t.Errorf("FormatDuration(%v) = %q does not parse back: %v %v", d, FormatDuration(d), back, err)
+		}
+	}
+}
+
+func TestPagerDutyAcksField(t *testing.T) {
+	for _, tt := range []struct {
+		line   string
+		anyone bool
+	}{{"", false}, {"    pagerduty_acks: rota\n", false}, {"    pagerduty_acks: anyone\n", true}} {
+		r, _, err := Parse("rota.yaml", []byte(strings.Replace(base, "  default:\n", "  default:\n"+tt.line, 1)))
+		if err != nil {
+			t.Fatalf("%q: %v", tt.line, err)
+		}
+		if got := r.Policies["default"].PagerDutyAcksAnyone; got != tt.anyone {
+			t.Errorf("%q: anyone = %v", tt.line, got)
+		}
+		if p, _ := ForEngine(r).PolicyNamed("default"); p.PagerDutyAcksAnyone != tt.anyone {
+			t.Errorf("%q: the engine's policy says anyone = %v", tt.line, p.PagerDutyAcksAnyone)
 		}
 	}
 }

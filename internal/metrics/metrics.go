@@ -24,6 +24,11 @@ type Metrics struct {
 	PageSeconds *prometheus.HistogramVec
 	// Exhausted counts incidents whose policy ran out.
 	Exhausted prometheus.Counter
+	// StoreWritable is 1 while the store's last write committed, 0 after one
+	// could not (disk full, read-only file).
+	StoreWritable prometheus.Gauge
+	// CommitFailures counts store writes that could not commit.
+	CommitFailures prometheus.Counter
 }
 
 // New registers Klaxon's metrics, the Go and process collectors and build info
@@ -51,8 +56,15 @@ func New(incidents func(ctx context.Context) (map[string]int, error)) *Metrics {
 		Exhausted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "klaxon_incidents_exhausted_total", Help: "Incidents whose escalation policy and fallback ran out without an acknowledgement.",
 		}),
+		StoreWritable: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "klaxon_store_writable", Help: "1 while the store's last write committed to disk, 0 after one could not.",
+		}),
+		CommitFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "klaxon_store_commit_failures_total", Help: "Store writes that could not be committed to disk.",
+		}),
 	}
-	r.MustRegister(m.Webhooks, m.CommitSeconds, m.Pages, m.PageSeconds, m.Exhausted,
+	m.StoreWritable.Set(1)
+	r.MustRegister(m.Webhooks, m.CommitSeconds, m.Pages, m.PageSeconds, m.Exhausted, m.StoreWritable, m.CommitFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector())
 	if incidents != nil {
@@ -63,6 +75,16 @@ func New(incidents func(ctx context.Context) (map[string]int, error)) *Metrics {
 
 // ObserveCommit records one store commit's duration.
 func (m *Metrics) ObserveCommit(d time.Duration) { m.CommitSeconds.Observe(d.Seconds()) }
+
+// ObserveCommitResult records whether a store write reached the disk.
+func (m *Metrics) ObserveCommitResult(err error) {
+	if err != nil {
+		m.StoreWritable.Set(0)
+		m.CommitFailures.Inc()
+		return
+	}
+	m.StoreWritable.Set(1)
+}
 
 var incidentsDesc = prometheus.NewDesc("klaxon_incidents", "Incidents by state.", []string{"state"}, nil)
 

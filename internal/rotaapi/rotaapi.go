@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/klaxon-oncall/klaxon/escalation/rota"
+	"github.com/klaxon-oncall/klaxon/internal/auth"
 )
 
 // Feed window of /rota.ics: shifts from FeedPast ago until DefaultFeedDays ahead.
@@ -21,30 +22,34 @@ const (
 	MaxFeedDays     = 366
 )
 
-// Register adds the rota endpoints to mux:
+// FeedAuth maps a calendar feed token to what it may read (auth.File.FeedScope).
+type FeedAuth func(token string) (auth.Scope, bool)
+
+// Register adds the rota endpoints to r:
 //
-//	GET /api/v1/oncall  who is on call now per rotation, until when, and how to reach them (protected)
-//	GET /api/v1/rota    whether the rota file is valid, its errors and warnings (protected)
-//	GET /rota.ics       iCalendar feed of shifts; ?person=, ?rotation=, ?days= (not protected:
-//	                    calendar apps cannot authenticate; it carries names, never contact details)
+//	GET /api/v1/oncall  who is on call now per rotation, until when, and how to reach them (API token)
+//	GET /api/v1/rota    whether the rota file is valid, its errors and warnings (API token)
+//	GET /rota.ics       iCalendar feed of shifts; ?token= (a feed token: calendar
+//	                    apps cannot send headers, so the URL is the secret), ?days=
 //
-// protect wraps the handlers that need authentication; now is the clock.
-func Register(mux *http.ServeMux, w *rota.Watcher, protect func(http.Handler) http.Handler, now func() time.Time) {
-	if protect == nil {
-		protect = func(h http.Handler) http.Handler { return h }
-	}
+// feed checks feed tokens (nil refuses every feed); now is the clock.
+func Register(r auth.Router, w *rota.Watcher, feed FeedAuth, now func() time.Time) {
 	if now == nil {
 		now = time.Now
 	}
-	h := &handlers{w: w, now: now}
-	mux.Handle("GET /api/v1/oncall", protect(http.HandlerFunc(h.oncall)))
-	mux.Handle("GET /api/v1/rota", protect(http.HandlerFunc(h.rota)))
-	mux.Handle("GET /rota.ics", http.HandlerFunc(h.ics))
+	if feed == nil {
+		feed = func(string) (auth.Scope, bool) { return auth.Scope{}, false }
+	}
+	h := &handlers{w: w, now: now, feed: feed}
+	r.Handle("GET /api/v1/oncall", auth.APIToken, http.HandlerFunc(h.oncall))
+	r.Handle("GET /api/v1/rota", auth.APIToken, http.HandlerFunc(h.rota))
+	r.Handle("GET /rota.ics", auth.FeedToken, http.HandlerFunc(h.ics))
 }
 
 type handlers struct {
-	w   *rota.Watcher
-	now func() time.Time
+	w    *rota.Watcher
+	now  func() time.Time
+	feed FeedAuth
 }
 
 // Contact is a person as the API shows them.
@@ -154,18 +159,20 @@ func (h *handlers) rota(w http.ResponseWriter, req *http.Request) {
 
 var idParam = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
-// icsQuery validates the feed's query: only person, rotation and days, each at
-// most once and well-formed.
-func icsQuery(q url.Values) (person, rotation string, days int, msg string) {
+// icsQuery validates the feed's query: only token, person, rotation and
+// days, each at most once and well-formed.
+func icsQuery(q url.Values) (token, person, rotation string, days int, msg string) {
 	days = DefaultFeedDays
 	for k, v := range q {
 		if len(v) != 1 {
-			return "", "", 0, "parameter " + strconv.Quote(k) + " given more than once"
+			return "", "", "", 0, "parameter " + strconv.Quote(k) + " given more than once"
 		}
 		switch k {
+		case "token":
+			token = v[0]
 		case "person", "rotation":
 			if !idParam.MatchString(v[0]) {
-				return "", "", 0, "invalid " + k
+				return "", "", "", 0, "invalid " + k
 			}
 			if k == "person" {
 				person = v[0]
@@ -175,14 +182,14 @@ func icsQuery(q url.Values) (person, rotation string, days int, msg string) {
 		case "days":
 			n, err := strconv.Atoi(v[0])
 			if err != nil || n < 1 || n > MaxFeedDays {
-				return "", "", 0, "days must be a whole number from 1 to " + strconv.Itoa(MaxFeedDays)
+				return "", "", "", 0, "days must be a whole number from 1 to " + strconv.Itoa(MaxFeedDays)
 			}
 			days = n
 		default:
-			return "", "", 0, "unknown parameter (accepted: person, rotation, days)"
+			return "", "", "", 0, "unknown parameter (accepted: token, person, rotation, days)"
 		}
 	}
-	return person, rotation, days, ""
+	return token, person, rotation, days, ""
 }
 
 func (h *handlers) ics(w http.ResponseWriter, req *http.Request) {
@@ -195,11 +202,22 @@ func (h *handlers) ics(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "malformed query", http.StatusBadRequest)
 		return
 	}
-	person, rotation, days, msg := icsQuery(q)
+	token, person, rotation, days, msg := icsQuery(q)
 	if msg != "" {
 		http.Error(w, msg, http.StatusBadRequest)
 		return
 	}
+	scope, ok := h.feed(token)
+	if !ok {
+		http.Error(w, "missing, wrong or revoked feed token (create one with: klaxon token create --feed)", http.StatusUnauthorized)
+		return
+	}
+	// The token decides what the feed shows; a query may only repeat it.
+	if (person != "" && person != scope.Person) || (rotation != "" && rotation != scope.Rotation) {
+		http.Error(w, "this feed token is for "+scope.String()+" only", http.StatusForbidden)
+		return
+	}
+	person, rotation = scope.Person, scope.Rotation
 	r := h.w.Current()
 	if person != "" && r.People[person] == nil {
 		http.Error(w, "unknown person", http.StatusNotFound)
@@ -220,7 +238,8 @@ func (h *handlers) ics(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/calendar; charset=utf-8")
-	w.Header().Set("Cache-Control", "max-age=300")
+	w.Header().Set("Cache-Control", "private, max-age=300")
+	w.Header().Set("Referrer-Policy", "no-referrer")
 	_, _ = w.Write(buf.Bytes())
 }
 

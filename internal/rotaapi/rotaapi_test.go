@@ -14,6 +14,7 @@ import (
 	ics "github.com/arran4/golang-ical"
 
 	"github.com/klaxon-oncall/klaxon/escalation/rota"
+	"github.com/klaxon-oncall/klaxon/internal/auth"
 )
 
 const testRota = `timezone: Europe/London
@@ -55,6 +56,30 @@ func protect(h http.Handler) http.Handler {
 	})
 }
 
+// router is a stand-in for the server: it applies protect to API routes.
+type router struct{ mux *http.ServeMux }
+
+func (r router) Handle(pattern string, a auth.Access, h http.Handler) {
+	if a == auth.APIToken {
+		h = protect(h)
+	}
+	r.mux.Handle(pattern, h)
+}
+
+// Feed tokens of the rig.
+const (
+	feedAlice   = "feed-alice-token"
+	feedCarol   = "feed-carol-token"
+	feedPrimary = "feed-primary-token"
+	feedZed     = "feed-zed-token"
+)
+
+func feeds(tok string) (auth.Scope, bool) {
+	s, ok := map[string]auth.Scope{feedAlice: {Person: "alice"}, feedCarol: {Person: "carol"},
+		feedPrimary: {Rotation: "primary"}, feedZed: {Person: "zed"}}[tok]
+	return s, ok
+}
+
 type rig struct {
 	srv  *httptest.Server
 	w    *rota.Watcher
@@ -72,7 +97,7 @@ func newRig(t *testing.T, now time.Time) *rig {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	Register(mux, w, protect, func() time.Time { return now })
+	Register(router{mux}, w, feeds, func() time.Time { return now })
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return &rig{srv: srv, w: w, path: path}
@@ -163,11 +188,18 @@ func TestAuthAndBadRequests(t *testing.T) {
 		{"/api/v1/rota", false, http.StatusUnauthorized},
 		{"/api/v1/oncall?x=1", true, http.StatusBadRequest},
 		{"/api/v1/rota?x=1", true, http.StatusBadRequest},
-		{"/rota.ics", false, http.StatusOK},
-		{"/rota.ics?person=alice", false, http.StatusOK},
-		{"/rota.ics?person=alice&rotation=primary&days=7", false, http.StatusOK},
-		{"/rota.ics?person=zed", false, http.StatusNotFound},
-		{"/rota.ics?rotation=zed", false, http.StatusNotFound},
+		{"/rota.ics", false, http.StatusUnauthorized},
+		{"/rota.ics?person=alice", false, http.StatusUnauthorized},
+		{"/rota.ics?person=alice&token=wrong", false, http.StatusUnauthorized},
+		{"/rota.ics?token=s3cret", true, http.StatusUnauthorized},
+		{"/rota.ics?token=" + feedAlice, false, http.StatusOK},
+		{"/rota.ics?token=" + feedAlice + "&person=alice&days=7", false, http.StatusOK},
+		{"/rota.ics?token=" + feedAlice + "&person=bob", false, http.StatusForbidden},
+		{"/rota.ics?token=" + feedAlice + "&rotation=primary", false, http.StatusForbidden},
+		{"/rota.ics?token=" + feedPrimary, false, http.StatusOK},
+		{"/rota.ics?token=" + feedPrimary + "&person=alice", false, http.StatusForbidden},
+		{"/rota.ics?token=" + feedZed, false, http.StatusNotFound},
+		{"/rota.ics?token=" + feedAlice + "&token=" + feedAlice, false, http.StatusBadRequest},
 		{"/rota.ics?person=alice&person=bob", false, http.StatusBadRequest},
 		{"/rota.ics?who=alice", false, http.StatusBadRequest},
 		{"/rota.ics?person=", false, http.StatusBadRequest},
@@ -199,7 +231,7 @@ func TestAuthAndBadRequests(t *testing.T) {
 
 func TestICSFeed(t *testing.T) {
 	r := newRig(t, date("2026-01-06T12:00:00Z"))
-	resp, body := r.get(t, "/rota.ics?person=carol&days=30", false)
+	resp, body := r.get(t, "/rota.ics?token="+feedCarol+"&days=30", false)
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/calendar") {
 		t.Fatalf("%d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}

@@ -5,20 +5,22 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/klaxon-oncall/klaxon/escalation"
+	"github.com/klaxon-oncall/klaxon/internal/auth"
 	"github.com/klaxon-oncall/klaxon/internal/metrics"
 	"github.com/klaxon-oncall/klaxon/notifiers"
 )
@@ -37,10 +39,15 @@ type Config struct {
 	Engine  Engine
 	Store   escalation.Store
 	Metrics *metrics.Metrics
-	// WebhookToken, when set, is required as a bearer token on the Alertmanager webhook.
+	// WebhookToken is the bearer token the Alertmanager webhook requires.
 	WebhookToken string
-	// APIToken, when set, is required as a bearer token on /api/.
-	APIToken string
+	// Auth decides who an API bearer token belongs to (admin or a rota person).
+	Auth auth.Authenticator
+	// MetricsToken, when set, is required as a bearer token on /metrics.
+	MetricsToken string
+	// Insecure waives the webhook and API tokens (--insecure-no-auth): every
+	// API caller is admin. Signatures and feed tokens are still checked.
+	Insecure bool
 	// MaxBody limits webhook bodies (default DefaultMaxBody).
 	MaxBody int64
 	Logger  *slog.Logger
@@ -48,14 +55,25 @@ type Config struct {
 	Ready func(ctx context.Context) error
 }
 
-// Server routes Klaxon's HTTP requests.
+// Server routes Klaxon's HTTP requests. Every route is mounted with an auth
+// decision (see Routes).
 type Server struct {
 	cfg Config
 	mux *http.ServeMux
 	log *slog.Logger
+
+	mu     sync.Mutex
+	routes map[string]auth.Access
 }
 
-// New builds a Server.
+// Route is a mounted pattern and its auth decision.
+type Route struct {
+	Pattern string
+	Access  auth.Access
+}
+
+// New builds a Server. Without Auth and without Insecure every API request is
+// refused.
 func New(cfg Config) *Server {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = DefaultMaxBody
@@ -66,58 +84,108 @@ func New(cfg Config) *Server {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New(nil)
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger}
-	s.mux.HandleFunc("/webhook/alertmanager", s.alertmanager)
-	s.mux.Handle("GET /api/v1/incidents", s.ProtectAPI(http.HandlerFunc(s.listIncidents)))
-	s.mux.Handle("GET /api/v1/incidents/{id}", s.ProtectAPI(http.HandlerFunc(s.getIncident)))
-	s.mux.Handle("POST /api/v1/incidents/{id}/{action}", s.ProtectAPI(http.HandlerFunc(s.act)))
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, routes: map[string]auth.Access{}}
+	s.Handle("/webhook/alertmanager", auth.WebhookToken, http.HandlerFunc(s.alertmanager))
+	s.Handle("GET /api/v1/incidents", auth.APIToken, http.HandlerFunc(s.listIncidents))
+	s.Handle("GET /api/v1/incidents/{id}", auth.APIToken, http.HandlerFunc(s.getIncident))
+	s.Handle("POST /api/v1/incidents/{id}/{action}", auth.APIToken, http.HandlerFunc(s.act))
+	s.Handle("GET /healthz", auth.Public, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "alive"})
-	})
-	s.mux.HandleFunc("GET /readyz", s.ready)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Metrics.Registry, promhttp.HandlerOpts{}))
+	}))
+	s.Handle("GET /readyz", auth.Public, http.HandlerFunc(s.ready))
+	s.Handle("GET /metrics", auth.MetricsToken, promhttp.HandlerFor(cfg.Metrics.Registry, promhttp.HandlerOpts{}))
 	return s
 }
 
-// Mux exposes the router, for packages that register their own routes.
-func (s *Server) Mux() *http.ServeMux { return s.mux }
+// Handle mounts h on pattern with its auth decision: APIToken and
+// MetricsToken routes are wrapped here; WebhookToken, Signature and FeedToken
+// handlers check their credential themselves; Public routes are open.
+func (s *Server) Handle(pattern string, access auth.Access, h http.Handler) {
+	switch access {
+	case auth.APIToken:
+		h = s.ProtectAPI(h)
+	case auth.MetricsToken:
+		h = requireToken(s.cfg.MetricsToken, h)
+	case auth.Public, auth.WebhookToken, auth.Signature, auth.FeedToken:
+	default:
+		panic("server: route " + pattern + " has no valid auth decision")
+	}
+	s.mu.Lock()
+	s.routes[pattern] = access
+	s.mu.Unlock()
+	s.mux.Handle(pattern, h)
+}
 
-// Handle mounts h on pattern (provider callbacks, rota API).
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+// Routes lists every mounted route with its auth decision, sorted by pattern.
+func (s *Server) Routes() []Route {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Route, 0, len(s.routes))
+	for p, a := range s.routes {
+		out = append(out, Route{Pattern: p, Access: a})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Pattern < out[j].Pattern })
+	return out
+}
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// ProtectAPI requires the API token, when one is configured.
-func (s *Server) ProtectAPI(h http.Handler) http.Handler {
-	return requireToken(s.cfg.APIToken, h)
+type identityKey struct{}
+
+// Identity is who an API request was authenticated as.
+type Identity struct {
+	Person string // rota person id of a person token
+	Admin  bool   // the shared admin token (or --insecure-no-auth)
 }
 
+// IdentityOf returns the identity ProtectAPI attached to r's context.
+func IdentityOf(r *http.Request) (Identity, bool) {
+	id, ok := r.Context().Value(identityKey{}).(Identity)
+	return id, ok
+}
+
+// ProtectAPI requires an API token (admin or a person's) and records who it
+// belongs to in the request's context.
+func (s *Server) ProtectAPI(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var id Identity
+		switch {
+		case s.cfg.Insecure:
+			id.Admin = true
+		case s.cfg.Auth != nil:
+			person, admin, ok := s.cfg.Auth.Authenticate(auth.Bearer(r))
+			if !ok {
+				unauthorized(w)
+				return
+			}
+			id = Identity{Person: person, Admin: admin}
+		default:
+			unauthorized(w)
+			return
+		}
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
+	})
+}
+
+func unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="klaxon"`)
+	writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+}
+
+// requireToken requires token as a bearer token, when one is set.
 func requireToken(token string, h http.Handler) http.Handler {
 	if token == "" {
 		return h
 	}
-	want := sha256.Sum256([]byte(token))
+	want := auth.Hash(token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !tokenOK(r, want) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="klaxon"`)
-			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+		if !auth.Equal(auth.Bearer(r), want) {
+			unauthorized(w)
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
-}
-
-// tokenOK compares the request's bearer token with want in constant time
-// (hashing first, so neither the length nor the content leaks).
-func tokenOK(r *http.Request, want [32]byte) bool {
-	auth := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(auth, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
-	}
-	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
 }
 
 func (s *Server) alertmanager(w http.ResponseWriter, r *http.Request) {
@@ -128,10 +196,9 @@ func (s *Server) alertmanager(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "use POST")
 		return
 	}
-	if s.cfg.WebhookToken != "" && !tokenOK(r, sha256.Sum256([]byte(s.cfg.WebhookToken))) {
+	if !s.cfg.Insecure && (s.cfg.WebhookToken == "" || !auth.Equal(auth.Bearer(r), auth.Hash(s.cfg.WebhookToken))) {
 		count("unauthorized")
-		w.Header().Set("WWW-Authenticate", `Bearer realm="klaxon"`)
-		writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+		unauthorized(w)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
@@ -271,9 +338,10 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	actor := body.By
-	if actor == "" {
-		actor = "api"
+	actor, msg := actorOf(r, body.By)
+	if msg != "" {
+		writeError(w, http.StatusForbidden, msg)
+		return
 	}
 	out, err := s.cfg.Engine.Act(r.Context(), id, action, actor)
 	switch {
@@ -288,11 +356,32 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// actorOf decides who an action is recorded as. A person token acts as its
+// person only: a different "by" is refused. The admin token is recorded as
+// "api" (a "by" it gives is kept as a claim, "api (as NAME)").
+func actorOf(r *http.Request, by string) (actor, refusal string) {
+	id, _ := IdentityOf(r)
+	switch {
+	case id.Person != "" && by != "" && by != id.Person:
+		return "", "this token acts as " + id.Person + " only; \"by\" cannot name someone else"
+	case id.Person != "":
+		return id.Person, ""
+	case by != "":
+		return "api (as " + clip(strings.Map(func(r rune) rune {
+			if unicode.IsControl(r) {
+				return -1
+			}
+			return r
+		}, by)) + ")", ""
+	}
+	return "api", ""
+}
+
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	if err := s.cfg.Store.Ping(ctx); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "store not writable: "+oneLine(err))
+		writeError(w, http.StatusServiceUnavailable, "store not usable: "+oneLine(err))
 		return
 	}
 	if s.cfg.Ready != nil {

@@ -5,16 +5,20 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/klaxon-oncall/klaxon/escalation"
 	"github.com/klaxon-oncall/klaxon/escalation/boltstore"
+	"github.com/klaxon-oncall/klaxon/internal/auth"
 	"github.com/klaxon-oncall/klaxon/internal/metrics"
 	"github.com/klaxon-oncall/klaxon/internal/server"
 	"github.com/klaxon-oncall/klaxon/notifiers"
@@ -23,12 +27,14 @@ import (
 const (
 	webhookToken = "wh-s3cret-token"
 	apiToken     = "api-s3cret-token"
+	metricsToken = "metrics-s3cret-token"
 )
 
 type fixture struct {
 	srv   *httptest.Server
 	store *boltstore.Store
 	logs  *bytes.Buffer
+	alice string // alice's person API token
 }
 
 func newFixture(t *testing.T, eng server.Engine) *fixture {
@@ -42,11 +48,17 @@ func newFixture(t *testing.T, eng server.Engine) *fixture {
 		eng = escalation.New(escalation.Config{Store: st, Inline: true})
 	}
 	logs := &bytes.Buffer{}
-	s := server.New(server.Config{Engine: eng, Store: st, Metrics: metrics.New(nil), WebhookToken: webhookToken, APIToken: apiToken,
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	alice, _, err := auth.Create(tokens, auth.API, auth.Scope{Person: "alice"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := server.New(server.Config{Engine: eng, Store: st, Metrics: metrics.New(nil), WebhookToken: webhookToken,
+		Auth: auth.NewFile(tokens, apiToken), MetricsToken: metricsToken,
 		MaxBody: 64 << 10, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	hs := httptest.NewServer(s)
 	t.Cleanup(hs.Close)
-	return &fixture{srv: hs, store: st, logs: logs}
+	return &fixture{srv: hs, store: st, logs: logs, alice: alice}
 }
 
 func (f *fixture) do(t *testing.T, method, path, token string, body []byte) (int, map[string]any) {
@@ -200,7 +212,9 @@ func TestAPI(t *testing.T) {
 		{"ack", "POST", "/api/v1/incidents/1/ack", apiToken, 200},
 		{"healthz", "GET", "/healthz", "", 200},
 		{"readyz", "GET", "/readyz", "", 200},
-		{"metrics", "GET", "/metrics", "", 200},
+		{"metrics without token", "GET", "/metrics", "", 401},
+		{"metrics with API token", "GET", "/metrics", apiToken, 401},
+		{"metrics", "GET", "/metrics", metricsToken, 200},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -216,5 +230,68 @@ func TestAPI(t *testing.T) {
 	_, out = f.do(t, "GET", "/api/v1/incidents?state=acknowledged", apiToken, nil)
 	if list, _ := out["incidents"].([]any); len(list) != 1 {
 		t.Errorf("acknowledged list: %v", out)
+	}
+}
+
+// TestWhoActed: a person token acts as its person and cannot claim to be
+// anyone else; the admin token is recorded as "api".
+func TestWhoActed(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, g := range []string{"g1", "g2", "g3", "g4"} {
+		body := bytes.Replace(readFile(t, "am_firing.json"), []byte(`"groupKey":"`), []byte(`"groupKey":"`+g), 1)
+		if code, out := f.do(t, "POST", "/webhook/alertmanager", webhookToken, body); code != 200 {
+			t.Fatalf("webhook: %d %v", code, out)
+		}
+	}
+	tests := []struct {
+		name, token, body string
+		id                int
+		want              int
+		actor             string
+	}{
+		{"person forging by", f.alice, `{"by":"bob"}`, 1, 403, ""},
+		{"person", f.alice, ``, 1, 200, "alice"},
+		{"person naming itself", f.alice, `{"by":"alice"}`, 2, 200, "alice"},
+		{"admin", apiToken, ``, 3, 200, "api"},
+		{"admin claiming a name", apiToken, `{"by":"bob\n\u0007"}`, 4, 200, "api (as bob)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := f.do(t, "POST", fmt.Sprintf("/api/v1/incidents/%d/ack", tt.id), tt.token, []byte(tt.body))
+			if code != tt.want {
+				t.Fatalf("status %d, want %d (%v)", code, tt.want, out)
+			}
+			inc, _ := f.store.Incident(context.Background(), uint64(tt.id))
+			if tt.want != 200 {
+				if inc.State != escalation.Open {
+					t.Fatalf("refused action changed the incident: %s", inc.State)
+				}
+				return
+			}
+			if inc.AckedBy != tt.actor {
+				t.Fatalf("recorded as %q, want %q", inc.AckedBy, tt.actor)
+			}
+		})
+	}
+}
+
+func TestInsecureWaivesTokens(t *testing.T) {
+	st, err := boltstore.Open(t.TempDir(), boltstore.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	eng := escalation.New(escalation.Config{Store: st, Inline: true})
+	for _, insecure := range []bool{false, true} {
+		hs := httptest.NewServer(server.New(server.Config{Engine: eng, Store: st, Insecure: insecure}))
+		f := &fixture{srv: hs, store: st}
+		want := map[bool]int{false: 401, true: 200}[insecure]
+		if code, _ := f.do(t, "POST", "/webhook/alertmanager", "", readFile(t, "am_firing.json")); code != want {
+			t.Errorf("insecure=%v: webhook without token %d, want %d", insecure, code, want)
+		}
+		if code, _ := f.do(t, "GET", "/api/v1/incidents", "", nil); code != want {
+			t.Errorf("insecure=%v: API without token %d, want %d", insecure, code, want)
+		}
+		hs.Close()
 	}
 }

@@ -69,6 +69,11 @@ type Config struct {
 	// WebhookMaxAge rejects webhooks whose occurred_at is older than this
 	// (default 1h; see WebhookHandler).
 	WebhookMaxAge time.Duration
+	// State, if set, keeps handled webhook event ids, the incidents tracked
+	// for polling and looked-up user emails across restarts. A store that
+	// also implements notifiers.StateSweeper gets tracked incidents restored
+	// at New and old event ids expired. Without it all of this is in memory.
+	State notifiers.StateStore
 }
 
 // Environment variables read by FromEnv. Each secret may instead be given as

@@ -84,7 +84,7 @@ const testSecret = "whsec-0123456789abcdef-signing"
 
 // newEnv starts a fake PagerDuty and a notifier pointed at it. mutate edits
 // the config before New.
-func newEnv(t *testing.T, mutate func(*Config)) *env {
+func newEnv(t testing.TB, mutate func(*Config)) *env {
 	t.Helper()
 	fake := fakepd.New(t)
 	e := &env{fake: fake, responder: newResponder(), reporter: &recorder.Reports{}, logs: &recorder.LogBuffer{}, secret: testSecret,

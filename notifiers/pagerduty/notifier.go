@@ -33,6 +33,7 @@ type Notifier struct {
 
 	tracked *tracker
 	replays *replayCache
+	state   durable
 
 	// newTicker is the polling clock; tests replace it.
 	newTicker func(d time.Duration) (<-chan time.Time, func())
@@ -79,6 +80,13 @@ func New(cfg Config) (*Notifier, error) {
 	}
 	n.client = pd.NewClient(cfg.APIToken, pd.WithAPIEndpoint(cfg.APIURL), pd.WithV2EventsAPIEndpoint(cfg.EventsURL))
 	n.client.HTTPClient = doer{hc: cfg.HTTPClient}
+	if cfg.State != nil {
+		n.state.store = cfg.State
+		n.state.sweeper, _ = cfg.State.(notifiers.StateSweeper)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		n.loadState(ctx)
+		cancel()
+	}
 	if cfg.WebhookSecret == "" && cfg.APIToken == "" {
 		n.log.Warn("PagerDuty has neither a webhook secret nor an API token: acknowledgements made in PagerDuty will not reach Klaxon")
 	}
@@ -152,11 +160,11 @@ func (n *Notifier) Notify(ctx context.Context, p notifiers.Page) (notifiers.Rece
 
 	switch p.Kind {
 	case notifiers.KindPage, notifiers.KindUnacknowledged:
-		n.tracked.track(p.IncidentKey, tracked{routingKey: routingKey, incident: p.Incident, pageID: p.ID, since: n.cfg.Now()})
+		n.track(ctx, p.IncidentKey, tracked{routingKey: routingKey, incident: p.Incident, pageID: p.ID, since: n.cfg.Now()})
 	case notifiers.KindResolved:
 		// Kept until resolved: the resolve event must reach the integration
 		// the incident was triggered on.
-		n.tracked.forget(p.IncidentKey)
+		n.forget(ctx, p.IncidentKey)
 	}
 
 	switch p.Kind {

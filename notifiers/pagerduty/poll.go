@@ -80,14 +80,14 @@ func (n *Notifier) pollOne(ctx context.Context, key string) error {
 	case inc.Status == "acknowledged":
 		who, at := acknowledger(inc)
 		if who.Type != "user_reference" && who.Type != "user" {
-			n.tracked.setStatus(key, inc.Status) // Klaxon's own acknowledge event
+			n.setStatus(ctx, key, inc.Status) // Klaxon's own acknowledge event
 			return nil
 		}
 		r = notifiers.Response{Action: notifiers.Ack, From: who.ID, Name: who.Summary, At: n.parseTime(at)}
 	case inc.Status == "resolved":
 		who := inc.LastStatusChangeBy
 		if who.Type != "user_reference" && who.Type != "user" {
-			n.tracked.forget(key)
+			n.forget(ctx, key)
 			return nil
 		}
 		r = notifiers.Response{Action: notifiers.Resolve, From: who.ID, Name: who.Summary, At: n.parseTime(inc.LastStatusChangeAt)}
@@ -95,14 +95,15 @@ func (n *Notifier) pollOne(ctx context.Context, key string) error {
 		who := inc.LastStatusChangeBy
 		r = notifiers.Response{Action: notifiers.Unack, From: who.ID, Name: who.Summary, At: n.parseTime(inc.LastStatusChangeAt)}
 	default:
-		n.tracked.setStatus(key, inc.Status)
+		n.setStatus(ctx, key, inc.Status)
 		return nil
 	}
 	r.IncidentKey, r.Channel = key, notifiers.PagerDuty
+	r.Alias = n.alias(ctx, log, r.From)
 	out, err := n.cfg.Responder.Respond(ctx, r)
 	switch {
 	case errors.Is(err, notifiers.ErrUnknownIncident):
-		n.tracked.forget(key)
+		n.forget(ctx, key)
 		return nil
 	case errors.Is(err, notifiers.ErrNotOnRota):
 		log.Warn("PagerDuty user is not on the rota; response not taken", slog.String("from", r.From), slog.String("name", r.Name))
@@ -112,9 +113,9 @@ func (n *Notifier) pollOne(ctx context.Context, key string) error {
 		log.Info("PagerDuty response taken (polled)", slog.String("action", string(r.Action)), slog.Bool("applied", out.Applied))
 	}
 	if r.Action == notifiers.Resolve {
-		n.tracked.forget(key)
+		n.forget(ctx, key)
 	} else {
-		n.tracked.setStatus(key, inc.Status)
+		n.setStatus(ctx, key, inc.Status)
 	}
 	return nil
 }

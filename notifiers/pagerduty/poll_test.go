@@ -91,7 +91,7 @@ func TestPollReportsAcknowledgementOnce(t *testing.T) {
 	pe.poll(t)
 	got := pe.responder.all()
 	want := notifiers.Response{Action: notifiers.Ack, IncidentKey: "klaxon-42", Channel: notifiers.PagerDuty,
-		From: fakepd.DefaultUserID, Name: "Alice Example", At: pe.now.Now().Truncate(time.Second)}
+		From: fakepd.DefaultUserID, Alias: "alice@example.org", Name: "Alice Example", At: pe.now.Now().Truncate(time.Second)}
 	if len(got) != 1 || got[0] != want {
 		t.Fatalf("responses = %+v, want [%+v]", got, want)
 	}

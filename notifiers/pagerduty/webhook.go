@@ -147,8 +147,17 @@ func (n *Notifier) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "event is being processed", http.StatusServiceUnavailable)
 		return
 	}
+	if n.handledBefore(r.Context(), ev.ID, now) {
+		n.replays.finish(ev.ID, true, now)
+		log.Info("PagerDuty webhook already handled before a restart (redelivery or replay)")
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
 	status, handled := n.handleEvent(r.Context(), log, ev.EventType, ev.ResourceType, ev.OccurredAt, agentOf(ev.Agent), ev.Data, now)
 	n.replays.finish(ev.ID, handled, n.cfg.Now())
+	if handled {
+		n.rememberHandled(r.Context(), ev.ID, n.cfg.Now())
+	}
 	if status >= 500 {
 		http.Error(w, "try again", status)
 		return
@@ -221,21 +230,21 @@ func (n *Notifier) handleEvent(ctx context.Context, log *slog.Logger, eventType,
 	}
 	out, err := n.cfg.Responder.Respond(ctx, notifiers.Response{
 		Action: action, IncidentKey: key, Channel: notifiers.PagerDuty,
-		From: who.id, Name: who.name, At: at,
+		From: who.id, Alias: n.alias(ctx, log, who.id), Name: who.name, At: at,
 	})
 	switch {
 	case errors.Is(err, notifiers.ErrUnknownIncident):
 		log.Info("PagerDuty webhook for an incident Klaxon does not know")
 		return http.StatusAccepted, true
 	case errors.Is(err, notifiers.ErrNotOnRota):
-		log.Warn("PagerDuty user is not on the rota; response not taken", slog.String("from", who.id), slog.String("name", who.name))
+		log.Warn("PagerDuty user is not on the rota; response recorded, not taken", slog.String("from", who.id), slog.String("name", who.name))
 		return http.StatusAccepted, true
 	case err != nil:
 		log.Error("PagerDuty response could not be taken; PagerDuty will retry", slog.String("error", err.Error()))
 		return http.StatusServiceUnavailable, false
 	}
 	if action == notifiers.Resolve {
-		n.tracked.forget(key)
+		n.forget(ctx, key)
 	}
 	log.Info("PagerDuty response taken", slog.String("action", string(action)), slog.Bool("applied", out.Applied),
 		slog.Uint64("incident", out.Incident), slog.String("by", out.By))

@@ -83,6 +83,7 @@ func TestWebhookMapsEventsToResponses(t *testing.T) {
 			want := notifiers.Response{Action: tc.want, IncidentKey: "klaxon-42", Channel: notifiers.PagerDuty, At: now.Add(-time.Minute)}
 			if tc.agentType != "" {
 				want.From, want.Name = "PUSR001", "Alice Example"
+				want.Alias = "alice@example.org" // looked up with GET /users/PUSR001
 			}
 			if got[0] != want {
 				t.Errorf("response = %+v, want %+v", got[0], want)

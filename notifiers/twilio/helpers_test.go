@@ -58,7 +58,7 @@ type env struct {
 	hook *httptest.Server
 }
 
-func newEnv(t *testing.T, mods ...func(*Config)) *env {
+func newEnv(t testing.TB, mods ...func(*Config)) *env {
 	t.Helper()
 	e := &env{
 		fake: faketwilio.New(t, testToken),

@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -52,13 +55,17 @@ func KlaxonBinary(tb testing.TB) string {
 
 // KlaxonConfig configures StartKlaxon.
 type KlaxonConfig struct {
-	DataDir      string   // default: a new temp dir
-	Listen       string   // default 127.0.0.1:0; see FreeAddr when callbacks need the URL up front
-	Rota         string   // default: the repository's rota.yaml
-	WebhookToken string   // optional
-	APIToken     string   // optional
-	Args         []string // more flags for klaxon serve
-	Env          []string // more environment (KEY=VALUE)
+	DataDir      string // default: a new temp dir
+	Listen       string // default 127.0.0.1:0; see FreeAddr when callbacks need the URL up front
+	Rota         string // default: the repository's rota.yaml
+	WebhookToken string // default: a random token passed as KLAXON_WEBHOOK_TOKEN
+	APIToken     string // default: a random token passed as KLAXON_API_TOKEN
+	// GeneratedTokens passes no tokens: klaxon serve generates them into the
+	// data directory on first start (the quickstart), and the harness reads
+	// them from there once it listens.
+	GeneratedTokens bool
+	Args            []string // more flags for klaxon serve
+	Env             []string // more environment (KEY=VALUE)
 }
 
 // Klaxon is a `klaxon serve` subprocess on 127.0.0.1.
@@ -84,6 +91,14 @@ func StartKlaxon(tb testing.TB, cfg KlaxonConfig) *Klaxon {
 	if cfg.Rota == "" {
 		cfg.Rota = filepath.Join(testtools.Root(), "rota.yaml")
 	}
+	if !cfg.GeneratedTokens {
+		if cfg.WebhookToken == "" {
+			cfg.WebhookToken = randomToken(tb)
+		}
+		if cfg.APIToken == "" {
+			cfg.APIToken = randomToken(tb)
+		}
+	}
 	k := &Klaxon{tb: tb, cfg: cfg, bin: KlaxonBinary(tb), client: &http.Client{Timeout: 30 * time.Second}}
 	k.start()
 	tb.Cleanup(func() {
@@ -105,11 +120,8 @@ func (k *Klaxon) start() {
 	args = append(args, k.cfg.Args...)
 	cmd := exec.Command(k.bin, args...)
 	cmd.Env = append(os.Environ(), k.cfg.Env...)
-	if k.cfg.WebhookToken != "" {
-		cmd.Env = append(cmd.Env, "KLAXON_WEBHOOK_TOKEN="+k.cfg.WebhookToken)
-	}
-	if k.cfg.APIToken != "" {
-		cmd.Env = append(cmd.Env, "KLAXON_API_TOKEN="+k.cfg.APIToken)
+	if !k.cfg.GeneratedTokens {
+		cmd.Env = append(cmd.Env, "KLAXON_WEBHOOK_TOKEN="+k.cfg.WebhookToken, "KLAXON_API_TOKEN="+k.cfg.APIToken)
 	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -142,12 +154,41 @@ func (k *Klaxon) start() {
 	select {
 	case addr := <-listening:
 		k.url = "http://" + addr
+		if k.cfg.GeneratedTokens {
+			k.cfg.WebhookToken = k.readToken("webhook-token")
+			k.cfg.APIToken = k.readToken("api-token")
+		}
 	case <-k.done:
 		k.tb.Fatalf("klaxon serve exited before listening:\n%s", k.Logs())
 	case <-time.After(60 * time.Second):
 		k.tb.Fatalf("klaxon serve did not listen within 60s:\n%s", k.Logs())
 	}
 }
+
+func randomToken(tb testing.TB) string {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		tb.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func (k *Klaxon) readToken(name string) string {
+	b, err := os.ReadFile(filepath.Join(k.cfg.DataDir, name))
+	if errors.Is(err, os.ErrNotExist) {
+		return "" // none generated (--insecure-no-auth)
+	}
+	if err != nil {
+		k.tb.Fatalf("klaxon serve did not generate its %s: %v", name, err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// WebhookToken is the Alertmanager webhook token the server uses.
+func (k *Klaxon) WebhookToken() string { return k.cfg.WebhookToken }
+
+// APIToken is the admin API token the server uses.
+func (k *Klaxon) APIToken() string { return k.cfg.APIToken }
 
 // URL is the server's base URL.
 func (k *Klaxon) URL() string { return k.url }
@@ -188,18 +229,24 @@ func (k *Klaxon) Restart() {
 	k.start()
 }
 
-// Do sends a request with the API token and decodes a JSON answer into out (if not nil).
+// Do sends a request with the webhook token (paths under /webhook/) or the
+// API token, and decodes a JSON answer into out (if not nil).
 func (k *Klaxon) Do(ctx context.Context, method, path string, body []byte, out any) (int, error) {
+	tok := k.cfg.APIToken
+	if strings.HasPrefix(path, "/webhook/") {
+		tok = k.cfg.WebhookToken
+	}
+	return k.DoWith(ctx, method, path, tok, body, out)
+}
+
+// DoWith is Do with the given bearer token ("" sends none).
+func (k *Klaxon) DoWith(ctx context.Context, method, path, token string, body []byte, out any) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, method, k.url+path, bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
-	if strings.HasPrefix(path, "/webhook/") {
-		if k.cfg.WebhookToken != "" {
-			req.Header.Set("Authorization", "Bearer "+k.cfg.WebhookToken)
-		}
-	} else if k.cfg.APIToken != "" {
-		req.Header.Set("Authorization", "Bearer "+k.cfg.APIToken)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := k.client.Do(req)
 	if err != nil {

@@ -250,3 +250,19 @@ func window[T any](all []T, offset, limit int) ([]T, bool) {
 func writeRESTError(w http.ResponseWriter, status, code int, message string) {
 	writeJSON(w, status, map[string]any{"error": map[string]any{"message": message, "code": code}})
 }
+
+// handleUser serves GET /users/{id} as the REST API does (the fields Klaxon reads).
+func (s *Server) handleUser(w http.ResponseWriter, r *http.Request) int {
+	s.mu.Lock()
+	u, ok := s.users[r.PathValue("id")]
+	s.mu.Unlock()
+	if !ok {
+		writeRESTError(w, http.StatusNotFound, 2100, "Not Found")
+		return http.StatusNotFound
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": map[string]any{
+		"id": u.ID, "type": "user", "summary": u.Name, "name": u.Name, "email": u.Email,
+		"self": "https://api.pagerduty.com/users/" + u.ID, "html_url": "https://fake.pagerduty.com/users/" + u.ID,
+	}})
+	return http.StatusOK
+}

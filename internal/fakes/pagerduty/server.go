@@ -123,6 +123,7 @@ func New(tb testing.TB) *Server {
 	mux.HandleFunc("/services/{id}", s.rest(s.handleService))
 	mux.HandleFunc("/incidents", s.rest(s.handleIncidents))
 	mux.HandleFunc("/incidents/{id}", s.rest(s.handleIncident))
+	mux.HandleFunc("/users/{id}", s.rest(s.handleUser))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeRESTError(w, http.StatusNotFound, 2100, "Not Found")
 	})
