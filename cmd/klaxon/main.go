@@ -56,7 +56,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "ack", "unack", "escalate", "resolve":
 		return runAct(ctx, cmd, rest, stdout, stderr)
 	case "rota":
-		return runRota(rest, stdout, stderr, time.Now)
+		return runRota(rest, stdout, stderr, rotaEnv{now: time.Now, check: rotaChannelsCheck})
 	case "selftest":
 		return runSelftest(ctx, rest, stdout, stderr)
 	case "status":

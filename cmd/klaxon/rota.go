@@ -22,10 +22,18 @@ const (
 
 const rotaDefaultFile = "rota.yaml"
 
-// rotaCheckHook, when set, adds flags to `klaxon rota check` (e.g. --channels,
+// rotaCheckExtension adds flags to `klaxon rota check` (e.g. --channels,
 // which checks the channels' credentials) and returns a check run after the
 // file is valid; a non-zero result becomes the exit code.
-var rotaCheckHook func(fs *flag.FlagSet) func(r *rota.Rota, stdout, stderr io.Writer) int
+type rotaCheckExtension func(fs *flag.FlagSet) func(r *rota.Rota, stdout, stderr io.Writer) int
+
+// rotaEnv is what the rota commands are wired with.
+type rotaEnv struct {
+	now func() time.Time
+	// check, if not nil, extends `klaxon rota check` (main wires
+	// rotaChannelsCheck; tests leave it out).
+	check rotaCheckExtension
+}
 
 const rotaUsage = `usage: klaxon rota <command> [arguments]
 
@@ -41,14 +49,15 @@ FILE defaults to rota.yaml. TIME is RFC 3339, or "YYYY-MM-DD HH:MM" or
 `
 
 // runRota runs `klaxon rota ...` with args after "rota" and returns the exit code.
-func runRota(args []string, stdout, stderr io.Writer, now func() time.Time) int {
+func runRota(args []string, stdout, stderr io.Writer, env rotaEnv) int {
+	now := env.now
 	if len(args) == 0 {
 		fmt.Fprint(stderr, rotaUsage)
 		return rotaExitUsage
 	}
 	switch args[0] {
 	case "check":
-		return rotaCheck(args[1:], stdout, stderr, now)
+		return rotaCheck(args[1:], stdout, stderr, now, env.check)
 	case "show":
 		return rotaShow(args[1:], stdout, stderr, now)
 	case "diff":
@@ -183,12 +192,12 @@ func rotaDays(fs *flag.FlagSet, n int) error {
 	return nil
 }
 
-func rotaCheck(args []string, stdout, stderr io.Writer, now func() time.Time) int {
+func rotaCheck(args []string, stdout, stderr io.Writer, now func() time.Time, ext rotaCheckExtension) int {
 	fs := rotaFlags("check", "[FILE] [--days N]", stderr)
 	days := fs.Int("days", 28, "also warn about coverage gaps in the next `N` days")
 	var extra func(r *rota.Rota, stdout, stderr io.Writer) int
-	if rotaCheckHook != nil {
-		extra = rotaCheckHook(fs)
+	if ext != nil {
+		extra = ext(fs)
 	}
 	r, warns, code, ok := rotaOpen(fs, args, days, stdout, stderr)
 	if !ok {

@@ -105,7 +105,7 @@ func TestRunRota(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := runRota(tt.args, &stdout, &stderr, rotaTestNow)
+			code := runRota(tt.args, &stdout, &stderr, rotaEnv{now: rotaTestNow})
 			if code != tt.code {
 				t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, stdout.String(), stderr.String())
 			}
@@ -134,7 +134,7 @@ func TestRunRota(t *testing.T) {
 func TestRotaICSCommand(t *testing.T) {
 	files := rotaFixture(t, map[string]string{"rota.yaml": rotaExample(t)})
 	var stdout, stderr bytes.Buffer
-	code := runRota([]string{"ics", files["rota.yaml"], "--person", "dave", "--rotation", "primary", "--from", "2026-12-01", "--days", "31"}, &stdout, &stderr, rotaTestNow)
+	code := runRota([]string{"ics", files["rota.yaml"], "--person", "dave", "--rotation", "primary", "--from", "2026-12-01", "--days", "31"}, &stdout, &stderr, rotaEnv{now: rotaTestNow})
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
@@ -169,4 +169,25 @@ func rotaHasLine(out string, parts []string) bool {
 		}
 	}
 	return false
+}
+
+// TestRotaCheckChannelsIsWired runs `klaxon rota check --channels` through
+// main's dispatcher: with no channel configured nobody can be reached, so the
+// check fails with the coverage problems (without the wiring the flag is unknown).
+func TestRotaCheckChannelsIsWired(t *testing.T) {
+	for _, k := range []string{"KLAXON_MATRIX_HOMESERVER", "KLAXON_MATRIX_USER_ID", "KLAXON_MATRIX_ROOM",
+		"KLAXON_PAGERDUTY_ROUTING_KEY", "KLAXON_TWILIO_ACCOUNT_SID"} {
+		t.Setenv(k, "")
+	}
+	files := rotaFixture(t, map[string]string{"rota.yaml": rotaExample(t)})
+	var stdout, stderr bytes.Buffer
+	code := run(t.Context(), []string{"rota", "check", "--channels", files["rota.yaml"]}, nil, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "coverage:") {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := run(t.Context(), []string{"rota", "check", files["rota.yaml"]}, nil, &stdout, &stderr); code != 0 {
+		t.Fatalf("without --channels: exit %d, stderr:\n%s", code, stderr.String())
+	}
 }

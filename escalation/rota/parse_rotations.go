@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 var handoffPattern = regexp.MustCompile(`^(?:([A-Za-z]+)\s+)?([0-9]{1,2}):([0-9]{2})$`)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/klaxon-oncall/klaxon/escalation/rota"
+	"github.com/klaxon-oncall/klaxon/internal/rotawatch"
 )
 
 // Feed window of /rota.ics: shifts from FeedPast ago until DefaultFeedDays ahead.
@@ -29,7 +30,7 @@ const (
 //	                    calendar apps cannot authenticate; it carries names, never contact details)
 //
 // protect wraps the handlers that need authentication; now is the clock.
-func Register(mux *http.ServeMux, w *rota.Watcher, protect func(http.Handler) http.Handler, now func() time.Time) {
+func Register(mux *http.ServeMux, w *rotawatch.Watcher, protect func(http.Handler) http.Handler, now func() time.Time) {
 	if protect == nil {
 		protect = func(h http.Handler) http.Handler { return h }
 	}
@@ -43,7 +44,7 @@ func Register(mux *http.ServeMux, w *rota.Watcher, protect func(http.Handler) ht
 }
 
 type handlers struct {
-	w   *rota.Watcher
+	w   *rotawatch.Watcher
 	now func() time.Time
 }
 

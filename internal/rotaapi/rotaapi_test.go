@@ -13,7 +13,7 @@ import (
 
 	ics "github.com/arran4/golang-ical"
 
-	"github.com/klaxon-oncall/klaxon/escalation/rota"
+	"github.com/klaxon-oncall/klaxon/internal/rotawatch"
 )
 
 const testRota = `timezone: Europe/London
@@ -57,7 +57,7 @@ func protect(h http.Handler) http.Handler {
 
 type rig struct {
 	srv  *httptest.Server
-	w    *rota.Watcher
+	w    *rotawatch.Watcher
 	path string
 }
 
@@ -67,7 +67,7 @@ func newRig(t *testing.T, now time.Time) *rig {
 	if err := os.WriteFile(path, []byte(testRota), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	w, err := rota.NewWatcher(path, nil, rota.WithClock(func() time.Time { return now }))
+	w, err := rotawatch.NewWatcher(path, nil, rotawatch.WithClock(func() time.Time { return now }))
 	if err != nil {
 		t.Fatal(err)
 	}
