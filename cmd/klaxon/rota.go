@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/klaxon-oncall/klaxon/escalation/rota"
+	"github.com/klaxon-oncall/klaxon/internal/rotatests"
 )
 
 // Exit codes of the rota commands.
@@ -43,6 +44,7 @@ commands:
   diff  OLD NEW [--from TIME] [--days N]     shifts that change hands between two versions
   ics   [FILE] [--rotation R] [--person P] [--from TIME] [--days N]
                                              iCalendar feed of shifts on stdout
+  test  [TESTFILE] [--rota FILE]             run the cases of rota_test.yaml (exit 0 all pass, 1 otherwise)
 
 FILE defaults to rota.yaml. TIME is RFC 3339, or "YYYY-MM-DD HH:MM" or
 "YYYY-MM-DD" in the rota's time zone.
@@ -64,6 +66,8 @@ func runRota(args []string, stdout, stderr io.Writer, env rotaEnv) int {
 		return rotaDiff(args[1:], stdout, stderr, now)
 	case "ics":
 		return rotaICS(args[1:], stdout, stderr, now)
+	case "test":
+		return rotaTest(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, rotaUsage)
 		return rotaExitOK
@@ -148,15 +152,7 @@ func rotaTime(s string, loc *time.Location, now func() time.Time) (time.Time, er
 	if s == "" {
 		return now(), nil
 	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	for _, layout := range []string{"2006-01-02 15:04", "2006-01-02T15:04", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("invalid time %q: want RFC 3339, \"YYYY-MM-DD HH:MM\" or \"YYYY-MM-DD\"", s)
+	return rota.ParseTime(s, loc)
 }
 
 const rotaMaxDays = 3660
@@ -368,6 +364,53 @@ func rotaICS(args []string, stdout, stderr io.Writer, now func() time.Time) int 
 	err := rota.WriteICS(stdout, r, rota.ICSOptions{Rotation: *rotation, Person: *person, From: start, To: end, Now: now()})
 	if err != nil {
 		fmt.Fprintf(stderr, "klaxon rota ics: %v\n", err)
+		return rotaExitInvalid
+	}
+	return rotaExitOK
+}
+
+const rotaTestDefaultFile = "rota_test.yaml"
+
+// rotaTest runs a rota test file's cases against the rota it names (or
+// --rota) and prints each failure with file:line, the case, the expectation
+// and what the rota gives.
+func rotaTest(args []string, stdout, stderr io.Writer) int {
+	fs := rotaFlags("test", "[TESTFILE] [--rota FILE]", stderr)
+	rotaPath := fs.String("rota", "", "test this rota `FILE` instead of the one the test file names")
+	pos, code, ok := rotaArgs(fs, args, 0, 1, stdout)
+	if !ok {
+		return code
+	}
+	path := rotaTestDefaultFile
+	if len(pos) == 1 {
+		path = pos[0]
+	}
+	data, err := rota.ReadFile(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "klaxon rota test: %v\n", err)
+		return rotaExitInvalid
+	}
+	f, err := rotatests.Parse(path, data)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return rotaExitInvalid
+	}
+	if *rotaPath == "" {
+		*rotaPath = f.RotaPath()
+	}
+	r, _, ok := rotaLoad(*rotaPath, stderr)
+	if !ok {
+		return rotaExitInvalid
+	}
+	fails := f.Run(r)
+	failed := map[string]bool{}
+	for _, x := range fails {
+		fmt.Fprintln(stdout, "FAIL "+x.String())
+		failed[x.Case] = true
+	}
+	fmt.Fprintf(stdout, "%s against %s: %d %s, %d passed, %d failed\n", path, r.Source,
+		len(f.Cases), plural(len(f.Cases), "case", "cases"), len(f.Cases)-len(failed), len(failed))
+	if len(fails) > 0 {
 		return rotaExitInvalid
 	}
 	return rotaExitOK

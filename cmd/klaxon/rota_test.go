@@ -191,3 +191,47 @@ func TestRotaCheckChannelsIsWired(t *testing.T) {
 		t.Fatalf("without --channels: exit %d, stderr:\n%s", code, stderr.String())
 	}
 }
+
+// TestRotaTestCommand runs `klaxon rota test` on the shipped rota_test.yaml:
+// it passes against the example rota and fails, with file:line, case,
+// expectation and what the rota gives, against an edited one.
+func TestRotaTestCommand(t *testing.T) {
+	shipped := filepath.Join("..", "..", "rota_test.yaml")
+	edited := strings.Replace(rotaExample(t), "via: [matrix, phone]", "via: [matrix, sms]", 1)
+	files := rotaFixture(t, map[string]string{"edited.yaml": edited, "bad_test.yaml": "cases:\n  - name: x\n    at: 2026-01-01\n    polcy: low\n"})
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout []string
+		stderr []string
+	}{
+		{"shipped cases pass", []string{"test", shipped}, 0, []string{"6 cases, 6 passed, 0 failed"}, nil},
+		{"an edit breaks a case", []string{"test", shipped, "--rota", files["edited.yaml"]}, 1, []string{
+			`FAIL ` + shipped + `:25: case "a critical alert over Christmas pages Dave, covering for Carol": steps[3]:`,
+			"want: {alice: [matrix, phone]}", "rota gives: {alice: [matrix, sms]}", "6 cases, 5 passed, 1 failed"}, nil},
+		{"malformed test file", []string{"test", files["bad_test.yaml"]}, 1, nil, []string{`bad_test.yaml:2: cases[0]: line 4: unknown field "polcy"`}},
+		{"missing test file", []string{"test", files["bad_test.yaml"] + ".missing"}, 1, nil, []string{"no such file"}},
+		{"missing rota", []string{"test", shipped, "--rota", files["edited.yaml"] + ".missing"}, 1, nil, []string{"no such file"}},
+		{"too many arguments", []string{"test", "a", "b"}, 2, nil, []string{"wrong number of arguments"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := runRota(tt.args, &stdout, &stderr, rotaEnv{now: rotaTestNow})
+			if code != tt.code {
+				t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, stdout.String(), stderr.String())
+			}
+			for _, s := range tt.stdout {
+				if !strings.Contains(stdout.String(), s) {
+					t.Errorf("stdout lacks %q:\n%s", s, stdout.String())
+				}
+			}
+			for _, s := range tt.stderr {
+				if !strings.Contains(stderr.String(), s) {
+					t.Errorf("stderr lacks %q:\n%s", s, stderr.String())
+				}
+			}
+		})
+	}
+}

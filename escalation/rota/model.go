@@ -176,22 +176,31 @@ func (t Target) String() string {
 type Route struct {
 	Matchers []Matcher
 	Policy   string
+	// Line and Column locate the route in the file (1-based).
+	Line, Column int
 }
 
 // Route returns the policy of the first route whose matchers all match labels.
 func (r *Rota) Route(labels map[string]string) (*Policy, error) {
+	p, _, err := r.Match(labels)
+	return p, err
+}
+
+// Match returns the policy of the first route whose matchers all match
+// labels, and that route's index in Routes.
+func (r *Rota) Match(labels map[string]string) (*Policy, int, error) {
 	if r == nil {
-		return nil, fmt.Errorf("rota: no rota loaded")
+		return nil, -1, fmt.Errorf("rota: no rota loaded")
 	}
-	for _, rt := range r.Routes {
+	for i, rt := range r.Routes {
 		if matchAll(rt.Matchers, labels) {
 			if p := r.Policies[rt.Policy]; p != nil {
-				return p, nil
+				return p, i, nil
 			}
-			return nil, fmt.Errorf("rota: route names unknown policy %q", rt.Policy)
+			return nil, i, fmt.Errorf("rota: route names unknown policy %q", rt.Policy)
 		}
 	}
-	return nil, fmt.Errorf("rota: no route matches and no default route")
+	return nil, -1, fmt.Errorf("rota: no route matches and no default route")
 }
 
 // OnCall returns the person on call for rotation id at t, or nil when the

@@ -203,7 +203,7 @@ func (b *builder) routes(n *yaml.Node, path string) {
 		ip := index(path, i)
 		f := b.fields(item, ip, "match", "policy")
 		b.require(item, ip, f, "policy")
-		var rt Route
+		rt := Route{Line: item.Line, Column: item.Column}
 		if e, has := f["match"]; has {
 			mp := join(ip, "match")
 			ms := b.list(e.val, mp, true)
