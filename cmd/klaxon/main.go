@@ -27,6 +27,7 @@ Usage:
   klaxon ack|unack|escalate|resolve ID act on an incident through a running server
   klaxon rota check|show|diff|ics      check and explore rota.yaml
   klaxon simulate [flags]              run the real engine on a fake clock and print the timeline
+  klaxon route --labels k=v,...        which route and policy an alert takes, and who each step pages now
   klaxon selftest                      check every configured channel's account once (exit 1 if one is down)
   klaxon status                        channel health as a running server sees it
   klaxon version                       print the version
@@ -63,6 +64,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runStatus(ctx, rest, stdout, stderr)
 	case "simulate":
 		return runSimulate(ctx, rest, stdout, stderr)
+	case "route":
+		return runRoute(rest, stdout, stderr, time.Now)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "klaxon", version)
 		return 0
