@@ -16,6 +16,9 @@ const (
 	DefaultAckTimeout = 4 * time.Hour
 	// DefaultShift is a rotation's shift length when it gives none.
 	DefaultShift = 7 * 24 * time.Hour
+	// DefaultReminder is how long before a shift starts the incoming person
+	// is reminded, when a rotation gives no reminder.
+	DefaultReminder = time.Hour
 )
 
 // Rota is a parsed and validated rota.yaml. It is immutable once returned by
@@ -97,6 +100,9 @@ type Rotation struct {
 	Location *time.Location
 	// Overrides in time order; they never overlap.
 	Overrides []Override
+	// Reminder is how long before each shift the incoming person is
+	// reminded; 0 means no reminders ("reminder: off").
+	Reminder time.Duration
 
 	start     civil // Start as local wall-clock time
 	line, col int   // where the rotation is defined
