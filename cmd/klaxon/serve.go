@@ -18,7 +18,9 @@ import (
 
 	"github.com/klaxon-oncall/klaxon/escalation"
 	"github.com/klaxon-oncall/klaxon/escalation/boltstore"
+	"github.com/klaxon-oncall/klaxon/escalation/rota"
 	"github.com/klaxon-oncall/klaxon/internal/metrics"
+	"github.com/klaxon-oncall/klaxon/internal/notices"
 	"github.com/klaxon-oncall/klaxon/internal/selftest"
 	"github.com/klaxon-oncall/klaxon/internal/server"
 	"github.com/klaxon-oncall/klaxon/notifiers"
@@ -33,6 +35,7 @@ type serveConfig struct {
 	selftestInterval, watchdogTimeout                         time.Duration
 	selftestPolicy, watchdogMatcher, heartbeatURL             string
 	failuresToDown                                            int
+	noticeDays                                                int
 }
 
 func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
@@ -55,6 +58,8 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.IntVar(&c.failuresToDown, "selftest-failures", 2, "failed checks in a row before a channel is down and alarmed (env KLAXON_SELFTEST_FAILURES)")
 	fs.StringVar(&c.watchdogMatcher, "watchdog-matcher", `alertname="Watchdog"`, "matcher of Alertmanager's always-firing Watchdog alert (env KLAXON_WATCHDOG_MATCHER)")
 	fs.DurationVar(&c.watchdogTimeout, "watchdog-timeout", 10*time.Minute, "alarm when the Watchdog has not arrived for this long; negative disables (env KLAXON_WATCHDOG_TIMEOUT)")
+	fs.IntVar(&c.noticeDays, "notice-days", notices.DefaultDays, "a rota edit tells the people whose shifts change in this many days (env KLAXON_NOTICE_DAYS)")
+	env["notice-days"] = "KLAXON_NOTICE_DAYS"
 	for k, v := range map[string]string{"selftest-interval": "KLAXON_SELFTEST_INTERVAL", "selftest-policy": "KLAXON_SELFTEST_POLICY",
 		"selftest-failures": "KLAXON_SELFTEST_FAILURES", "watchdog-matcher": "KLAXON_WATCHDOG_MATCHER", "watchdog-timeout": "KLAXON_WATCHDOG_TIMEOUT"} {
 		env[k] = v
@@ -90,6 +95,9 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	}
 	if !isLoopback(c.listen) && (c.webhookToken == "" || c.apiToken == "") {
 		return nil, fmt.Errorf("refusing to listen on %s without both --webhook-token and --api-token: anyone who can reach it could open or acknowledge incidents (set them, or listen on 127.0.0.1)", c.listen)
+	}
+	if c.noticeDays < 1 || c.noticeDays > 366 {
+		return nil, fmt.Errorf("--notice-days %d: want 1 to 366", c.noticeDays)
 	}
 	if c.maxBody < 1024 {
 		return nil, fmt.Errorf("--max-body %d is too small (at least 1024 bytes)", c.maxBody)
@@ -194,6 +202,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 		return fmt.Errorf("--watchdog-matcher: %w", err)
 	}
 	configured := chans.channels()
+	var notes *notices.Service // set below; the coverage check reads its undeliverable reminders
 	mon, err := selftest.New(selftest.Config{
 		Testers: chans.testers, Configured: configured, State: store, Alarms: responder,
 		Policy: cfg.selftestPolicy, Interval: cfg.selftestInterval, FailuresToDown: cfg.failuresToDown,
@@ -201,7 +210,11 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 		Owners:     func() []string { return rw.w.Current().Owners },
 		RotaErrors: rw.w.Errors,
 		Coverage: func(now time.Time, up func(notifiers.Channel) bool) []string {
-			return selftest.RotaCoverage(rw.w.Current(), now, selftest.DefaultCoverageHorizon, configured, up)
+			problems := selftest.RotaCoverage(rw.w.Current(), now, selftest.DefaultCoverageHorizon, configured, up)
+			if notes != nil {
+				problems = append(problems, notes.Problems(now)...)
+			}
+			return problems
 		},
 		Logger: log, Registerer: m.Registry,
 	})
@@ -223,6 +236,26 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 		OnExhausted: func(escalation.Incident) { m.Exhausted.Inc() },
 	})
 	responder.set(eng)
+	notes, err = notices.New(notices.Config{
+		State: store, Notifiers: chans.notifiers, Usable: mon.Usable, Days: cfg.noticeDays, Logger: log,
+		OpenIncidents: func(ctx context.Context) (int, error) {
+			c, err := store.Counts(ctx)
+			return c[escalation.Open] + c[escalation.Acknowledged], err
+		},
+		OnUndeliverable: func(ctx context.Context) { mon.CheckCoverage(ctx) },
+	})
+	if err != nil {
+		return err
+	}
+	// Edits made while Klaxon was down are announced now; later ones as they load.
+	if err := notes.Start(ctx, rw.w.Current(), rw.w.Data()); err != nil {
+		return err
+	}
+	rw.w.OnChange(func(_, r *rota.Rota) {
+		if err := notes.RotaChanged(ctx, r, rw.w.Data()); err != nil {
+			log.Error("rota change notices could not be written; they are computed again at the next reload or start", "error", err)
+		}
+	})
 	start := time.Now()
 	nInc, nPages, err := eng.Recover(ctx)
 	if err != nil {
@@ -249,6 +282,11 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 	errc := make(chan error, 4)
 	wg.Go(func() { errc <- eng.Run(runCtx) })
 	wg.Go(func() { rw.run(runCtx) })
+	wg.Go(func() {
+		if err := notes.Run(runCtx); err != nil && runCtx.Err() == nil {
+			log.Error("rota notices stopped", "error", err)
+		}
+	})
 	wg.Go(func() {
 		if err := mon.Run(runCtx); err != nil && runCtx.Err() == nil {
 			log.Error("self-test loop stopped", "error", err)

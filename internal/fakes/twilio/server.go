@@ -220,3 +220,11 @@ func rfc2822(t time.Time) string { return t.UTC().Format(time.RFC1123Z) }
 func isAbsHTTP(u string) bool {
 	return (strings.HasPrefix(u, "https://") || strings.HasPrefix(u, "http://")) && len(u) > len("https://") && !strings.ContainsAny(u, " \t\n")
 }
+
+// ClearFailures drops the failures FailNext and FailNextOn queued and not
+// yet served: the provider recovers.
+func (s *Server) ClearFailures() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fails = nil
+}
