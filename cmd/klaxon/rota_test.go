@@ -60,7 +60,7 @@ func TestRunRota(t *testing.T) {
 		{name: "check broken lists every error", args: []string{"check", files["broken.yaml"]}, code: 1,
 			stderr: []string{
 				`broken.yaml:41:12: people.carol.phone: phone "0155 5555 0103" is not E.164`,
-				`broken.yaml:104:17: policies.default.steps[3].notify: unknown rotation "secundary" (did you mean "secondary"?)`,
+				`broken.yaml:107:17: policies.default.steps[3].notify: unknown rotation "secundary" (did you mean "secondary"?)`,
 				"invalid: 2 errors",
 			}},
 		{name: "check warns about a gap", args: []string{"check", "--days", "30", files["future.yaml"]}, code: 0,
@@ -98,7 +98,7 @@ func TestRunRota(t *testing.T) {
 			}},
 		{name: "diff identical", args: []string{"diff", files["rota.yaml"], files["rota.yaml"]}, code: 0, stdout: []string{"No shifts change hands"}},
 		{name: "diff one arg", args: []string{"diff", files["rota.yaml"]}, code: 2, stderr: []string{"wrong number of arguments"}},
-		{name: "diff broken new", args: []string{"diff", files["rota.yaml"], files["broken.yaml"]}, code: 1, stderr: []string{"broken.yaml:104:17"}},
+		{name: "diff broken new", args: []string{"diff", files["rota.yaml"], files["broken.yaml"]}, code: 1, stderr: []string{"broken.yaml:107:17"}},
 		{name: "ics unknown person", args: []string{"ics", files["rota.yaml"], "--person", "zed"}, code: 1, stderr: []string{`unknown person "zed"`}},
 		{name: "ics bad from", args: []string{"ics", files["rota.yaml"], "--from", "soon"}, code: 2, stderr: []string{"invalid time"}},
 	}
