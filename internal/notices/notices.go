@@ -50,8 +50,9 @@ const (
 
 // State bucket and key of the outbox record.
 const (
-	Bucket   = "notices"
-	stateKey = "outbox"
+	Bucket     = "notices"
+	stateKey   = "outbox"
+	corruptKey = "outbox.unreadable"
 )
 
 // Kinds of message.
@@ -164,8 +165,14 @@ func (s *Service) Start(ctx context.Context, r *rota.Rota, data []byte) error {
 	}
 	if b != nil {
 		if err := json.Unmarshal(b, &s.rec); err != nil {
-			s.mu.Unlock()
-			return fmt.Errorf("notices: the stored outbox is unreadable: %w", err)
+			// Paging must not wait for notices: keep the unreadable record
+			// aside for a person to look at, and start afresh.
+			s.rec = record{}
+			if perr := s.cfg.State.PutState(ctx, Bucket, corruptKey, b); perr != nil {
+				s.mu.Unlock()
+				return fmt.Errorf("notices: the stored outbox is unreadable (%v) and could not be kept aside: %w", err, perr)
+			}
+			s.log.Error("the stored notices outbox is unreadable: kept aside, starting afresh (pending notices are lost)", "error", err, "bucket", Bucket, "key", corruptKey)
 		}
 	}
 	if s.rec.HandoffsTo.IsZero() {

@@ -483,11 +483,22 @@ func TestNewAndStartRejectBadInput(t *testing.T) {
 	if _, err := New(Config{}); err == nil {
 		t.Error("New without a store succeeded")
 	}
+	// A corrupt outbox is kept aside and Klaxon starts afresh: paging must
+	// not wait for notices.
 	g := newRig(t, time.Now())
 	g.state.m = map[string][]byte{Bucket + "/" + stateKey: []byte("{not json")}
 	s := g.service(nil)
 	w := example(t)
-	if err := s.Start(context.Background(), parse(t, w), []byte(w)); err == nil || !strings.Contains(err.Error(), "unreadable") {
-		t.Errorf("a corrupt outbox: %v", err)
+	if err := s.Start(context.Background(), parse(t, w), []byte(w)); err != nil {
+		t.Fatalf("a corrupt outbox stopped the start: %v", err)
+	}
+	if got := string(g.state.m[Bucket+"/"+corruptKey]); got != "{not json" {
+		t.Errorf("the unreadable record was not kept aside: %q", got)
+	}
+	// When it cannot even be kept aside, Start says so.
+	g.state.m[Bucket+"/"+stateKey] = []byte("{not json")
+	g.state.fail = errors.New("disk full")
+	if err := g.service(nil).Start(context.Background(), parse(t, w), []byte(w)); err == nil || !strings.Contains(err.Error(), "could not be kept aside") {
+		t.Errorf("err %v", err)
 	}
 }
