@@ -25,7 +25,7 @@ Usage:
   klaxon incidents [--state S]         list incidents (newest first)
   klaxon incidents show ID             one incident with its timeline
   klaxon ack|unack|escalate|resolve ID act on an incident through a running server
-  klaxon rota check|show|diff|ics      check and explore rota.yaml
+  klaxon rota check|show|diff|ics|test check, explore and test rota.yaml
   klaxon simulate [flags]              run the real engine on a fake clock and print the timeline
   klaxon route --labels k=v,...        which route and policy an alert takes, and who each step pages now
   klaxon selftest                      check every configured channel's account once (exit 1 if one is down)

@@ -37,6 +37,7 @@ type Case struct {
 	Name   string
 	Line   int
 	At     string
+	atLine int
 	Labels map[string]string
 	// Policy is the policy the routes must choose ("" when not checked).
 	Policy     string
@@ -193,7 +194,12 @@ func parseCase(n *yaml.Node) (*Case, error) {
 	if err := n.Decode(&d); err != nil {
 		return nil, errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	c := &Case{Name: d.Name, Line: n.Line, At: d.At, Labels: d.Labels}
+	c := &Case{Name: d.Name, Line: n.Line, At: d.At, atLine: n.Line, Labels: d.Labels}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "at" {
+			c.atLine = n.Content[i+1].Line
+		}
+	}
 	if d.Policy.Kind != 0 {
 		if d.Policy.Kind != yaml.ScalarNode || d.Policy.Value == "" {
 			return nil, fmt.Errorf("line %d: policy: want a policy id", d.Policy.Line)
@@ -291,7 +297,7 @@ func (f *File) runCase(r *rota.Rota, c Case) []Failure {
 	}
 	at, err := rota.ParseTime(c.At, r.Location)
 	if err != nil {
-		fail(c.Line, "at", "a time", err.Error())
+		fail(c.atLine, "at", "a time", err.Error())
 		return out
 	}
 	if c.Policy != "" || c.HasSteps || c.HasFallback {

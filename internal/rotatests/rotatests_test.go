@@ -136,7 +136,7 @@ func TestRunReportsEachFailure(t *testing.T) {
   - name: c
     at: next tuesday
     oncall: {primary: dave}
-`, []Failure{{Pos: "t.yaml:2", What: "at", Want: "a time", Got: `invalid time "next tuesday": want RFC 3339, "YYYY-MM-DD HH:MM" or "YYYY-MM-DD"`}}},
+`, []Failure{{Pos: "t.yaml:3", What: "at", Want: "a time", Got: `invalid time "next tuesday": want RFC 3339, "YYYY-MM-DD HH:MM" or "YYYY-MM-DD"`}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
