@@ -58,6 +58,11 @@ const (
 	// acknowledged incident, an alarm recovering). Chat channels post it;
 	// phone channels ignore it.
 	KindNotice Kind = "notice"
+	// KindMessage is a message for one person outside any incident (a rota
+	// change notice, a handoff reminder): Incident is 0 and Text is the whole
+	// message. Matrix sends it as a direct message or a mention in the alert
+	// room, SMS texts it; phone and PagerDuty never carry it.
+	KindMessage Kind = "message"
 )
 
 // Recipient is the person a page is for, with the contact details the rota gives.

@@ -25,9 +25,10 @@ Usage:
   klaxon incidents [--state S]         list incidents (newest first)
   klaxon incidents show ID             one incident with its timeline
   klaxon ack|unack|escalate|resolve ID act on an incident through a running server
-  klaxon rota check|show|diff|ics      check and explore rota.yaml
+  klaxon rota check|show|diff|ics|test check, explore and test rota.yaml
   klaxon token create|list|revoke      named API tokens (--person) and calendar feed tokens (--feed)
   klaxon simulate [flags]              run the real engine on a fake clock and print the timeline
+  klaxon route --labels k=v,...        which route and policy an alert takes, and who each step pages now
   klaxon selftest                      check every configured channel's account once (exit 1 if one is down)
   klaxon status                        channel health as a running server sees it
   klaxon version                       print the version
@@ -57,7 +58,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "ack", "unack", "escalate", "resolve":
 		return runAct(ctx, cmd, rest, stdout, stderr)
 	case "rota":
-		return runRota(rest, stdout, stderr, time.Now)
+		return runRota(rest, stdout, stderr, rotaEnv{now: time.Now, check: rotaChannelsCheck})
 	case "token":
 		return runToken(rest, stdout, stderr, time.Now)
 	case "selftest":
@@ -66,6 +67,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runStatus(ctx, rest, stdout, stderr)
 	case "simulate":
 		return runSimulate(ctx, rest, stdout, stderr)
+	case "route":
+		return runRoute(rest, stdout, stderr, time.Now)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "klaxon", version)
 		return 0

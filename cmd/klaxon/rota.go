@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/klaxon-oncall/klaxon/escalation/rota"
+	"github.com/klaxon-oncall/klaxon/internal/rotatests"
 )
 
 // Exit codes of the rota commands.
@@ -22,10 +23,18 @@ const (
 
 const rotaDefaultFile = "rota.yaml"
 
-// rotaCheckHook, when set, adds flags to `klaxon rota check` (e.g. --channels,
+// rotaCheckExtension adds flags to `klaxon rota check` (e.g. --channels,
 // which checks the channels' credentials) and returns a check run after the
 // file is valid; a non-zero result becomes the exit code.
-var rotaCheckHook func(fs *flag.FlagSet) func(r *rota.Rota, stdout, stderr io.Writer) int
+type rotaCheckExtension func(fs *flag.FlagSet) func(r *rota.Rota, stdout, stderr io.Writer) int
+
+// rotaEnv is what the rota commands are wired with.
+type rotaEnv struct {
+	now func() time.Time
+	// check, if not nil, extends `klaxon rota check` (main wires
+	// rotaChannelsCheck; tests leave it out).
+	check rotaCheckExtension
+}
 
 const rotaUsage = `usage: klaxon rota <command> [arguments]
 
@@ -35,26 +44,30 @@ commands:
   diff  OLD NEW [--from TIME] [--days N]     shifts that change hands between two versions
   ics   [FILE] [--rotation R] [--person P] [--from TIME] [--days N]
                                              iCalendar feed of shifts on stdout
+  test  [TESTFILE] [--rota FILE]             run the cases of rota_test.yaml (exit 0 all pass, 1 otherwise)
 
 FILE defaults to rota.yaml. TIME is RFC 3339, or "YYYY-MM-DD HH:MM" or
 "YYYY-MM-DD" in the rota's time zone.
 `
 
 // runRota runs `klaxon rota ...` with args after "rota" and returns the exit code.
-func runRota(args []string, stdout, stderr io.Writer, now func() time.Time) int {
+func runRota(args []string, stdout, stderr io.Writer, env rotaEnv) int {
+	now := env.now
 	if len(args) == 0 {
 		fmt.Fprint(stderr, rotaUsage)
 		return rotaExitUsage
 	}
 	switch args[0] {
 	case "check":
-		return rotaCheck(args[1:], stdout, stderr, now)
+		return rotaCheck(args[1:], stdout, stderr, now, env.check)
 	case "show":
 		return rotaShow(args[1:], stdout, stderr, now)
 	case "diff":
 		return rotaDiff(args[1:], stdout, stderr, now)
 	case "ics":
 		return rotaICS(args[1:], stdout, stderr, now)
+	case "test":
+		return rotaTest(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, rotaUsage)
 		return rotaExitOK
@@ -139,15 +152,7 @@ func rotaTime(s string, loc *time.Location, now func() time.Time) (time.Time, er
 	if s == "" {
 		return now(), nil
 	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	for _, layout := range []string{"2006-01-02 15:04", "2006-01-02T15:04", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("invalid time %q: want RFC 3339, \"YYYY-MM-DD HH:MM\" or \"YYYY-MM-DD\"", s)
+	return rota.ParseTime(s, loc)
 }
 
 const rotaMaxDays = 3660
@@ -183,12 +188,12 @@ func rotaDays(fs *flag.FlagSet, n int) error {
 	return nil
 }
 
-func rotaCheck(args []string, stdout, stderr io.Writer, now func() time.Time) int {
+func rotaCheck(args []string, stdout, stderr io.Writer, now func() time.Time, ext rotaCheckExtension) int {
 	fs := rotaFlags("check", "[FILE] [--days N]", stderr)
 	days := fs.Int("days", 28, "also warn about coverage gaps in the next `N` days")
 	var extra func(r *rota.Rota, stdout, stderr io.Writer) int
-	if rotaCheckHook != nil {
-		extra = rotaCheckHook(fs)
+	if ext != nil {
+		extra = ext(fs)
 	}
 	r, warns, code, ok := rotaOpen(fs, args, days, stdout, stderr)
 	if !ok {
@@ -359,6 +364,53 @@ func rotaICS(args []string, stdout, stderr io.Writer, now func() time.Time) int 
 	err := rota.WriteICS(stdout, r, rota.ICSOptions{Rotation: *rotation, Person: *person, From: start, To: end, Now: now()})
 	if err != nil {
 		fmt.Fprintf(stderr, "klaxon rota ics: %v\n", err)
+		return rotaExitInvalid
+	}
+	return rotaExitOK
+}
+
+const rotaTestDefaultFile = "rota_test.yaml"
+
+// rotaTest runs a rota test file's cases against the rota it names (or
+// --rota) and prints each failure with file:line, the case, the expectation
+// and what the rota gives.
+func rotaTest(args []string, stdout, stderr io.Writer) int {
+	fs := rotaFlags("test", "[TESTFILE] [--rota FILE]", stderr)
+	rotaPath := fs.String("rota", "", "test this rota `FILE` instead of the one the test file names")
+	pos, code, ok := rotaArgs(fs, args, 0, 1, stdout)
+	if !ok {
+		return code
+	}
+	path := rotaTestDefaultFile
+	if len(pos) == 1 {
+		path = pos[0]
+	}
+	data, err := rota.ReadFile(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "klaxon rota test: %v\n", err)
+		return rotaExitInvalid
+	}
+	f, err := rotatests.Parse(path, data)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return rotaExitInvalid
+	}
+	if *rotaPath == "" {
+		*rotaPath = f.RotaPath()
+	}
+	r, _, ok := rotaLoad(*rotaPath, stderr)
+	if !ok {
+		return rotaExitInvalid
+	}
+	fails := f.Run(r)
+	failed := map[string]bool{}
+	for _, x := range fails {
+		fmt.Fprintln(stdout, "FAIL "+x.String())
+		failed[x.Case] = true
+	}
+	fmt.Fprintf(stdout, "%s against %s: %d %s, %d passed, %d failed\n", path, r.Source,
+		len(f.Cases), plural(len(f.Cases), "case", "cases"), len(f.Cases)-len(failed), len(failed))
+	if len(fails) > 0 {
 		return rotaExitInvalid
 	}
 	return rotaExitOK

@@ -60,7 +60,7 @@ func TestRunRota(t *testing.T) {
 		{name: "check broken lists every error", args: []string{"check", files["broken.yaml"]}, code: 1,
 			stderr: []string{
 				`broken.yaml:41:12: people.carol.phone: phone "0155 5555 0103" is not E.164`,
-				`broken.yaml:112:17: policies.default.steps[3].notify: unknown rotation "secundary" (did you mean "secondary"?)`,
+				`broken.yaml:115:17: policies.default.steps[3].notify: unknown rotation "secundary" (did you mean "secondary"?)`,
 				"invalid: 2 errors",
 			}},
 		{name: "check warns about a gap", args: []string{"check", "--days", "30", files["future.yaml"]}, code: 0,
@@ -98,14 +98,14 @@ func TestRunRota(t *testing.T) {
 			}},
 		{name: "diff identical", args: []string{"diff", files["rota.yaml"], files["rota.yaml"]}, code: 0, stdout: []string{"No shifts change hands"}},
 		{name: "diff one arg", args: []string{"diff", files["rota.yaml"]}, code: 2, stderr: []string{"wrong number of arguments"}},
-		{name: "diff broken new", args: []string{"diff", files["rota.yaml"], files["broken.yaml"]}, code: 1, stderr: []string{"broken.yaml:112:17"}},
+		{name: "diff broken new", args: []string{"diff", files["rota.yaml"], files["broken.yaml"]}, code: 1, stderr: []string{"broken.yaml:115:17"}},
 		{name: "ics unknown person", args: []string{"ics", files["rota.yaml"], "--person", "zed"}, code: 1, stderr: []string{`unknown person "zed"`}},
 		{name: "ics bad from", args: []string{"ics", files["rota.yaml"], "--from", "soon"}, code: 2, stderr: []string{"invalid time"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := runRota(tt.args, &stdout, &stderr, rotaTestNow)
+			code := runRota(tt.args, &stdout, &stderr, rotaEnv{now: rotaTestNow})
 			if code != tt.code {
 				t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, stdout.String(), stderr.String())
 			}
@@ -134,7 +134,7 @@ func TestRunRota(t *testing.T) {
 func TestRotaICSCommand(t *testing.T) {
 	files := rotaFixture(t, map[string]string{"rota.yaml": rotaExample(t)})
 	var stdout, stderr bytes.Buffer
-	code := runRota([]string{"ics", files["rota.yaml"], "--person", "dave", "--rotation", "primary", "--from", "2026-12-01", "--days", "31"}, &stdout, &stderr, rotaTestNow)
+	code := runRota([]string{"ics", files["rota.yaml"], "--person", "dave", "--rotation", "primary", "--from", "2026-12-01", "--days", "31"}, &stdout, &stderr, rotaEnv{now: rotaTestNow})
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
@@ -169,4 +169,69 @@ func rotaHasLine(out string, parts []string) bool {
 		}
 	}
 	return false
+}
+
+// TestRotaCheckChannelsIsWired runs `klaxon rota check --channels` through
+// main's dispatcher: with no channel configured nobody can be reached, so the
+// check fails with the coverage problems (without the wiring the flag is unknown).
+func TestRotaCheckChannelsIsWired(t *testing.T) {
+	for _, k := range []string{"KLAXON_MATRIX_HOMESERVER", "KLAXON_MATRIX_USER_ID", "KLAXON_MATRIX_ROOM",
+		"KLAXON_PAGERDUTY_ROUTING_KEY", "KLAXON_TWILIO_ACCOUNT_SID"} {
+		t.Setenv(k, "")
+	}
+	files := rotaFixture(t, map[string]string{"rota.yaml": rotaExample(t)})
+	var stdout, stderr bytes.Buffer
+	code := run(t.Context(), []string{"rota", "check", "--channels", files["rota.yaml"]}, nil, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "coverage:") {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := run(t.Context(), []string{"rota", "check", files["rota.yaml"]}, nil, &stdout, &stderr); code != 0 {
+		t.Fatalf("without --channels: exit %d, stderr:\n%s", code, stderr.String())
+	}
+}
+
+// TestRotaTestCommand runs `klaxon rota test` on the shipped rota_test.yaml:
+// it passes against the example rota and fails, with file:line, case,
+// expectation and what the rota gives, against an edited one.
+func TestRotaTestCommand(t *testing.T) {
+	shipped := filepath.Join("..", "..", "rota_test.yaml")
+	edited := strings.Replace(rotaExample(t), "via: [matrix, phone]", "via: [matrix, sms]", 1)
+	files := rotaFixture(t, map[string]string{"edited.yaml": edited, "bad_test.yaml": "cases:\n  - name: x\n    at: 2026-01-01\n    polcy: low\n"})
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout []string
+		stderr []string
+	}{
+		{"shipped cases pass", []string{"test", shipped}, 0, []string{"6 cases, 6 passed, 0 failed"}, nil},
+		{"an edit breaks a case", []string{"test", shipped, "--rota", files["edited.yaml"]}, 1, []string{
+			`FAIL ` + shipped + `:25: case "a critical alert over Christmas pages Dave, covering for Carol": steps[3]:`,
+			"want: {alice: [matrix, phone]}", "rota gives: {alice: [matrix, sms]}", "6 cases, 5 passed, 1 failed"}, nil},
+		{"malformed test file", []string{"test", files["bad_test.yaml"]}, 1, nil, []string{`bad_test.yaml:2: cases[0]: line 4: unknown field "polcy"`}},
+		{"missing test file", []string{"test", files["bad_test.yaml"] + ".missing"}, 1, nil, []string{"no such file"}},
+		{"missing rota", []string{"test", shipped, "--rota", files["edited.yaml"] + ".missing"}, 1, nil, []string{"no such file"}},
+		{"too many arguments", []string{"test", "a", "b"}, 2, nil, []string{"wrong number of arguments"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := runRota(tt.args, &stdout, &stderr, rotaEnv{now: rotaTestNow})
+			if code != tt.code {
+				t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, stdout.String(), stderr.String())
+			}
+			for _, s := range tt.stdout {
+				if !strings.Contains(stdout.String(), s) {
+					t.Errorf("stdout lacks %q:\n%s", s, stdout.String())
+				}
+			}
+			for _, s := range tt.stderr {
+				if !strings.Contains(stderr.String(), s) {
+					t.Errorf("stderr lacks %q:\n%s", s, stderr.String())
+				}
+			}
+		})
+	}
 }

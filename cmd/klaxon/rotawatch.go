@@ -13,13 +13,14 @@ import (
 	"github.com/klaxon-oncall/klaxon/escalation/rota"
 	"github.com/klaxon-oncall/klaxon/internal/metrics"
 	"github.com/klaxon-oncall/klaxon/internal/rotaapi"
+	"github.com/klaxon-oncall/klaxon/internal/rotawatch"
 	"github.com/klaxon-oncall/klaxon/internal/server"
 )
 
 // rotaWatcher keeps the rota in force for the engine: reloaded on file change
 // and SIGHUP, swapped only when valid.
 type rotaWatcher struct {
-	w   *rota.Watcher
+	w   *rotawatch.Watcher
 	log *slog.Logger
 
 	mu     sync.Mutex
@@ -28,7 +29,7 @@ type rotaWatcher struct {
 }
 
 func newRotaWatcher(path string, log *slog.Logger) (*rotaWatcher, error) {
-	w, err := rota.NewWatcher(path, log)
+	w, err := rotawatch.NewWatcher(path, log)
 	if err != nil {
 		return nil, err
 	}

@@ -81,9 +81,9 @@ func runSelftest(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	return 0
 }
 
-// rotaChannelsHook adds --channels to `klaxon rota check`: everyone on call in
+// rotaChannelsCheck adds --channels to `klaxon rota check`: everyone on call in
 // the next 7 days must be reachable on a channel that is configured and up.
-func rotaChannelsHook(fs *flag.FlagSet) func(r *rota.Rota, stdout, stderr io.Writer) int {
+func rotaChannelsCheck(fs *flag.FlagSet) func(r *rota.Rota, stdout, stderr io.Writer) int {
 	on := fs.Bool("channels", false, "also check the channels' accounts and that everyone on call in the next 7 days can be reached")
 	var c channelFlags
 	c.declare(fs, map[string]string{})
@@ -118,8 +118,6 @@ func rotaChannelsHook(fs *flag.FlagSet) func(r *rota.Rota, stdout, stderr io.Wri
 		return 0
 	}
 }
-
-func init() { rotaCheckHook = rotaChannelsHook }
 
 // runStatus prints the channels' health as a running server sees it.
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -23,6 +23,7 @@ import (
 	"github.com/klaxon-oncall/klaxon/escalation/rota"
 	"github.com/klaxon-oncall/klaxon/internal/auth"
 	"github.com/klaxon-oncall/klaxon/internal/metrics"
+	"github.com/klaxon-oncall/klaxon/internal/notices"
 	"github.com/klaxon-oncall/klaxon/internal/selftest"
 	"github.com/klaxon-oncall/klaxon/internal/server"
 	"github.com/klaxon-oncall/klaxon/notifiers"
@@ -40,6 +41,7 @@ type serveConfig struct {
 	selftestInterval, watchdogTimeout, retention              time.Duration
 	selftestPolicy, watchdogMatcher, heartbeatURL             string
 	failuresToDown                                            int
+	noticeDays                                                int
 }
 
 func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
@@ -64,6 +66,8 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.DurationVar(&c.watchdogTimeout, "watchdog-timeout", 10*time.Minute, "alarm when the Watchdog has not arrived for this long; negative disables (env KLAXON_WATCHDOG_TIMEOUT)")
 	fs.DurationVar(&c.retention, "retention", 90*24*time.Hour, "how long resolved incidents and handled-callback keys are kept; 0 keeps everything (env KLAXON_RETENTION)")
 	env["retention"] = "KLAXON_RETENTION"
+	fs.IntVar(&c.noticeDays, "notice-days", notices.DefaultDays, "a rota edit tells the people whose shifts change in this many days (env KLAXON_NOTICE_DAYS)")
+	env["notice-days"] = "KLAXON_NOTICE_DAYS"
 	for k, v := range map[string]string{"selftest-interval": "KLAXON_SELFTEST_INTERVAL", "selftest-policy": "KLAXON_SELFTEST_POLICY",
 		"selftest-failures": "KLAXON_SELFTEST_FAILURES", "watchdog-matcher": "KLAXON_WATCHDOG_MATCHER", "watchdog-timeout": "KLAXON_WATCHDOG_TIMEOUT"} {
 		env[k] = v
@@ -111,6 +115,9 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	}
 	if c.retention != 0 && c.retention < time.Hour {
 		return nil, fmt.Errorf("--retention %s is too short (at least 1h, or 0 to keep everything)", c.retention)
+	}
+	if c.noticeDays < 1 || c.noticeDays > 366 {
+		return nil, fmt.Errorf("--notice-days %d: want 1 to 366", c.noticeDays)
 	}
 	if c.maxBody < 1024 {
 		return nil, fmt.Errorf("--max-body %d is too small (at least 1024 bytes)", c.maxBody)
@@ -252,6 +259,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(s
 	configured := chans.channels()
 	var eng *escalation.Engine
 	var personProblem func(string, notifiers.Channel) string
+	var notes *notices.Service // set below; the coverage check reads its undeliverable reminders
 	mon, err := selftest.New(selftest.Config{
 		Testers: chans.testers, Configured: configured, State: store, Alarms: responder,
 		Policy: cfg.selftestPolicy, Interval: cfg.selftestInterval, FailuresToDown: cfg.failuresToDown,
@@ -259,7 +267,11 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(s
 		Owners:     func() []string { return rw.w.Current().Owners },
 		RotaErrors: rw.w.Errors,
 		Coverage: func(now time.Time, up func(notifiers.Channel) bool) []string {
-			return selftest.PeopleCoverage(rw.w.Current(), now, selftest.DefaultCoverageHorizon, configured, up, personProblem)
+			problems := selftest.PeopleCoverage(rw.w.Current(), now, selftest.DefaultCoverageHorizon, configured, up, personProblem)
+			if notes != nil {
+				problems = append(problems, notes.Problems(now)...)
+			}
+			return problems
 		},
 		OnChannelUp: func() {
 			if eng != nil {
@@ -293,9 +305,29 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(s
 		OnExhausted: func(escalation.Incident) { m.Exhausted.Inc() },
 	})
 	responder.set(eng)
+	notes, err = notices.New(notices.Config{
+		State: store, Notifiers: chans.notifiers, Usable: mon.Usable, Days: cfg.noticeDays, Logger: log,
+		OpenIncidents: func(ctx context.Context) (int, error) {
+			c, err := store.Counts(ctx)
+			return c[escalation.Open] + c[escalation.Acknowledged], err
+		},
+		OnUndeliverable: func(ctx context.Context) { mon.CheckCoverage(ctx) },
+	})
+	if err != nil {
+		return err
+	}
+	// Edits made while Klaxon was down are announced now; later ones as they load.
+	if err := notes.Start(ctx, rw.w.Current(), rw.w.Data()); err != nil {
+		return err
+	}
 	// A rota edit may name people or policies that can now be paged, and an
 	// invalid edit is alarmed at once rather than at the next minute's check.
-	rw.w.OnChange(func(*rota.Rota) { eng.Replan() })
+	rw.w.OnChange(func(_, r *rota.Rota) {
+		eng.Replan()
+		if err := notes.RotaChanged(ctx, r, rw.w.Data()); err != nil {
+			log.Error("rota change notices could not be written; they are computed again at the next reload or start", "error", err)
+		}
+	})
 	rw.w.OnReload(func(errs []string) { mon.RotaInvalid(context.WithoutCancel(ctx), errs) })
 	start := time.Now()
 	nInc, nPages, err := eng.Recover(ctx)
@@ -332,6 +364,11 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(s
 	if cfg.retention > 0 {
 		wg.Go(func() { prune(runCtx, store, cfg.retention, log) })
 	}
+	wg.Go(func() {
+		if err := notes.Run(runCtx); err != nil && runCtx.Err() == nil {
+			log.Error("rota notices stopped", "error", err)
+		}
+	})
 	wg.Go(func() {
 		if err := mon.Run(runCtx); err != nil && runCtx.Err() == nil {
 			log.Error("self-test loop stopped", "error", err)

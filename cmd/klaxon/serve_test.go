@@ -82,6 +82,12 @@ func TestParseServe(t *testing.T) {
 		{name: "tiny body limit", args: []string{"--max-body", "10"}, wantErr: "too small"},
 		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected argument"},
 		{name: "bad duration", args: []string{"--selftest-interval", "soon"}, wantErr: "invalid value"},
+		{name: "notice days from env", env: map[string]string{"KLAXON_NOTICE_DAYS": "14"}, check: func(t *testing.T, c *serveConfig) {
+			if c.noticeDays != 14 {
+				t.Errorf("notice days %d", c.noticeDays)
+			}
+		}},
+		{name: "notice days out of range", args: []string{"--notice-days", "0"}, wantErr: "--notice-days 0: want 1 to 366"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -44,7 +44,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	start := time.Now()
 	if *at != "" {
-		if start, err = parseWhen(*at, r.Location); err != nil {
+		if start, err = rota.ParseTime(*at, r.Location); err != nil {
 			fmt.Fprintln(stderr, "klaxon simulate: --at:", err)
 			return 2
 		}
@@ -86,18 +86,6 @@ func parseChannels(s string) (map[notifiers.Channel]bool, error) {
 		out[notifiers.Channel(c)] = true
 	}
 	return out, nil
-}
-
-func parseWhen(s string, loc *time.Location) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	for _, layout := range []string{"2006-01-02 15:04", "2006-01-02T15:04", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("%q is neither RFC 3339 nor \"2006-01-02 15:04\"", s)
 }
 
 func parseLabels(s string) (map[string]string, error) {

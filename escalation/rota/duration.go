@@ -63,3 +63,18 @@ func FormatDuration(d time.Duration) string {
 	}
 	return out + s
 }
+
+// ParseTime reads an instant as the rota commands and files take it: RFC 3339
+// ("2026-03-02T09:00:00Z"), or "YYYY-MM-DD HH:MM" or "YYYY-MM-DD" as local
+// time in loc.
+func ParseTime(s string, loc *time.Location) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	for _, layout := range []string{"2006-01-02 15:04", "2006-01-02T15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("invalid time %q: want RFC 3339, \"YYYY-MM-DD HH:MM\" or \"YYYY-MM-DD\"", s)
+}

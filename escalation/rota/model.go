@@ -16,6 +16,9 @@ const (
 	DefaultAckTimeout = 4 * time.Hour
 	// DefaultShift is a rotation's shift length when it gives none.
 	DefaultShift = 7 * 24 * time.Hour
+	// DefaultReminder is how long before a shift starts the incoming person
+	// is reminded, when a rotation gives no reminder.
+	DefaultReminder = time.Hour
 )
 
 // Rota is a parsed and validated rota.yaml. It is immutable once returned by
@@ -97,6 +100,9 @@ type Rotation struct {
 	Location *time.Location
 	// Overrides in time order; they never overlap.
 	Overrides []Override
+	// Reminder is how long before each shift the incoming person is
+	// reminded; 0 means no reminders ("reminder: off").
+	Reminder time.Duration
 
 	start     civil // Start as local wall-clock time
 	line, col int   // where the rotation is defined
@@ -183,22 +189,31 @@ func (t Target) String() string {
 type Route struct {
 	Matchers []Matcher
 	Policy   string
+	// Line and Column locate the route in the file (1-based).
+	Line, Column int
 }
 
 // Route returns the policy of the first route whose matchers all match labels.
 func (r *Rota) Route(labels map[string]string) (*Policy, error) {
+	p, _, err := r.Match(labels)
+	return p, err
+}
+
+// Match returns the policy of the first route whose matchers all match
+// labels, and that route's index in Routes.
+func (r *Rota) Match(labels map[string]string) (*Policy, int, error) {
 	if r == nil {
-		return nil, fmt.Errorf("rota: no rota loaded")
+		return nil, -1, fmt.Errorf("rota: no rota loaded")
 	}
-	for _, rt := range r.Routes {
+	for i, rt := range r.Routes {
 		if matchAll(rt.Matchers, labels) {
 			if p := r.Policies[rt.Policy]; p != nil {
-				return p, nil
+				return p, i, nil
 			}
-			return nil, fmt.Errorf("rota: route names unknown policy %q", rt.Policy)
+			return nil, i, fmt.Errorf("rota: route names unknown policy %q", rt.Policy)
 		}
 	}
-	return nil, fmt.Errorf("rota: no route matches and no default route")
+	return nil, -1, fmt.Errorf("rota: no route matches and no default route")
 }
 
 // OnCall returns the person on call for rotation id at t, or nil when the

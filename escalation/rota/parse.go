@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/klaxon-oncall/klaxon/notifiers"
 )
@@ -21,14 +21,20 @@ const MaxFileSize = 1 << 20
 
 // Load reads and parses the rota file at path. See Parse.
 func Load(path string) (*Rota, []Warning, error) {
-	data, err := readLimited(path)
+	data, err := ReadFile(path)
 	if err != nil {
-		return nil, nil, &Errors{List: []*Error{{Position: Position{File: path}, Msg: err.Error()}}}
+		return nil, nil, FileError(path, err)
 	}
 	return Parse(path, data)
 }
 
-func readLimited(path string) ([]byte, error) {
+// FileError is the *Errors Load returns when path cannot be read.
+func FileError(path string, err error) error {
+	return &Errors{List: []*Error{{Position: Position{File: path}, Msg: err.Error()}}}
+}
+
+// ReadFile reads a rota file of at most MaxFileSize bytes.
+func ReadFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err

@@ -4,7 +4,7 @@ import (
 	"regexp"
 	"slices"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/klaxon-oncall/klaxon/notifiers"
 )
@@ -220,7 +220,7 @@ func (b *builder) routes(n *yaml.Node, path string) {
 		ip := index(path, i)
 		f := b.fields(item, ip, "match", "policy")
 		b.require(item, ip, f, "policy")
-		var rt Route
+		rt := Route{Line: item.Line, Column: item.Column}
 		if e, has := f["match"]; has {
 			mp := join(ip, "match")
 			ms := b.list(e.val, mp, true)

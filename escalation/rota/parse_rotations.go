@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 var handoffPattern = regexp.MustCompile(`^(?:([A-Za-z]+)\s+)?([0-9]{1,2}):([0-9]{2})$`)
@@ -46,10 +46,26 @@ func (b *builder) rotations(n *yaml.Node, path string) {
 }
 
 func (b *builder) rotation(id string, n *yaml.Node, path string) (*Rotation, bool) {
-	f := b.fields(n, path, "members", "shift", "handoff", "start", "overrides")
+	f := b.fields(n, path, "members", "shift", "handoff", "start", "overrides", "reminder")
 	b.require(n, path, f, "members", "handoff", "start")
 	ok := n.Kind == yaml.MappingNode
-	rot := &Rotation{ID: id, Shift: DefaultShift, Location: b.r.Location}
+	rot := &Rotation{ID: id, Shift: DefaultShift, Location: b.r.Location, Reminder: DefaultReminder}
+
+	if e, has := f["reminder"]; has {
+		rp := join(path, "reminder")
+		if e.val.Kind == yaml.ScalarNode && strings.TrimSpace(e.val.Value) == "off" {
+			rot.Reminder = 0
+		} else if d, good := b.duration(e.val, rp); good {
+			if d <= 0 || d > 7*24*time.Hour {
+				b.errorf(e.val, rp, "reminder %q must be more than 0 and at most 7d before the shift (or off)", e.val.Value)
+				ok = false
+			} else {
+				rot.Reminder = d
+			}
+		} else {
+			ok = false
+		}
+	}
 
 	if e, has := f["members"]; has {
 		mp := join(path, "members")

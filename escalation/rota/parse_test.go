@@ -446,3 +446,36 @@ func TestPagerDutyAcksField(t *testing.T) {
 		}
 	}
 }
+
+func TestRotationReminder(t *testing.T) {
+	tests := []struct {
+		line string // replaces "shift: 7d"
+		want time.Duration
+		err  string
+	}{
+		{"shift: 7d", DefaultReminder, ""},
+		{"shift: 7d\n    reminder: 30m", 30 * time.Minute, ""},
+		{"shift: 7d\n    reminder: 1d", 24 * time.Hour, ""},
+		{"shift: 7d\n    reminder: off", 0, ""},
+		{"shift: 7d\n    reminder: 8d", 0, `rota.yaml:10:15: rotations.primary.reminder: reminder "8d" must be more than 0 and at most 7d`},
+		{"shift: 7d\n    reminder: soon", 0, "rota.yaml:10:15: rotations.primary.reminder: invalid duration"},
+		{"shift: 7d\n    reminder: -1h", 0, `rota.yaml:10:15: rotations.primary.reminder: invalid duration "-1h"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.line, func(t *testing.T) {
+			r, _, err := Parse("rota.yaml", []byte(strings.Replace(base, "shift: 7d", tt.line, 1)))
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Rotations["primary"].Reminder; got != tt.want {
+				t.Errorf("reminder %s, want %s", got, tt.want)
+			}
+		})
+	}
+}

@@ -101,18 +101,23 @@ routes:
 	tests := []struct {
 		labels map[string]string
 		want   string
+		line   int // of the matching route
 	}{
-		{map[string]string{"team": "db", "severity": "critical"}, "db"},
-		{map[string]string{"team": "db", "severity": "warning"}, "low"}, // first match wins: db needs both
-		{map[string]string{"team": "web", "severity": "info"}, "low"},
-		{map[string]string{"team": "web", "severity": "critical"}, "default"},
-		{map[string]string{}, "default"},
-		{nil, "default"},
+		{map[string]string{"team": "db", "severity": "critical"}, "db", 25},
+		{map[string]string{"team": "db", "severity": "warning"}, "low", 27}, // first match wins: db needs both
+		{map[string]string{"team": "web", "severity": "info"}, "low", 27},
+		{map[string]string{"team": "web", "severity": "critical"}, "default", 29},
+		{map[string]string{}, "default", 29},
+		{nil, "default", 29},
 	}
 	for _, tt := range tests {
 		p, err := r.Route(tt.labels)
 		if err != nil || p.ID != tt.want {
 			t.Errorf("Route(%v) = %v, %v; want %s", tt.labels, p, err, tt.want)
+		}
+		_, i, err := r.Match(tt.labels)
+		if err != nil || r.Routes[i].Line != tt.line || r.Routes[i].Column != 5 {
+			t.Errorf("Match(%v) = route %d at %d:%d, %v; want line %d", tt.labels, i, r.Routes[i].Line, r.Routes[i].Column, err, tt.line)
 		}
 	}
 	var nilRota *Rota

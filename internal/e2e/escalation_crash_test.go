@@ -107,5 +107,5 @@ func TestKillDuringEscalation(t *testing.T) {
 			t.Errorf("incident %d: %d texts and %d calls with %d crashes: want each in [1, %d]", id, texts[id], rings[id], kills, 1+kills)
 		}
 	}
-	t.Logf("%d texts, %d calls, %d PagerDuty events for %d incidents across %d crashes", sms, calls, len(pd.Events()), incidents, kills)
+	t.Logf("texts %v, calls %v, %d PagerDuty events for %d incidents across %d crashes", texts, rings, len(pd.Events()), incidents, kills)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/klaxon-oncall/klaxon/escalation/rota"
 	"github.com/klaxon-oncall/klaxon/internal/auth"
+	"github.com/klaxon-oncall/klaxon/internal/rotawatch"
 )
 
 // Feed window of /rota.ics: shifts from FeedPast ago until DefaultFeedDays ahead.
@@ -33,7 +34,7 @@ type FeedAuth func(token string) (auth.Scope, bool)
 //	                    apps cannot send headers, so the URL is the secret), ?days=
 //
 // feed checks feed tokens (nil refuses every feed); now is the clock.
-func Register(r auth.Router, w *rota.Watcher, feed FeedAuth, now func() time.Time) {
+func Register(r auth.Router, w *rotawatch.Watcher, feed FeedAuth, now func() time.Time) {
 	if now == nil {
 		now = time.Now
 	}
@@ -47,7 +48,7 @@ func Register(r auth.Router, w *rota.Watcher, feed FeedAuth, now func() time.Tim
 }
 
 type handlers struct {
-	w    *rota.Watcher
+	w    *rotawatch.Watcher
 	now  func() time.Time
 	feed FeedAuth
 }

@@ -13,8 +13,8 @@ import (
 
 	ics "github.com/arran4/golang-ical"
 
-	"github.com/klaxon-oncall/klaxon/escalation/rota"
 	"github.com/klaxon-oncall/klaxon/internal/auth"
+	"github.com/klaxon-oncall/klaxon/internal/rotawatch"
 )
 
 const testRota = `timezone: Europe/London
@@ -82,7 +82,7 @@ func feeds(tok string) (auth.Scope, bool) {
 
 type rig struct {
 	srv  *httptest.Server
-	w    *rota.Watcher
+	w    *rotawatch.Watcher
 	path string
 }
 
@@ -92,7 +92,7 @@ func newRig(t *testing.T, now time.Time) *rig {
 	if err := os.WriteFile(path, []byte(testRota), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	w, err := rota.NewWatcher(path, nil, rota.WithClock(func() time.Time { return now }))
+	w, err := rotawatch.NewWatcher(path, nil, rotawatch.WithClock(func() time.Time { return now }))
 	if err != nil {
 		t.Fatal(err)
 	}

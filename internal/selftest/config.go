@@ -100,7 +100,7 @@ type Config struct {
 	// CoverageInterval defaults to 24h.
 	CoverageInterval time.Duration
 	// RotaErrors, if set, is polled every minute for the errors of the last rota
-	// reload (nil: valid), e.g. (*rota.Watcher).Errors.
+	// reload (nil: valid), e.g. (*rotawatch.Watcher).Errors.
 	RotaErrors func() []string
 	// Clock defaults to escalation.RealClock.
 	Clock escalation.Clock

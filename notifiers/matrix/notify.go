@@ -26,12 +26,17 @@ import (
 //     showing the new state. Without an alert message there is nothing to do.
 //   - KindNotice: a reply in the thread, or a message of its own when the
 //     incident has no alert message.
+//   - KindMessage (no incident): a direct message to the person with
+//     DirectMessages, otherwise a message in the alert room mentioning them.
 //
 // Every send's transaction id derives from p.ID, so retries never double-post.
 // Errors are classified with notifiers.Permanent / notifiers.Temporary.
 func (n *Notifier) Notify(ctx context.Context, p notifiers.Page) (notifiers.Receipt, error) {
 	if p.ID == "" {
 		return notifiers.Receipt{}, notifiers.Permanent("", errors.New("matrix: page has no id"))
+	}
+	if p.Kind == notifiers.KindMessage {
+		return n.message(ctx, p)
 	}
 	room, err := n.alertRoom(ctx)
 	if err != nil {
@@ -219,4 +224,39 @@ func (n *Notifier) dmRoom(ctx context.Context, user id.UserID) (id.RoomID, error
 		return "", err
 	}
 	return resp.RoomID, nil
+}
+
+// message sends a message outside any incident to one person: in their
+// direct room when DirectMessages is on, else in the alert room with a
+// mention. A person without a Matrix id cannot get one (permanent).
+func (n *Notifier) message(ctx context.Context, p notifiers.Page) (notifiers.Receipt, error) {
+	user := id.UserID(p.Recipient.MatrixID)
+	if !validUserID(user) {
+		return notifiers.Receipt{}, notifiers.Permanent("", fmt.Errorf("matrix: %s has no valid Matrix id", recipientName(p.Recipient)))
+	}
+	if n.cfg.DirectMessages && user != n.user {
+		room, err := n.dmRoom(ctx, user)
+		if err != nil {
+			return notifiers.Receipt{}, n.fail("direct message", err)
+		}
+		var b textBuilder
+		b.text(p.Text)
+		ev, err := n.send(ctx, room, event.EventMessage, b.content(nil), txnID(p.ID, "dm"))
+		if err != nil {
+			return notifiers.Receipt{}, n.fail("direct message", err)
+		}
+		return notifiers.Receipt{ProviderID: string(ev), Detail: "sent as a direct message"}, nil
+	}
+	room, err := n.alertRoom(ctx)
+	if err != nil {
+		return notifiers.Receipt{}, err
+	}
+	var b textBuilder
+	b.pill(user, p.Recipient.Name)
+	b.text(": " + p.Text)
+	ev, err := n.send(ctx, room, event.EventMessage, b.content([]id.UserID{user}), txnID(p.ID, ""))
+	if err != nil {
+		return notifiers.Receipt{}, n.fail("send message", err)
+	}
+	return notifiers.Receipt{ProviderID: string(ev), Detail: "posted in the alert room with a mention"}, nil
 }

@@ -504,3 +504,54 @@ func TestUpdateFromMatrixAnswerOnlyEdits(t *testing.T) {
 		t.Fatalf("second event relates %v, want an edit (m.replace)", rel)
 	}
 }
+
+// TestMessages: a message outside any incident mentions the person in the
+// alert room, or goes to their direct room; it never starts an incident
+// thread, a retry reuses its transaction, and a person without a Matrix id
+// is a permanent failure.
+func TestMessages(t *testing.T) {
+	msg := notifiers.Page{ID: "notice-1", Kind: notifiers.KindMessage, Channel: notifiers.Matrix,
+		Recipient: notifiers.Recipient{PersonID: "alice", Name: "Alice", MatrixID: "@alice:example.org"},
+		Text:      "From Mon 2 Mar 09:00 to Mon 9 Mar 09:00 you are on call for primary, instead of Bob"}
+	t.Run("alert room", func(t *testing.T) {
+		f := newFakeHS(t)
+		n, _, _, _ := newTestNotifier(t, f, nil)
+		r := mustNotify(t, n, msg)
+		mustNotify(t, n, msg) // a retry: the homeserver deduplicates its transaction
+		second := msg
+		second.ID = "notice-2"
+		mustNotify(t, n, second)
+		ev := f.sentEvents()
+		if len(ev) != 2 || ev[0].Txn == ev[1].Txn {
+			t.Fatalf("sent %+v", ev)
+		}
+		c := ev[0].Content
+		if !strings.Contains(str(c, "body"), "Alice (@alice:example.org): From Mon 2 Mar") || len(mentionIDs(c)) != 1 || relatesTo(c) != nil {
+			t.Errorf("content %v", c)
+		}
+		if ev[1].Content["m.relates_to"] != nil {
+			t.Error("a second message went into a thread")
+		}
+		if !strings.Contains(r.Detail, "mention") {
+			t.Errorf("detail %q", r.Detail)
+		}
+	})
+	t.Run("direct room", func(t *testing.T) {
+		f := newFakeHS(t)
+		n, _, _, _ := newTestNotifier(t, f, func(c *Config) { c.DirectMessages = true })
+		r := mustNotify(t, n, msg)
+		ev := f.sentEvents()
+		if len(ev) != 1 || !strings.HasPrefix(ev[0].Room, "!dm") || !strings.Contains(r.Detail, "direct message") {
+			t.Fatalf("sent %+v, detail %q", ev, r.Detail)
+		}
+	})
+	t.Run("no Matrix id", func(t *testing.T) {
+		f := newFakeHS(t)
+		n, _, _, _ := newTestNotifier(t, f, nil)
+		bad := msg
+		bad.Recipient.MatrixID = ""
+		if _, err := n.Notify(context.Background(), bad); !notifiers.IsPermanent(err) {
+			t.Fatalf("err %v, want permanent", err)
+		}
+	})
+}

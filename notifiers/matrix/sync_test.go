@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -201,6 +202,10 @@ func TestRunResumesAfterRestartExactlyOnce(t *testing.T) {
 		b, _ := st.GetState(context.Background(), stateBucket, keyNextBatch+testBot)
 		return string(b) == "b2"
 	})
+	// Stop only once the next long-poll reached the server: a request still on
+	// its way when the run stops could otherwise arrive after the body below is
+	// queued, and take it.
+	waitFor(t, "the long-poll after b2", func() bool { return slices.Equal(f.syncSince(), []string{"", "b1", "b2"}) })
 	r.stop()
 
 	// Klaxon is down; alice answers again and the server re-sends an event
@@ -220,6 +225,7 @@ func TestRunResumesAfterRestartExactlyOnce(t *testing.T) {
 		b, _ := st.GetState(context.Background(), stateBucket, keyNextBatch+testBot)
 		return string(b) == "b3"
 	})
+	waitFor(t, "the long-poll after b3", func() bool { s := f.syncSince(); return len(s) > 0 && s[len(s)-1] == "b3" })
 	r2.stop()
 	got := resp.responses()
 	if len(got) != 2 || got[1].Action != notifiers.Escalate {

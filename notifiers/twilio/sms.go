@@ -20,7 +20,7 @@ type smsNotifier struct{ t *Twilio }
 
 // SMS returns the SMS channel: KindPage texts the page with reply codes and
 // routes replies from that number to it; KindAcknowledged and KindResolved
-// send a one-line notice; other kinds are ignored. It also implements
+// send a one-line notice; KindMessage texts its Text; other kinds are ignored. It also implements
 // notifiers.SelfTester.
 func (t *Twilio) SMS() notifiers.Notifier { return smsNotifier{t} }
 
@@ -40,6 +40,8 @@ func (s smsNotifier) Notify(ctx context.Context, p notifiers.Page) (notifiers.Re
 		body = smsPageBody(p)
 	case notifiers.KindAcknowledged, notifiers.KindResolved:
 		body = smsNoticeBody(p)
+	case notifiers.KindMessage:
+		body = "Klaxon: " + speakable(p.Text, maxSMS-8)
 	default:
 		return notifiers.Receipt{}, nil
 	}
@@ -54,8 +56,10 @@ func (s smsNotifier) Notify(ctx context.Context, p notifiers.Page) (notifiers.Re
 	}
 	params := (&openapi.CreateMessageParams{}).
 		SetTo(p.Recipient.Phone).
-		SetBody(body).
-		SetStatusCallback(t.callbackURL("sms-status", pageQuery(p.ID, p.Incident)))
+		SetBody(body)
+	if p.Kind != notifiers.KindMessage { // a message is no page: nothing to report on
+		params.SetStatusCallback(t.callbackURL("sms-status", pageQuery(p.ID, p.Incident)))
+	}
 	if t.cfg.MessagingServiceSID != "" {
 		params.SetMessagingServiceSid(t.cfg.MessagingServiceSID)
 	} else {

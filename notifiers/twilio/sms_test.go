@@ -202,3 +202,28 @@ func TestSMSThroughMessagingService(t *testing.T) {
 		t.Errorf("sent via %q, want %q", m.MessagingServiceSid, svc)
 	}
 }
+
+// TestSMSMessage: a message outside any incident is texted as it is, with no
+// status callback (there is no page to report on), and a reply to it answers
+// nothing.
+func TestSMSMessage(t *testing.T) {
+	e := newEnv(t)
+	p := notifiers.Page{ID: "notice-1", Kind: notifiers.KindMessage, Channel: notifiers.SMS,
+		Recipient: notifiers.Recipient{PersonID: "alice", Name: "Alice", Phone: alice},
+		Text:      "You are on call for primary from 09:00 until Mon 9 Mar 09:00; open incidents: 2."}
+	if _, err := e.tw.SMS().Notify(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	m := e.fake.Phone(alice).ExpectSMS(t)
+	if want := "Klaxon: " + p.Text; m.Body != want || m.StatusCallback != "" {
+		t.Fatalf("sms %+v, want body %q and no status callback", m, want)
+	}
+	e.fake.Phone(alice).ReplySMS("1")
+	if got := e.resp.responses(); len(got) != 0 {
+		t.Fatalf("a reply to a message answered %v", got)
+	}
+	p.Recipient.Phone = ""
+	if _, err := e.tw.SMS().Notify(context.Background(), p); !notifiers.IsPermanent(err) {
+		t.Fatalf("no phone number: %v", err)
+	}
+}

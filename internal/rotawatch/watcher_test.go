@@ -1,4 +1,4 @@
-package rota
+package rotawatch
 
 import (
 	"bytes"
@@ -12,7 +12,39 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/klaxon-oncall/klaxon/escalation/rota"
 )
+
+// base is a small valid rota the tests edit.
+const base = `timezone: Europe/London
+people:
+  alice: {name: Alice, phone: "+15555550101", matrix: "@alice:example.org", pagerduty: PALICE1}
+  bob: {name: Bob, phone: "+15555550102", matrix: "@bob:example.org", pagerduty: bob@example.org}
+  carol: {name: Carol, phone: "+15555550103", matrix: "@carol:example.org", pagerduty: PCAROL3}
+rotations:
+  primary:
+    members: [alice, bob, carol]
+    shift: 7d
+    handoff: monday 09:00
+    start: 2026-01-05
+policies:
+  default:
+    steps:
+      - notify: primary
+        via: [matrix, phone]
+        wait: 5m
+routes:
+  - policy: default
+`
+
+func utc(s string) time.Time {
+	t, err := time.Parse("2006-01-02 15:04", s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
 
 // syncBuffer is a log sink safe for concurrent writes.
 type syncBuffer struct {
@@ -68,14 +100,14 @@ type watchRig struct {
 	w       *Watcher
 	path    string
 	logs    *syncBuffer
-	changes chan *Rota
+	changes chan *rota.Rota
 	clock   time.Time
 }
 
 func startWatcher(t *testing.T) *watchRig {
 	t.Helper()
 	dir := t.TempDir()
-	rig := &watchRig{path: filepath.Join(dir, "rota.yaml"), logs: &syncBuffer{}, changes: make(chan *Rota, 16)}
+	rig := &watchRig{path: filepath.Join(dir, "rota.yaml"), logs: &syncBuffer{}, changes: make(chan *rota.Rota, 16)}
 	writeFile(t, rig.path, base)
 	logger := slog.New(slog.NewTextHandler(rig.logs, nil))
 	now := utc("2026-02-01 12:00")
@@ -84,7 +116,7 @@ func startWatcher(t *testing.T) *watchRig {
 		t.Fatal(err)
 	}
 	rig.w = w
-	w.OnChange(func(r *Rota) { rig.changes <- r })
+	w.OnChange(func(_, r *rota.Rota) { rig.changes <- r })
 	watching := make(chan struct{})
 	w.watching = func() { close(watching) }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -106,7 +138,7 @@ func startWatcher(t *testing.T) *watchRig {
 	return rig
 }
 
-func (rig *watchRig) waitChange(t *testing.T, within time.Duration) *Rota {
+func (rig *watchRig) waitChange(t *testing.T, within time.Duration) *rota.Rota {
 	t.Helper()
 	select {
 	case r := <-rig.changes:
@@ -227,8 +259,9 @@ func TestWatcherReloadOnDemand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []*Rota
-	w.OnChange(func(r *Rota) { got = append(got, r) })
+	first := w.Current()
+	var got, olds []*rota.Rota
+	w.OnChange(func(old, r *rota.Rota) { olds, got = append(olds, old), append(got, r) })
 	if err := w.Reload(); err != nil || len(got) != 0 {
 		t.Fatalf("reload of an unchanged file: %v, %d changes", err, len(got))
 	}
@@ -236,6 +269,9 @@ func TestWatcherReloadOnDemand(t *testing.T) {
 	writeFile(t, path, strings.Replace(base, "wait: 5m", "wait: 6m", 1))
 	if err := w.Reload(); err != nil || len(got) != 1 || w.Current() != got[0] {
 		t.Fatalf("reload: %v, %d changes", err, len(got))
+	}
+	if olds[0] != first {
+		t.Error("OnChange was not given the rota the reload replaced")
 	}
 	if !w.LoadedAt().Equal(now) || !w.AttemptedAt().Equal(now) {
 		t.Errorf("LoadedAt %s AttemptedAt %s, want %s", w.LoadedAt(), w.AttemptedAt(), now)

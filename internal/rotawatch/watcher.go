@@ -1,4 +1,7 @@
-package rota
+// Package rotawatch keeps the rota in force for a running server: it reloads
+// rota.yaml when the file changes or on request, keeps the last valid version
+// serving when an edit is broken, and exports the reload state as metrics.
+package rotawatch
 
 import (
 	"bytes"
@@ -14,6 +17,8 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/klaxon-oncall/klaxon/escalation/rota"
 )
 
 // Watcher keeps the current rota of one file, reloading it when the file
@@ -30,13 +35,13 @@ type Watcher struct {
 	debounce time.Duration
 
 	mu           sync.Mutex
-	cur          *Rota
+	cur          *rota.Rota
 	curData      []byte
 	errs         []string
-	warnings     []Warning
+	warnings     []rota.Warning
 	loadedAt     time.Time
 	attemptedAt  time.Time
-	hooks        []func(*Rota)
+	hooks        []func(old, new *rota.Rota)
 	attemptHooks []func(errs []string)
 
 	reloadMu sync.Mutex // serialises reloads
@@ -84,7 +89,7 @@ func NewWatcher(path string, logger *slog.Logger, opts ...WatcherOption) (*Watch
 func (w *Watcher) Path() string { return w.path }
 
 // Current returns the rota now serving. It is never nil.
-func (w *Watcher) Current() *Rota {
+func (w *Watcher) Current() *rota.Rota {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.cur
@@ -106,10 +111,10 @@ func (w *Watcher) Valid() bool {
 }
 
 // Warnings returns the warnings of the rota now serving.
-func (w *Watcher) Warnings() []Warning {
+func (w *Watcher) Warnings() []rota.Warning {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return append([]Warning(nil), w.warnings...)
+	return append([]rota.Warning(nil), w.warnings...)
 }
 
 // LoadedAt returns when the rota now serving was loaded.
@@ -126,9 +131,18 @@ func (w *Watcher) AttemptedAt() time.Time {
 	return w.attemptedAt
 }
 
-// OnChange registers fn to be called with each newly loaded rota (not the
-// first one). Calls happen on the reloading goroutine, one at a time.
-func (w *Watcher) OnChange(fn func(*Rota)) {
+// Data returns the bytes of the file the rota now serving was parsed from.
+func (w *Watcher) Data() []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.curData
+}
+
+// OnChange registers fn to be called with the previous and the newly loaded
+// rota on each successful reload that changes the file (not for the first
+// load). Calls happen on the reloading goroutine, one at a time, after the new
+// rota serves.
+func (w *Watcher) OnChange(fn func(old, new *rota.Rota)) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.hooks = append(w.hooks, fn)
@@ -150,18 +164,18 @@ func (w *Watcher) Reload() error {
 	w.reloadMu.Lock()
 	defer w.reloadMu.Unlock()
 	now := w.now()
-	data, err := readLimited(w.path)
-	var r *Rota
-	var warns []Warning
+	data, err := rota.ReadFile(w.path)
+	var r *rota.Rota
+	var warns []rota.Warning
 	if err != nil {
-		err = &Errors{List: []*Error{{Position: Position{File: w.path}, Msg: err.Error()}}}
+		err = rota.FileError(w.path, err)
 	} else {
-		r, warns, err = Parse(w.path, data)
+		r, warns, err = rota.Parse(w.path, data)
 	}
 	if err != nil {
 		// Logged before the state changes, so whoever sees Valid() turn false
 		// finds the reasons in the log.
-		errs := ErrorStrings(err)
+		errs := rota.ErrorStrings(err)
 		for _, e := range errs {
 			w.logger.Error("rota invalid", "error", e)
 		}
@@ -193,7 +207,7 @@ func (w *Watcher) Reload() error {
 		}
 		return nil
 	}
-	first := w.cur == nil
+	prev := w.cur
 	w.cur, w.curData, w.warnings, w.loadedAt = r, data, warns, now
 	hooks := slices.Clone(w.hooks)
 	w.mu.Unlock()
@@ -201,9 +215,9 @@ func (w *Watcher) Reload() error {
 		w.logger.Warn("rota warning", "warning", x.String())
 	}
 	w.logger.Info("rota loaded", "file", w.path, "people", len(r.People), "rotations", len(r.Rotations), "policies", len(r.Policies))
-	if !first {
+	if prev != nil {
 		for _, fn := range hooks {
-			fn(r)
+			fn(prev, r)
 		}
 	}
 	for _, fn := range attempt {
@@ -218,12 +232,12 @@ func (w *Watcher) Reload() error {
 func (w *Watcher) Run(ctx context.Context) error {
 	fw, err := fsnotify.NewWatcher()
 	if err != nil {
-		return fmt.Errorf("rota: watch %s: %w", w.path, err)
+		return fmt.Errorf("rota watch %s: %w", w.path, err)
 	}
 	defer fw.Close()
 	dir := filepath.Dir(w.path)
 	if err := fw.Add(dir); err != nil {
-		return fmt.Errorf("rota: watch %s: %w", dir, err)
+		return fmt.Errorf("rota watch %s: %w", dir, err)
 	}
 	if w.watching != nil {
 		w.watching()
@@ -238,14 +252,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 			return nil
 		case ev, ok := <-fw.Events:
 			if !ok {
-				return errors.New("rota: file watcher closed")
+				return errors.New("rota file watcher closed")
 			}
 			if w.relevant(name, ev) {
 				timer.Reset(w.debounce)
 			}
 		case err, ok := <-fw.Errors:
 			if !ok {
-				return errors.New("rota: file watcher closed")
+				return errors.New("rota file watcher closed")
 			}
 			// Events may have been lost (queue overflow): reload to be sure.
 			w.logger.Warn("rota file watcher error; reloading", "error", err)
