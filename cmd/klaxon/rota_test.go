@@ -42,6 +42,7 @@ func TestRunRota(t *testing.T) {
 	swapped := strings.Replace(example, "members: [alice, bob, carol]", "members: [alice, carol, bob]", 1)
 	future := strings.Replace(example, "start: 2026-01-05\n\n", "start: 2027-01-04\n\n", 1)
 	broken := strings.Replace(example, "notify: secondary", "notify: secundary", 1)
+	secundary := lineOf(t, example, "      - notify: secondary") // where the typo is
 	broken = strings.Replace(broken, `phone: "+15555550103"`, `phone: "0155 5555 0103"`, 1)
 	files := rotaFixture(t, map[string]string{
 		"rota.yaml": example, "swapped.yaml": swapped, "future.yaml": future, "broken.yaml": broken,
@@ -60,7 +61,7 @@ func TestRunRota(t *testing.T) {
 		{name: "check broken lists every error", args: []string{"check", files["broken.yaml"]}, code: 1,
 			stderr: []string{
 				`broken.yaml:41:12: people.carol.phone: phone "0155 5555 0103" is not E.164`,
-				`broken.yaml:115:17: policies.default.steps[3].notify: unknown rotation "secundary" (did you mean "secondary"?)`,
+				`broken.yaml:` + secundary + `:17: policies.default.steps[3].notify: unknown rotation "secundary" (did you mean "secondary"?)`,
 				"invalid: 2 errors",
 			}},
 		{name: "check warns about a gap", args: []string{"check", "--days", "30", files["future.yaml"]}, code: 0,
@@ -98,7 +99,7 @@ func TestRunRota(t *testing.T) {
 			}},
 		{name: "diff identical", args: []string{"diff", files["rota.yaml"], files["rota.yaml"]}, code: 0, stdout: []string{"No shifts change hands"}},
 		{name: "diff one arg", args: []string{"diff", files["rota.yaml"]}, code: 2, stderr: []string{"wrong number of arguments"}},
-		{name: "diff broken new", args: []string{"diff", files["rota.yaml"], files["broken.yaml"]}, code: 1, stderr: []string{"broken.yaml:115:17"}},
+		{name: "diff broken new", args: []string{"diff", files["rota.yaml"], files["broken.yaml"]}, code: 1, stderr: []string{"broken.yaml:" + secundary + ":17"}},
 		{name: "ics unknown person", args: []string{"ics", files["rota.yaml"], "--person", "zed"}, code: 1, stderr: []string{`unknown person "zed"`}},
 		{name: "ics bad from", args: []string{"ics", files["rota.yaml"], "--from", "soon"}, code: 2, stderr: []string{"invalid time"}},
 	}
