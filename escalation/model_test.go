@@ -26,11 +26,12 @@ import (
 // checks the rules that keep a page alive after every event (DESIGN.md, "Rules
 // that keep a page alive"). A failure names the seed and the event trace.
 //
-// CI runs a fixed set of seeds; KLAXON_MODEL_SEEDS=N (or -model.seeds) runs
+// CI runs a fixed set of seeds: 300 without the race detector (.ci/run runs
+// this test once more without -race), 40 under it; KLAXON_MODEL_SEEDS=N (or -model.seeds) runs
 // more, KLAXON_MODEL_EVENTS=N makes each sequence longer (default 50), and
 // KLAXON_MODEL_SEED=S replays one.
 
-var modelSeeds = flag.Int("model.seeds", 0, "seeds for the model-based fault test (default 300, or $KLAXON_MODEL_SEEDS)")
+var modelSeeds = flag.Int("model.seeds", 0, "seeds for the model-based fault test (default 300, 40 under -race, or $KLAXON_MODEL_SEEDS)")
 
 var modelEvents = envInt("KLAXON_MODEL_EVENTS", 50)
 
@@ -52,6 +53,9 @@ const (
 
 func TestModelNeverQuiet(t *testing.T) {
 	n := 300
+	if raceEnabled {
+		n = 40
+	}
 	if *modelSeeds > 0 {
 		n = *modelSeeds
 	} else if s := os.Getenv("KLAXON_MODEL_SEEDS"); s != "" {
