@@ -1,6 +1,7 @@
 package rotatests
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,7 +96,7 @@ func TestRunReportsEachFailure(t *testing.T) {
     labels: {severity: info}
     policy: default
     steps: [{dave: matrix}]
-`, []Failure{{Pos: "t.yaml:5", What: "policy", Want: "default", Got: "low (routes[0], " + r.Source + ":146)"}}},
+`, []Failure{{Pos: "t.yaml:5", What: "policy", Want: "default", Got: fmt.Sprintf("low (routes[0], %s:%d)", r.Source, r.Routes[0].Line)}}},
 		{"wrong person and channels", `
   - name: c
     at: 2026-12-26 03:00
