@@ -1,7 +1,8 @@
 // Package boltstore implements escalation.Store on go.etcd.io/bbolt, Klaxon's
-// embedded default: one file, klaxon.db, fsynced on every commit. Concurrent
-// writers are merged into shared transactions with bbolt's Batch, so ingest
-// throughput is not one fsync per webhook.
+// embedded default: one file, klaxon.db, fsynced on every commit. Writes go
+// through a group commit: a write with no other in progress commits at once,
+// and writes arriving while a commit is running share the next one, so a
+// quiet night pays one fsync per write and a storm far fewer than one each.
 package boltstore
 
 import (
@@ -48,18 +49,16 @@ type Options struct {
 	NoSync bool
 	// ReadOnly opens the file for reading only (for CLI inspection of a stopped server).
 	ReadOnly bool
-	// OnCommit, if set, observes every write transaction's duration.
+	// OnCommit, if set, observes every write's duration, from its call to
+	// its durable commit (the wait for a shared commit included).
 	OnCommit func(time.Duration)
-	// MaxBatchDelay is how long a write waits for others to share its commit
-	// (default 2ms; bbolt's own default of 10ms caps 64 concurrent writers
-	// near 5,000 commits' worth a second and adds to every webhook's latency).
-	MaxBatchDelay time.Duration
 }
 
 // Store is an escalation.Store on a bbolt file.
 type Store struct {
 	db       *bolt.DB
 	onCommit func(time.Duration)
+	group    *groupCommit // nil when read-only
 }
 
 var _ escalation.Store = (*Store)(nil)
@@ -87,12 +86,9 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
-	db.MaxBatchDelay = 2 * time.Millisecond
-	if o.MaxBatchDelay > 0 {
-		db.MaxBatchDelay = o.MaxBatchDelay
-	}
 	s := &Store{db: db, onCommit: o.OnCommit}
 	if !o.ReadOnly {
+		s.group = newGroupCommit(db)
 		err = db.Update(func(tx *bolt.Tx) error {
 			for _, b := range [][]byte{bIncidents, bOpen, bPending, bGroups, bTimeline, bPages, bState, bStateTime, bMeta} {
 				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -109,8 +105,14 @@ func Open(dir string, o Options) (*Store, error) {
 	return s, nil
 }
 
-// Close closes the database file.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the database file. Writes still queued fail with
+// bolt.ErrDatabaseNotOpen.
+func (s *Store) Close() error {
+	if s.group != nil {
+		s.group.stop()
+	}
+	return s.db.Close()
+}
 
 // DB exposes the bbolt handle (for tests and tooling).
 func (s *Store) DB() *bolt.DB { return s.db }
@@ -128,13 +130,18 @@ func subKey(id uint64, seq int) []byte {
 	return b
 }
 
-// batch runs fn in a merged write transaction and reports its duration.
+// batch runs fn in a shared write transaction (see groupCommit) and reports
+// its duration. fn may run more than once: it must be idempotent and free of
+// outside effects.
 func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if s.group == nil {
+		return bolt.ErrTxNotWritable
+	}
 	start := time.Now()
-	err := s.db.Batch(fn)
+	err := s.group.do(fn)
 	if s.onCommit != nil && err == nil {
 		s.onCommit(time.Since(start))
 	}
