@@ -52,6 +52,7 @@ type Server struct {
 	phones   map[string]*Phone
 	requests int
 	last     *Callback
+	onSMS    func(*SMS)
 }
 
 // number is a phone number the account owns.
@@ -166,6 +167,16 @@ func (s *Server) SetSMSURL(n, url string) {
 		return
 	}
 	s.t.Fatalf("faketwilio: SetSMSURL: %s is not owned by the account", n)
+}
+
+// OnMessage calls fn with every text the API accepts, after it reached the
+// phone's inbox and before the API answers the request that sent it (nil:
+// none). Tests use it to reply while the sender still waits for Twilio, and
+// benchmarks to time each text's arrival.
+func (s *Server) OnMessage(fn func(*SMS)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onSMS = fn
 }
 
 // FailNext makes the next n API requests fail with httpStatus and Twilio
