@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -505,36 +506,122 @@ func seekBefore(c *bolt.Cursor, id uint64) ([]byte, []byte) {
 // restart reads a few bytes per incident instead of every incident.
 func (s *Store) Schedule(ctx context.Context, fn func(escalation.Due) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
-		pc := tx.Bucket(bPending).Cursor()
-		pk, pv := pc.First()
-		c := tx.Bucket(bOpen).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			id := binary.BigEndian.Uint64(k)
-			d := escalation.Due{Incident: id}
-			d.State, d.NextAt = openState(v)
-			// Both indexes are ordered by incident id: walk them together.
-			for ; pk != nil && binary.BigEndian.Uint64(pk) < id; pk, pv = pc.Next() {
-			}
-			for ; pk != nil && binary.BigEndian.Uint64(pk) == id; pk, pv = pc.Next() {
-				if len(pv) < 10 {
-					return fmt.Errorf("pending page %x: short index entry", pk)
-				}
-				ch, person, _ := strings.Cut(string(pv[9:]), "\x00")
-				d.Pages = append(d.Pages, escalation.DuePage{
-					ID:      escalation.PageID(id, int(binary.BigEndian.Uint32(pk[8:]))),
-					NextTry: fromUnixNano(binary.BigEndian.Uint64(pv)), Deferred: pv[8] == 1,
-					Channel: notifiers.Channel(ch), Person: person,
-				})
-			}
-			if err := fn(d); err != nil {
+		return schedule(ctx, tx.Bucket(bOpen).Cursor(), tx.Bucket(bPending).Cursor(), fn)
+	})
+}
+
+// ScheduleSnapshot is the schedule as it stood when SnapshotSchedule was
+// called, read later: a server takes it before it accepts webhooks and
+// recovers from it while new ones arrive, so recovery sees exactly what was
+// there before (what arrives later is escalated as it arrives, never twice).
+type ScheduleSnapshot struct {
+	mu            sync.Mutex
+	open, pending *flatKV
+}
+
+// SnapshotSchedule copies the two schedule indexes (a few dozen bytes per
+// unresolved incident and unfinished page) out of one read transaction, so
+// no transaction stays open while the snapshot is read: a long one would
+// make every write that grows the file wait for it.
+func (s *Store) SnapshotSchedule() (*ScheduleSnapshot, error) {
+	ss := &ScheduleSnapshot{open: &flatKV{}, pending: &flatKV{}}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for _, c := range []struct {
+			b   []byte
+			out *flatKV
+		}{{bOpen, ss.open}, {bPending, ss.pending}} {
+			if err := tx.Bucket(c.b).ForEach(func(k, v []byte) error { c.out.add(k, v); return nil }); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return ss, nil
+}
+
+// Schedule reads the snapshot like Store.Schedule, then drops it: it can be
+// read once.
+func (ss *ScheduleSnapshot) Schedule(ctx context.Context, fn func(escalation.Due) error) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.open == nil {
+		return errors.New("boltstore: schedule snapshot already read")
+	}
+	defer func() { ss.open, ss.pending = nil, nil }()
+	return schedule(ctx, &flatCursor{kv: ss.open}, &flatCursor{kv: ss.pending}, fn)
+}
+
+// flatKV is a copied bucket: every key and value in one buffer.
+type flatKV struct {
+	buf  []byte
+	ends []int // per entry: end of key, end of value
+}
+
+func (f *flatKV) add(k, v []byte) {
+	f.buf = append(f.buf, k...)
+	f.ends = append(f.ends, len(f.buf))
+	f.buf = append(f.buf, v...)
+	f.ends = append(f.ends, len(f.buf))
+}
+
+// flatCursor walks a flatKV like a bolt.Cursor walks its bucket.
+type flatCursor struct {
+	kv *flatKV
+	i  int // next entry
+}
+
+func (c *flatCursor) First() ([]byte, []byte) { c.i = 0; return c.Next() }
+
+func (c *flatCursor) Next() ([]byte, []byte) {
+	if 2*c.i >= len(c.kv.ends) {
+		return nil, nil
+	}
+	start := 0
+	if c.i > 0 {
+		start = c.kv.ends[2*c.i-1]
+	}
+	kEnd, vEnd := c.kv.ends[2*c.i], c.kv.ends[2*c.i+1]
+	c.i++
+	return c.kv.buf[start:kEnd:kEnd], c.kv.buf[kEnd:vEnd:vEnd]
+}
+
+// cursor is what schedule needs of a bolt.Cursor.
+type cursor interface {
+	First() ([]byte, []byte)
+	Next() ([]byte, []byte)
+}
+
+func schedule(ctx context.Context, c, pc cursor, fn func(escalation.Due) error) error {
+	pk, pv := pc.First()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		id := binary.BigEndian.Uint64(k)
+		d := escalation.Due{Incident: id}
+		d.State, d.NextAt = openState(v)
+		// Both indexes are ordered by incident id: walk them together.
+		for ; pk != nil && binary.BigEndian.Uint64(pk) < id; pk, pv = pc.Next() {
+		}
+		for ; pk != nil && binary.BigEndian.Uint64(pk) == id; pk, pv = pc.Next() {
+			if len(pv) < 10 {
+				return fmt.Errorf("pending page %x: short index entry", pk)
+			}
+			ch, person, _ := strings.Cut(string(pv[9:]), "\x00")
+			d.Pages = append(d.Pages, escalation.DuePage{
+				ID:      escalation.PageID(id, int(binary.BigEndian.Uint32(pk[8:]))),
+				NextTry: fromUnixNano(binary.BigEndian.Uint64(pv)), Deferred: pv[8] == 1,
+				Channel: notifiers.Channel(ch), Person: person,
+			})
+		}
+		if err := fn(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Held implements escalation.Store. It walks the index of unfinished pages
