@@ -310,3 +310,26 @@ func TestSMSOlderTextFinishingLastKeepsNoRoute(t *testing.T) {
 		t.Fatalf("saved route %+v %v, want s2", saved, err)
 	}
 }
+
+// A burst of texts reuses the connections of the burst before instead of
+// setting up new ones (http.DefaultTransport keeps only two idle).
+func TestBurstsOfTextsReuseConnections(t *testing.T) {
+	e := newEnv(t)
+	burst := func() {
+		var wg sync.WaitGroup
+		for i := range 20 {
+			wg.Go(func() {
+				if _, err := e.tw.SMS().Notify(context.Background(), smsPage(fmt.Sprint("s", i))); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	burst()
+	before := e.fake.Connections()
+	burst()
+	if n := e.fake.Connections() - before; n > 2 {
+		t.Fatalf("the second burst of 20 texts opened %d new connections", n)
+	}
+}
