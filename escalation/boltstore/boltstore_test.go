@@ -280,3 +280,28 @@ func TestScheduleSnapshot(t *testing.T) {
 		t.Fatal("a snapshot read twice")
 	}
 }
+
+// Open fsyncs every commit unless NoSync says otherwise (tests only): the
+// default is what `klaxon serve` gets.
+func TestOpenSyncsByDefault(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		opts   boltstore.Options
+		noSync bool
+	}{
+		{"default", boltstore.Options{}, false},
+		{"with OnCommit", boltstore.Options{OnCommit: func(time.Duration) {}}, false},
+		{"NoSync", boltstore.Options{NoSync: true}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := boltstore.Open(t.TempDir(), tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if db := s.DB(); db.NoSync != tc.noSync || db.NoGrowSync {
+				t.Fatalf("NoSync=%v NoGrowSync=%v, want NoSync=%v and growth synced", db.NoSync, db.NoGrowSync, tc.noSync)
+			}
+		})
+	}
+}
