@@ -417,7 +417,8 @@ func BenchmarkE2EStorm(b *testing.B) {
 		cancel()
 		sample(n)
 		b.Logf("texts sent during the storm: %d", arr.count())
-		k.Stop()
+		// Killed when the benchmark ends: after a storm a graceful stop
+		// takes longer than the harness waits for it (see the issue).
 	}
 	b.ReportMetric(rate, "webhooks/s")
 	b.ReportMetric(peakRSS, "peak-rss-MiB")
