@@ -53,7 +53,7 @@ func prefilled(b *testing.B, n int) string {
 		if err != nil {
 			b.Fatal(err)
 		}
-		s, err := boltstore.Open(dir, boltstore.Options{NoSync: true, MaxBatchDelay: 20 * time.Millisecond})
+		s, err := boltstore.Open(dir, boltstore.Options{NoSync: true})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -294,7 +294,7 @@ func runModel(t *testing.T, seed uint64) bool {
 		m.chans[c] = &modelChannel{ch: c, m: m, mode: "ok", badPeople: map[string]bool{}}
 	}
 	var err error
-	if m.bolt, err = boltstore.Open(m.dir, boltstore.Options{NoSync: true, MaxBatchDelay: time.Microsecond}); err != nil {
+	if m.bolt, err = boltstore.Open(m.dir, boltstore.Options{NoSync: true}); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { m.bolt.Close() }()

@@ -197,11 +197,16 @@ func (e *Engine) Recover(ctx context.Context) (incidents, pages int, err error) 
 			// fall silent: look at it now.
 			next = now
 		}
-		if !next.IsZero() {
+		// Recovery may run while webhooks and answers arrive: what they
+		// scheduled since is newer than the store's snapshot, so it stays.
+		if _, live := e.wakes[d.Incident]; !live && !next.IsZero() {
 			e.wakes[d.Incident] = next
 			e.queue = append(e.queue, wakeItem{at: next, inc: d.Incident})
 		}
 		for _, p := range d.Pages {
+			if _, live := e.retries[p.ID]; live {
+				continue
+			}
 			at := p.NextTry
 			if at.IsZero() || at.Before(now) {
 				at = now

@@ -82,7 +82,7 @@ func TestAuthMatrix(t *testing.T) {
 	done := make(chan error, 1)
 	var logs bytes.Buffer
 	go func() {
-		done <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(&logs, nil)), func(s started) { ready <- s })
+		done <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(&logs, nil)), serveHooks{ready: func(s started) { ready <- s }})
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	var st started

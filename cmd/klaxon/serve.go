@@ -162,7 +162,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "klaxon serve:", err)
 		return 2
 	}
-	if err := serve(ctx, cfg, log, nil); err != nil {
+	if err := serve(ctx, cfg, log, serveHooks{}); err != nil {
 		log.Error("klaxon stopped", "error", err)
 		return 1
 	}
@@ -210,29 +210,57 @@ func ensureTokens(cfg *serveConfig, log *slog.Logger) error {
 	return nil
 }
 
-// serve runs Klaxon until ctx ends. ready, if not nil, is called once the
-// server accepts connections (tests).
-func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(started)) error {
+// serveHooks let tests watch serve from inside; all are optional.
+type serveHooks struct {
+	// ready receives the bound address (and the server) once it accepts connections.
+	ready func(started)
+	// opened receives the store serve opened.
+	opened func(*boltstore.Store)
+	// recovering, if set, is called before recovery reads its snapshot and
+	// holds it until it returns.
+	recovering func()
+	// recovered is called once escalations are recovered.
+	recovered func()
+}
+
+// openStore opens the store `klaxon serve` runs on: every commit is fsynced
+// before it returns (boltstore's default; NoSync is for tests only).
+func openStore(dir string, onCommit func(time.Duration), onResult func(error)) (*boltstore.Store, error) {
+	return boltstore.Open(dir, boltstore.Options{OnCommit: onCommit, OnCommitResult: onResult})
+}
+
+// serve runs Klaxon until ctx ends. It listens, and accepts webhooks durably,
+// while the engine recovers the escalations stored before the start.
+func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveHooks) error {
 	rw, err := newRotaWatcher(cfg.rotaPath, log)
 	if err != nil {
 		return err
 	}
 	var m *metrics.Metrics
-	store, err := boltstore.Open(cfg.dataDir, boltstore.Options{OnCommit: func(d time.Duration) {
+	store, err := openStore(cfg.dataDir, func(d time.Duration) {
 		if m != nil {
 			m.ObserveCommit(d)
 		}
-	}, OnCommitResult: func(err error) {
+	}, func(err error) {
 		if m != nil {
 			m.ObserveCommitResult(err)
 		}
-	}})
+	})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 	if err := ensureTokens(cfg, log); err != nil {
 		return err
+	}
+	if hooks.opened != nil {
+		hooks.opened(store)
+	}
+	// Recovery reads the schedule as it is now, before anything can write:
+	// webhooks accepted while it runs are escalated as they arrive.
+	snap, err := store.SnapshotSchedule()
+	if err != nil {
+		return fmt.Errorf("reading the schedule: %w", err)
 	}
 	m = metrics.New(func(ctx context.Context) (map[string]int, error) {
 		c, err := store.Counts(ctx)
@@ -289,7 +317,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(s
 		return err
 	}
 	eng = escalation.New(escalation.Config{
-		Store:        store,
+		Store:        recoverFrom{store, snap, hooks.recovering},
 		Rota:         rw.engineRota,
 		Notifiers:    chans.notifiers,
 		Health:       mon.Health,
@@ -329,12 +357,6 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(s
 		}
 	})
 	rw.w.OnReload(func(errs []string) { mon.RotaInvalid(context.WithoutCancel(ctx), errs) })
-	start := time.Now()
-	nInc, nPages, err := eng.Recover(ctx)
-	if err != nil {
-		return fmt.Errorf("recovering escalations: %w", err)
-	}
-	log.Info("escalations recovered", "incidents", nInc, "pending_pages", nPages, "took", time.Since(start).Round(time.Millisecond))
 
 	tokens := auth.NewFile(filepath.Join(cfg.dataDir, tokensFile), cfg.apiToken)
 	if list, err := tokens.List(); err != nil {
@@ -359,7 +381,21 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(s
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
-	wg.Go(func() { errc <- eng.Run(runCtx) })
+	wg.Go(func() {
+		start := time.Now()
+		nInc, nPages, err := eng.Recover(runCtx)
+		if err != nil {
+			if runCtx.Err() == nil {
+				errc <- fmt.Errorf("recovering escalations: %w", err)
+			}
+			return
+		}
+		log.Info("escalations recovered", "incidents", nInc, "pending_pages", nPages, "took", time.Since(start).Round(time.Millisecond))
+		if hooks.recovered != nil {
+			hooks.recovered()
+		}
+		errc <- eng.Run(runCtx)
+	})
 	wg.Go(func() { rw.run(runCtx) })
 	if cfg.retention > 0 {
 		wg.Go(func() { prune(runCtx, store, cfg.retention, log) })
@@ -388,8 +424,8 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(s
 	}()
 	log.Info("klaxon serving", "listen", ln.Addr().String(), "rota", cfg.rotaPath, "data", cfg.dataDir,
 		"channels", strings.Join(chans.names(), ","), "version", version)
-	if ready != nil {
-		ready(started{addr: ln.Addr().String(), srv: srv})
+	if hooks.ready != nil {
+		hooks.ready(started{addr: ln.Addr().String(), srv: srv})
 	}
 	var runErr error
 	select {
@@ -453,6 +489,22 @@ var defaultTimeouts = timeouts{header: 10 * time.Second, read: 30 * time.Second,
 func httpServer(h http.Handler, log *slog.Logger, t timeouts) *http.Server {
 	return &http.Server{Handler: h, ReadHeaderTimeout: t.header, ReadTimeout: t.read, WriteTimeout: t.write,
 		IdleTimeout: t.idle, MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+}
+
+// recoverFrom is the store with the schedule snapshot taken at start: the
+// engine's recovery reads the snapshot, everything else the store.
+type recoverFrom struct {
+	*boltstore.Store
+	snap *boltstore.ScheduleSnapshot
+	hold func() // tests: runs before the snapshot is read
+}
+
+// Schedule implements escalation.Store.
+func (r recoverFrom) Schedule(ctx context.Context, fn func(escalation.Due) error) error {
+	if r.hold != nil {
+		r.hold()
+	}
+	return r.snap.Schedule(ctx, fn)
 }
 
 // intercepted takes Alertmanager's Watchdog out of webhooks before they reach

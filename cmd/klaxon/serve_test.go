@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -135,7 +137,7 @@ func TestServeLifecycle(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, log, func(s started) { addr <- s.addr }) }()
+	go func() { done <- serve(ctx, cfg, log, serveHooks{ready: func(s started) { addr <- s.addr }}) }()
 	var base string
 	select {
 	case a := <-addr:
@@ -153,7 +155,7 @@ func TestServeLifecycle(t *testing.T) {
 
 	start := time.Now()
 	second, _ := parseServe([]string{"--listen", "127.0.0.1:0", "--data", data, "--rota", rota}, &bytes.Buffer{})
-	err = serve(context.Background(), second, slog.New(slog.DiscardHandler), nil)
+	err = serve(context.Background(), second, slog.New(slog.DiscardHandler), serveHooks{})
 	if err == nil || !strings.Contains(err.Error(), "another klaxon serve") {
 		t.Fatalf("second serve on the same data: %v", err)
 	}
@@ -267,5 +269,164 @@ func TestSlowWebhookSenderIsCutOff(t *testing.T) {
 	}
 	if list, _ := st.Incidents(context.Background(), escalation.Filter{}); len(list) != 0 {
 		t.Fatalf("a stalled webhook stored %d incidents", len(list))
+	}
+}
+
+// startServe runs serve in-process on data until the test ends and returns
+// its base URL and a function that stops it and returns serve's result.
+func startServe(t *testing.T, data string, log *slog.Logger, hooks serveHooks) (string, func() error) {
+	t.Helper()
+	cfg, err := parseServe([]string{"--listen", "127.0.0.1:0", "--data", data, "--rota", filepath.Join(testtools.Root(), "rota.yaml")}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	hooks.ready = func(s started) { addr <- s.addr }
+	go func() { done <- serve(ctx, cfg, log, hooks) }()
+	var once sync.Once
+	var result error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case result = <-done:
+			case <-time.After(30 * time.Second):
+				result = errors.New("serve did not shut down")
+			}
+		})
+		return result
+	}
+	select {
+	case a := <-addr:
+		t.Cleanup(func() { stop() })
+		return "http://" + a, stop
+	case err := <-done:
+		t.Fatalf("serve ended early: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("serve did not start listening (is it waiting for recovery?)")
+	}
+	return "", nil
+}
+
+func postWebhook(t *testing.T, base, group string) {
+	t.Helper()
+	body := `{"version":"4","groupKey":"` + group + `","status":"firing","receiver":"klaxon","commonLabels":{"alertname":"Restart"},
+"alerts":[{"status":"firing","labels":{"alertname":"Restart","g":"` + group + `"},"startsAt":"2026-11-26T23:33:00Z","fingerprint":"fp-` + group + `"}]}`
+	resp, err := http.Post(base+"/webhook/alertmanager", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("webhook %s: %d %s", group, resp.StatusCode, b)
+	}
+}
+
+// TestServeTakesWebhooksWhileRecovering: a restart listens and stores
+// webhooks (200 only once committed) while the escalations stored before it
+// are still being recovered; recovery then finds what was there before.
+func TestServeTakesWebhooksWhileRecovering(t *testing.T) {
+	data := t.TempDir()
+	base, stop := startServe(t, data, slog.New(slog.DiscardHandler), serveHooks{})
+	postWebhook(t, base, "before-restart")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	unresolved := func() int {
+		st, err := boltstore.Open(data, boltstore.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		c, err := st.Counts(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c[escalation.Open] + c[escalation.Acknowledged]
+	}
+	before := unresolved()
+
+	release := make(chan struct{})
+	recovered := make(chan struct{})
+	var logs syncBuffer
+	base, stop = startServe(t, data, slog.New(slog.NewJSONHandler(&logs, nil)), serveHooks{
+		recovering: func() { <-release },
+		recovered:  func() { close(recovered) },
+	})
+	postWebhook(t, base, "during-recovery") // recovery is held: this must not wait for it
+	select {
+	case <-recovered:
+		t.Fatal("recovered before it was released")
+	default:
+	}
+	resp, err := http.Get(base + "/api/v1/incidents?limit=10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), "during-recovery") || !strings.Contains(string(b), "before-restart") {
+		t.Fatalf("incidents while recovering lack a webhook: %s", b)
+	}
+	close(release)
+	select {
+	case <-recovered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("recovery did not finish")
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The snapshot was taken before the second webhook: recovery counted
+	// what was stored before the restart, not what arrived during it.
+	var rec struct {
+		Incidents int `json:"incidents"`
+	}
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, `"escalations recovered"`) {
+			if err := json.Unmarshal([]byte(line), &rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if rec.Incidents == 0 || rec.Incidents != before {
+		t.Fatalf("recovered %d incidents, want the %d unresolved before the restart", rec.Incidents, before)
+	}
+	if after := unresolved(); after <= before {
+		t.Fatalf("%d unresolved after, %d before: the webhook during recovery is missing", after, before)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// TestServeStoreSyncsOnCommit: the store `klaxon serve` opens fsyncs every
+// commit. A crash test kills the process, but the kernel keeps its page
+// cache, so it cannot tell a synced commit from an unsynced one: the
+// configuration is what must be checked.
+func TestServeStoreSyncsOnCommit(t *testing.T) {
+	opened := make(chan *boltstore.Store, 1)
+	base, stop := startServe(t, t.TempDir(), slog.New(slog.DiscardHandler), serveHooks{opened: func(s *boltstore.Store) { opened <- s }})
+	st := <-opened
+	postWebhook(t, base, "synced")
+	if db := st.DB(); db.NoSync || db.NoGrowSync {
+		t.Fatalf("serve's store: NoSync=%v NoGrowSync=%v, want both false (fsync on every commit)", db.NoSync, db.NoGrowSync)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,7 +1,8 @@
 // Package boltstore implements escalation.Store on go.etcd.io/bbolt, Klaxon's
-// embedded default: one file, klaxon.db, fsynced on every commit. Concurrent
-// writers are merged into shared transactions with bbolt's Batch, so ingest
-// throughput is not one fsync per webhook.
+// embedded default: one file, klaxon.db, fsynced on every commit. Writes go
+// through a group commit: a write with no other in progress commits at once,
+// and writes arriving while a commit is running share the next one, so a
+// quiet night pays one fsync per write and a storm far fewer than one each.
 package boltstore
 
 import (
@@ -49,16 +50,13 @@ type Options struct {
 	NoSync bool
 	// ReadOnly opens the file for reading only (for CLI inspection of a stopped server).
 	ReadOnly bool
-	// OnCommit, if set, observes every write transaction's duration.
+	// OnCommit, if set, observes every write's duration, from its call to
+	// its durable commit (the wait for a shared commit included).
 	OnCommit func(time.Duration)
 	// OnCommitResult, if set, learns whether each write transaction reached
 	// the disk (nil) or could not be committed (disk full, read-only file):
 	// the store's own writes are its writability check.
 	OnCommitResult func(error)
-	// MaxBatchDelay is how long a write waits for others to share its commit
-	// (default 2ms; bbolt's own default of 10ms caps 64 concurrent writers
-	// near 5,000 commits' worth a second and adds to every webhook's latency).
-	MaxBatchDelay time.Duration
 }
 
 // Store is an escalation.Store on a bbolt file.
@@ -66,6 +64,7 @@ type Store struct {
 	db       *bolt.DB
 	onCommit func(time.Duration)
 	onResult func(error)
+	group    *groupCommit // nil when read-only
 
 	mu        sync.Mutex
 	commitErr error // the last write's commit failure, nil once one succeeds
@@ -96,12 +95,9 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
-	db.MaxBatchDelay = 2 * time.Millisecond
-	if o.MaxBatchDelay > 0 {
-		db.MaxBatchDelay = o.MaxBatchDelay
-	}
 	s := &Store{db: db, onCommit: o.OnCommit, onResult: o.OnCommitResult}
 	if !o.ReadOnly {
+		s.group = newGroupCommit(db)
 		err = db.Update(func(tx *bolt.Tx) error {
 			for _, b := range [][]byte{bIncidents, bOpen, bPending, bGroups, bTimeline, bPages, bState, bStateTime, bMeta} {
 				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -118,8 +114,14 @@ func Open(dir string, o Options) (*Store, error) {
 	return s, nil
 }
 
-// Close closes the database file.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the database file. Writes still queued fail with
+// bolt.ErrDatabaseNotOpen.
+func (s *Store) Close() error {
+	if s.group != nil {
+		s.group.stop()
+	}
+	return s.db.Close()
+}
 
 // DB exposes the bbolt handle (for tests and tooling).
 func (s *Store) DB() *bolt.DB { return s.db }
@@ -137,15 +139,20 @@ func subKey(id uint64, seq int) []byte {
 	return b
 }
 
-// batch runs fn in a merged write transaction and reports its duration.
+// batch runs fn in a shared write transaction (see groupCommit) and reports
+// its duration. fn may run more than once: it must be idempotent and free of
+// outside effects.
 func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if s.group == nil {
+		return bolt.ErrTxNotWritable
+	}
 	start := time.Now()
 	var fnErr error
 	ran := false
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.group.do(func(tx *bolt.Tx) error {
 		ran, fnErr = true, fn(tx)
 		return fnErr
 	})
@@ -529,36 +536,122 @@ func seekBefore(c *bolt.Cursor, id uint64) ([]byte, []byte) {
 // restart reads a few bytes per incident instead of every incident.
 func (s *Store) Schedule(ctx context.Context, fn func(escalation.Due) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
-		pc := tx.Bucket(bPending).Cursor()
-		pk, pv := pc.First()
-		c := tx.Bucket(bOpen).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			id := binary.BigEndian.Uint64(k)
-			d := escalation.Due{Incident: id}
-			d.State, d.NextAt = openState(v)
-			// Both indexes are ordered by incident id: walk them together.
-			for ; pk != nil && binary.BigEndian.Uint64(pk) < id; pk, pv = pc.Next() {
-			}
-			for ; pk != nil && binary.BigEndian.Uint64(pk) == id; pk, pv = pc.Next() {
-				if len(pv) < 10 {
-					return fmt.Errorf("pending page %x: short index entry", pk)
-				}
-				ch, person, _ := strings.Cut(string(pv[9:]), "\x00")
-				d.Pages = append(d.Pages, escalation.DuePage{
-					ID:      escalation.PageID(id, int(binary.BigEndian.Uint32(pk[8:]))),
-					NextTry: fromUnixNano(binary.BigEndian.Uint64(pv)), Deferred: pv[8] == 1,
-					Channel: notifiers.Channel(ch), Person: person,
-				})
-			}
-			if err := fn(d); err != nil {
+		return schedule(ctx, tx.Bucket(bOpen).Cursor(), tx.Bucket(bPending).Cursor(), fn)
+	})
+}
+
+// ScheduleSnapshot is the schedule as it stood when SnapshotSchedule was
+// called, read later: a server takes it before it accepts webhooks and
+// recovers from it while new ones arrive, so recovery sees exactly what was
+// there before (what arrives later is escalated as it arrives, never twice).
+type ScheduleSnapshot struct {
+	mu            sync.Mutex
+	open, pending *flatKV
+}
+
+// SnapshotSchedule copies the two schedule indexes (a few dozen bytes per
+// unresolved incident and unfinished page) out of one read transaction, so
+// no transaction stays open while the snapshot is read: a long one would
+// make every write that grows the file wait for it.
+func (s *Store) SnapshotSchedule() (*ScheduleSnapshot, error) {
+	ss := &ScheduleSnapshot{open: &flatKV{}, pending: &flatKV{}}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for _, c := range []struct {
+			b   []byte
+			out *flatKV
+		}{{bOpen, ss.open}, {bPending, ss.pending}} {
+			if err := tx.Bucket(c.b).ForEach(func(k, v []byte) error { c.out.add(k, v); return nil }); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return ss, nil
+}
+
+// Schedule reads the snapshot like Store.Schedule, then drops it: it can be
+// read once.
+func (ss *ScheduleSnapshot) Schedule(ctx context.Context, fn func(escalation.Due) error) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.open == nil {
+		return errors.New("boltstore: schedule snapshot already read")
+	}
+	defer func() { ss.open, ss.pending = nil, nil }()
+	return schedule(ctx, &flatCursor{kv: ss.open}, &flatCursor{kv: ss.pending}, fn)
+}
+
+// flatKV is a copied bucket: every key and value in one buffer.
+type flatKV struct {
+	buf  []byte
+	ends []int // per entry: end of key, end of value
+}
+
+func (f *flatKV) add(k, v []byte) {
+	f.buf = append(f.buf, k...)
+	f.ends = append(f.ends, len(f.buf))
+	f.buf = append(f.buf, v...)
+	f.ends = append(f.ends, len(f.buf))
+}
+
+// flatCursor walks a flatKV like a bolt.Cursor walks its bucket.
+type flatCursor struct {
+	kv *flatKV
+	i  int // next entry
+}
+
+func (c *flatCursor) First() ([]byte, []byte) { c.i = 0; return c.Next() }
+
+func (c *flatCursor) Next() ([]byte, []byte) {
+	if 2*c.i >= len(c.kv.ends) {
+		return nil, nil
+	}
+	start := 0
+	if c.i > 0 {
+		start = c.kv.ends[2*c.i-1]
+	}
+	kEnd, vEnd := c.kv.ends[2*c.i], c.kv.ends[2*c.i+1]
+	c.i++
+	return c.kv.buf[start:kEnd:kEnd], c.kv.buf[kEnd:vEnd:vEnd]
+}
+
+// cursor is what schedule needs of a bolt.Cursor.
+type cursor interface {
+	First() ([]byte, []byte)
+	Next() ([]byte, []byte)
+}
+
+func schedule(ctx context.Context, c, pc cursor, fn func(escalation.Due) error) error {
+	pk, pv := pc.First()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		id := binary.BigEndian.Uint64(k)
+		d := escalation.Due{Incident: id}
+		d.State, d.NextAt = openState(v)
+		// Both indexes are ordered by incident id: walk them together.
+		for ; pk != nil && binary.BigEndian.Uint64(pk) < id; pk, pv = pc.Next() {
+		}
+		for ; pk != nil && binary.BigEndian.Uint64(pk) == id; pk, pv = pc.Next() {
+			if len(pv) < 10 {
+				return fmt.Errorf("pending page %x: short index entry", pk)
+			}
+			ch, person, _ := strings.Cut(string(pv[9:]), "\x00")
+			d.Pages = append(d.Pages, escalation.DuePage{
+				ID:      escalation.PageID(id, int(binary.BigEndian.Uint32(pk[8:]))),
+				NextTry: fromUnixNano(binary.BigEndian.Uint64(pv)), Deferred: pv[8] == 1,
+				Channel: notifiers.Channel(ch), Person: person,
+			})
+		}
+		if err := fn(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Held implements escalation.Store. It walks the index of unfinished pages

@@ -12,6 +12,7 @@ import (
 
 	"github.com/klaxon-oncall/klaxon/escalation"
 	"github.com/klaxon-oncall/klaxon/escalation/boltstore"
+	"github.com/klaxon-oncall/klaxon/notifiers"
 )
 
 var now = time.Date(2026, 11, 26, 23, 33, 0, 0, time.UTC)
@@ -164,7 +165,7 @@ func TestUpdateUnknownIncident(t *testing.T) {
 func TestRetentionKeepsTheStoreBounded(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := boltstore.Open(dir, boltstore.Options{NoSync: true, MaxBatchDelay: time.Microsecond})
+	s, err := boltstore.Open(dir, boltstore.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,5 +226,82 @@ func TestRetentionKeepsTheStoreBounded(t *testing.T) {
 	// The installation id is not channel state that expires.
 	if _, err := escalation.InstallationID(ctx, s); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A schedule snapshot reads what Schedule read when it was taken, not what
+// was written after, and holds no transaction open meanwhile (writes that
+// grow the file go on).
+func TestScheduleSnapshot(t *testing.T) {
+	s, err := boltstore.Open(t.TempDir(), boltstore.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	withPage := func(*escalation.Incident, []escalation.PageRecord, []escalation.Event) (escalation.Change, error) {
+		return escalation.Change{Pages: []escalation.PageRecord{{Kind: notifiers.KindPage, Channel: notifiers.SMS,
+			Recipient: notifiers.Recipient{PersonID: "alice"}, Status: escalation.PagePending}}}, nil
+	}
+	for i := range 50 {
+		decide := noDecide
+		if i%5 == 0 {
+			decide = withPage
+		}
+		if _, err := s.Ingest(ctx, note(fmt.Sprint("before", i), "firing"), now, decide); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var want []escalation.Due
+	if err := s.Schedule(ctx, func(d escalation.Due) error { want = append(want, d); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := s.SnapshotSchedule()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2000 { // enough to grow the file and its memory map
+		if _, err := s.Ingest(ctx, note(fmt.Sprint("after", i), "firing"), now, noDecide); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []escalation.Due
+	if err := snap.Schedule(ctx, func(d escalation.Due) error { got = append(got, d); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	pages := 0
+	for _, d := range got {
+		pages += len(d.Pages)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) || len(got) != 50 || pages != 10 {
+		t.Fatalf("snapshot read %d entries, want the %d there when it was taken", len(got), len(want))
+	}
+	if err := snap.Schedule(ctx, func(escalation.Due) error { return nil }); err == nil {
+		t.Fatal("a snapshot read twice")
+	}
+}
+
+// Open fsyncs every commit unless NoSync says otherwise (tests only): the
+// default is what `klaxon serve` gets.
+func TestOpenSyncsByDefault(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		opts   boltstore.Options
+		noSync bool
+	}{
+		{"default", boltstore.Options{}, false},
+		{"with OnCommit", boltstore.Options{OnCommit: func(time.Duration) {}}, false},
+		{"NoSync", boltstore.Options{NoSync: true}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := boltstore.Open(t.TempDir(), tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if db := s.DB(); db.NoSync != tc.noSync || db.NoGrowSync {
+				t.Fatalf("NoSync=%v NoGrowSync=%v, want NoSync=%v and growth synced", db.NoSync, db.NoGrowSync, tc.noSync)
+			}
+		})
 	}
 }

@@ -167,8 +167,23 @@ func (m *Monitor) persistChannels(ctx context.Context) {
 	for ch, r := range m.channels {
 		snap[ch] = *r
 	}
+	m.dirty = false
 	m.mu.Unlock()
 	if err := putJSON(context.WithoutCancel(ctx), m.cfg.State, keyChannels, snap); err != nil {
+		m.mu.Lock()
+		m.dirty = true
+		m.mu.Unlock()
 		m.log.Error("could not save channel status; it will be retried", "error", err)
+	}
+}
+
+// persistIfDirty saves the channel records if something changed in memory
+// only since the last save.
+func (m *Monitor) persistIfDirty(ctx context.Context) {
+	m.mu.Lock()
+	dirty := m.dirty
+	m.mu.Unlock()
+	if dirty {
+		m.persistChannels(ctx)
 	}
 }

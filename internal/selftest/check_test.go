@@ -200,6 +200,51 @@ func TestEvidenceRaisesThroughRun(t *testing.T) {
 	})
 }
 
+// A storm of pages that go through does not cost a synced write each: the
+// channel's last success is kept in memory and saved by the minute loop; a
+// change of verdict (a failure, a recovery) is saved at once.
+func TestSuccessfulPagesDoNotWriteEach(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, nil, func(c *Config) {
+			c.Configured = []notifiers.Channel{notifiers.SMS}
+			c.WatchdogTimeout = -1
+		})
+		stop := start(t, r.m)
+		synctest.Wait()
+		base := r.store.putCount(keyChannels)
+		for range 100 {
+			r.m.Evidence(notifiers.SMS, nil)
+			synctest.Wait()
+		}
+		if n := r.store.putCount(keyChannels) - base; n != 0 {
+			t.Fatalf("100 successful pages wrote the channel state %d times, want 0", n)
+		}
+		if s := r.status(t, notifiers.SMS); !s.LastSuccess.Equal(r.clock.Now()) {
+			t.Fatalf("last success %s, want %s (kept in memory)", s.LastSuccess, r.clock.Now())
+		}
+		r.clock.Advance(time.Minute)
+		synctest.Wait()
+		if n := r.store.putCount(keyChannels) - base; n != 1 {
+			t.Fatalf("the minute loop wrote %d times, want 1", n)
+		}
+		if !strings.Contains(r.store.get(keyChannels), t0.Format(time.RFC3339)) {
+			t.Errorf("saved state lacks the last success %s: %s", t0, r.store.get(keyChannels))
+		}
+		perm := notifiers.Permanent("21608", errors.New("unverified number"))
+		r.m.Evidence(notifiers.SMS, perm)
+		synctest.Wait()
+		if n := r.store.putCount(keyChannels) - base; n != 2 {
+			t.Fatalf("a failed page was saved %d times, want once", n-1)
+		}
+		r.m.Evidence(notifiers.SMS, nil) // resets the failure count: saved
+		synctest.Wait()
+		if n := r.store.putCount(keyChannels) - base; n != 3 {
+			t.Fatalf("the success after a failure was not saved at once (%d writes)", n)
+		}
+		stop()
+	})
+}
+
 func TestUntestedChannelGetsAnotherChance(t *testing.T) {
 	r := newRig(t, nil, func(c *Config) { c.Configured = []notifiers.Channel{notifiers.SMS} })
 	perm := notifiers.Permanent("21608", errors.New("unverified number"))

@@ -116,6 +116,7 @@ type mapStore struct {
 	m       map[string][]byte
 	failPut bool
 	failGet bool
+	puts    map[string]int // writes by key
 }
 
 func newMapStore() *mapStore { return &mapStore{m: map[string][]byte{}} }
@@ -140,7 +141,18 @@ func (s *mapStore) PutState(ctx context.Context, bucket, key string, value []byt
 		return errors.New("disk full")
 	}
 	s.m[bucket+"/"+key] = append([]byte(nil), value...)
+	if s.puts == nil {
+		s.puts = map[string]int{}
+	}
+	s.puts[key]++
 	return nil
+}
+
+// putCount is how many times key was written.
+func (s *mapStore) putCount(key string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.puts[key]
 }
 
 func (s *mapStore) get(key string) string {

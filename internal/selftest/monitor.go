@@ -51,6 +51,9 @@ type Monitor struct {
 	want       map[string]string
 	inflight   map[notifiers.Channel]time.Time // self-tests still running, by start
 	lastUsable int                             // usable channels at the last look (-1: unknown)
+	// dirty marks channel records changed in memory only (a page's success)
+	// and not yet saved.
+	dirty bool
 
 	persistMu sync.Mutex // one snapshot-and-write at a time, so the newest wins
 	alarmMu   sync.Mutex // one alarm decision at a time
@@ -229,18 +232,28 @@ func (m *Monitor) Evidence(ch notifiers.Channel, err error) {
 		m.mu.Unlock()
 		return
 	}
-	before := r.Status
+	before, failures := r.Status, r.Failures
 	if err == nil {
 		m.succeed(ch, r, notifiers.Health{}, now, true)
 	} else {
 		m.fail(ch, r, "a page failed: "+oneLine(err.Error()), now)
 	}
 	changed := r.Status != before
+	// A page that went through like the one before it changes only the
+	// channel's last success: that stays in memory (the API shows it at once)
+	// and is saved with the next write or by the minute loop, instead of a
+	// synced write per page in a storm.
+	durable := changed || r.Failures != failures
+	if !durable {
+		m.dirty = true
+	}
 	m.mu.Unlock()
 	if changed {
 		m.afterChange()
 	}
-	kick(m.kickAlarms)
+	if durable {
+		kick(m.kickAlarms)
+	}
 }
 
 // succeed records a passing check. Called with m.mu held. A self-test's

@@ -29,6 +29,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 		wg.Go(func() { m.coverageLoop(ctx, firstRound) })
 	}
 	wg.Wait()
+	m.persistIfDirty(ctx) // the last pages' successes
 	return nil
 }
 
@@ -88,6 +89,7 @@ func (m *Monitor) minuteLoop(ctx context.Context) {
 		}
 		m.reconcileChannels(ctx)
 		m.reconcileKeyed(ctx)
+		m.persistIfDirty(ctx)
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	openapi "github.com/twilio/twilio-go/rest/api/v2010"
 
@@ -48,11 +49,11 @@ func (s smsNotifier) Notify(ctx context.Context, p notifiers.Page) (notifiers.Re
 	if err := checkPage(p); err != nil {
 		return notifiers.Receipt{}, err
 	}
+	var route smsRoute
 	if p.Kind == notifiers.KindPage {
-		// Route replies before sending: a reply may beat the API's answer.
-		if err := t.putJSON(ctx, bucketSMSRoute, p.Recipient.Phone, smsRoute{PageID: p.ID, Incident: p.Incident}); err != nil {
-			return notifiers.Receipt{}, notifiers.Temporary("", 0, fmt.Errorf("twilio sms: %w", err))
-		}
+		// Route replies in memory before sending (a reply may beat the API's
+		// answer) and on disk after it, so no synced write delays the text.
+		route = t.routes.begin(p.Recipient.Phone, p.ID, p.Incident, time.Now())
 	}
 	params := (&openapi.CreateMessageParams{}).
 		SetTo(p.Recipient.Phone).
@@ -75,6 +76,15 @@ func (s smsNotifier) Notify(ctx context.Context, p notifiers.Page) (notifiers.Re
 	sid := deref(msg.Sid)
 	if sid == "" {
 		return notifiers.Receipt{}, notifiers.Temporary("", 0, errors.New("twilio sms: response has no message SID"))
+	}
+	if p.Kind == notifiers.KindPage {
+		// Saved before Notify returns, that is before the engine records the
+		// page as sent: after a crash in between, the page is still in flight
+		// and is texted again, which saves its route then.
+		if err := t.saveRoute(ctx, p.Recipient.Phone, route); err != nil {
+			t.cfg.Logger.Error("twilio: text sent but its reply routing was not saved; replies route only until a restart",
+				"page", p.ID, "incident", p.Incident, "err", err)
+		}
 	}
 	t.cfg.Logger.Info("twilio: text sent", "page", p.ID, "incident", p.Incident, "message", sid, "kind", p.Kind)
 	return notifiers.Receipt{ProviderID: sid, Detail: "sms " + orDefault(deref(msg.Status), "queued")}, nil
@@ -128,8 +138,7 @@ func (t *Twilio) onSMS(ctx context.Context, cb *callback) (string, string, error
 			return xmlType, string(prev), nil
 		}
 	}
-	var route smsRoute
-	ok, err := t.getJSON(ctx, bucketSMSRoute, from, &route)
+	route, ok, err := t.route(ctx, from)
 	if err != nil {
 		return "", "", err
 	}

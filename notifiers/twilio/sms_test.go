@@ -2,7 +2,9 @@ package twilio
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	faketwilio "github.com/klaxon-oncall/klaxon/internal/fakes/twilio"
@@ -225,5 +227,140 @@ func TestSMSMessage(t *testing.T) {
 	p.Recipient.Phone = ""
 	if _, err := e.tw.SMS().Notify(context.Background(), p); !notifiers.IsPermanent(err) {
 		t.Fatalf("no phone number: %v", err)
+	}
+}
+
+// watchedState is a StateStore that notes every write and what the fake
+// Twilio had received when it happened.
+type watchedState struct {
+	*memState
+	fake   *faketwilio.Server
+	mu     sync.Mutex
+	writes []string // "bucket key texts-received-so-far"
+}
+
+func (w *watchedState) PutState(ctx context.Context, bucket, key string, value []byte) error {
+	w.mu.Lock()
+	w.writes = append(w.writes, fmt.Sprintf("%s %s %d", bucket, key, w.fake.Phone(alice).PendingSMS()))
+	w.mu.Unlock()
+	return w.memState.PutState(ctx, bucket, key, value)
+}
+
+// No store write sits between the engine's commit and the request to Twilio:
+// the text's reply routing is saved after the API call.
+func TestSMSNothingIsWrittenBeforeTheText(t *testing.T) {
+	var ws *watchedState
+	e := newEnv(t, func(c *Config) {
+		ws = &watchedState{memState: newMemState()}
+		c.State = ws
+	})
+	ws.fake = e.fake
+	if _, err := e.tw.SMS().Notify(context.Background(), smsPage("s1")); err != nil {
+		t.Fatal(err)
+	}
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if len(ws.writes) == 0 {
+		t.Fatal("the route was never saved")
+	}
+	for _, w := range ws.writes {
+		if strings.HasSuffix(w, " 0") {
+			t.Errorf("store written before the text reached Twilio: %s", w)
+		}
+	}
+}
+
+// A reply that arrives while Klaxon still waits for Twilio's answer (the
+// route is not on disk yet) reaches the page.
+func TestSMSReplyBeforeTwilioAnswers(t *testing.T) {
+	e := newEnv(t)
+	var answer string
+	e.fake.OnMessage(func(m *faketwilio.SMS) { answer = e.fake.Phone(m.To).ReplySMS("1") })
+	if _, err := e.tw.SMS().Notify(context.Background(), smsPage("s1")); err != nil {
+		t.Fatal(err)
+	}
+	if answer != "Klaxon: Incident 42 acknowledged by Alice." {
+		t.Errorf("answer %q", answer)
+	}
+	if got := e.resp.responses(); len(got) != 1 || got[0].PageID != "s1" || got[0].Action != notifiers.Ack {
+		t.Errorf("responses %+v, want an ack of s1", got)
+	}
+}
+
+// The route is on disk by the time Notify returns, that is before the engine
+// records the page as sent: a restart after that still routes replies (a
+// crash before it leaves the page in flight, and it is texted again).
+func TestSMSReplyRoutesAfterARestart(t *testing.T) {
+	state := newMemState()
+	withState := func(c *Config) { c.State = state }
+	first := newEnv(t, withState)
+	if _, err := first.tw.SMS().Notify(context.Background(), smsPage("s1")); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := state.GetState(context.Background(), bucketSMSRoute, alice); !strings.Contains(string(b), `"page_id":"s1"`) {
+		t.Fatalf("route not saved when Notify returned: %q", b)
+	}
+	// A new process: same store, nothing in memory, same Twilio account.
+	second := newEnv(t, withState, func(c *Config) {
+		c.AccountSID, c.APIURL = first.fake.AccountSID(), first.fake.URL()
+	})
+	first.fake.SetSMSURL(faketwilio.DefaultFrom, second.hook.URL+"/webhook/twilio/sms")
+	if answer := first.fake.Phone(alice).ReplySMS("1"); answer != "Klaxon: Incident 42 acknowledged by Alice." {
+		t.Errorf("answer after restart %q", answer)
+	}
+	if got := second.resp.responses(); len(got) != 1 || got[0].PageID != "s1" {
+		t.Errorf("responses after restart %+v, want an ack of s1", got)
+	}
+}
+
+// Two texts to one number whose API calls finish out of order: the later
+// text keeps the route, in memory and on disk.
+func TestSMSOlderTextFinishingLastKeepsNoRoute(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	older := e.tw.routes.begin(alice, "s1", 41, testNow)
+	newer := e.tw.routes.begin(alice, "s2", 42, testNow) // same clock reading: still later
+	if err := e.tw.saveRoute(ctx, alice, newer); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.tw.saveRoute(ctx, alice, older); err != nil {
+		t.Fatal(err)
+	}
+	rt, ok, err := e.tw.route(ctx, alice)
+	if err != nil || !ok || rt.PageID != "s2" {
+		t.Fatalf("route %+v %v %v, want s2", rt, ok, err)
+	}
+	var saved smsRoute
+	if _, err := e.tw.getJSON(ctx, bucketSMSRoute, alice, &saved); err != nil || saved.PageID != "s2" {
+		t.Fatalf("saved route %+v %v, want s2", saved, err)
+	}
+}
+
+// A burst of texts reuses the connections of the burst before instead of
+// setting up new ones (http.DefaultTransport keeps only two idle, so about 18
+// of 20 would be new). A few may still be new: a connection goes back to the
+// idle pool just after its response is read, and the next burst can be faster.
+func TestBurstsOfTextsReuseConnections(t *testing.T) {
+	e := newEnv(t)
+	burst := func() {
+		var wg sync.WaitGroup
+		for i := range 20 {
+			wg.Go(func() {
+				if _, err := e.tw.SMS().Notify(context.Background(), smsPage(fmt.Sprint("s", i))); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	burst()
+	fewest := 20
+	for range 3 { // the fewest of three, so one racy burst does not decide
+		before := e.fake.Connections()
+		burst()
+		fewest = min(fewest, e.fake.Connections()-before)
+	}
+	if fewest > 4 {
+		t.Fatalf("every later burst of 20 texts opened new connections, at least %d", fewest)
 	}
 }

@@ -34,7 +34,7 @@ func (rw *rewriter) RoundTrip(req *http.Request) (*http.Response, error) {
 	out.Host = rw.target.Host
 	base := rw.base
 	if base == nil {
-		base = http.DefaultTransport
+		base = defaultTransport
 	}
 	resp, err := base.RoundTrip(out)
 	if resp != nil {
@@ -44,6 +44,17 @@ func (rw *rewriter) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	return resp, err
 }
+
+// defaultTransport carries API calls when the configured client has no
+// transport of its own. http.DefaultTransport keeps only 2 idle connections
+// per host, so a burst of texts would set up a new TLS connection for all but
+// two of them every time; this one keeps one for every send the engine may
+// have in flight on a channel (32) and the other channel's too.
+var defaultTransport = func() http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	return t
+}()
 
 func (rw *rewriter) lastRetryAfter() string {
 	rw.mu.Lock()

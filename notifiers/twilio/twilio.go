@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"net/url"
 	"sync"
+	"time"
 
 	"github.com/klaxon-oncall/klaxon/notifiers"
 )
@@ -38,6 +39,8 @@ type Twilio struct {
 	// keys serialises concurrent deliveries of the same callback (Twilio
 	// retrying while the first attempt is still being handled).
 	keys keyedMutex
+	// routes holds the reply routing of texts not yet saved.
+	routes smsRoutes
 }
 
 // keyedMutex is a set of mutexes by key, each dropped once unused.
@@ -120,6 +123,67 @@ type pageRecord struct {
 type smsRoute struct {
 	PageID   string `json:"page_id"`
 	Incident uint64 `json:"incident"`
+	// Seq orders routes to one number (when its text was begun, Unix ns), so
+	// an older text whose API call finished last does not take over the route.
+	Seq int64 `json:"seq,omitempty"`
+}
+
+// smsRoutes holds, per number, the route of the latest text begun in this
+// process: a reply that arrives before its text's route is on disk (Twilio
+// delivered faster than its API answered) still finds it. One entry per
+// number paged, so it stays as small as the rota.
+type smsRoutes struct {
+	mu   sync.Mutex
+	last int64
+	m    map[string]smsRoute
+}
+
+// begin records the route of a text about to be sent to phone.
+func (r *smsRoutes) begin(phone, pageID string, incident uint64, now time.Time) smsRoute {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seq := max(now.UnixNano(), r.last+1)
+	r.last = seq
+	rt := smsRoute{PageID: pageID, Incident: incident, Seq: seq}
+	if r.m == nil {
+		r.m = map[string]smsRoute{}
+	}
+	r.m[phone] = rt
+	return rt
+}
+
+func (r *smsRoutes) get(phone string) (smsRoute, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rt, ok := r.m[phone]
+	return rt, ok
+}
+
+// saveRoute makes rt phone's durable route unless a later text's route is
+// already saved.
+func (t *Twilio) saveRoute(ctx context.Context, phone string, rt smsRoute) error {
+	defer t.keys.lock("sms-route:" + phone)()
+	var cur smsRoute
+	if ok, err := t.getJSON(ctx, bucketSMSRoute, phone, &cur); err != nil {
+		return err
+	} else if ok && cur.Seq >= rt.Seq {
+		return nil
+	}
+	return t.putJSON(ctx, bucketSMSRoute, phone, rt)
+}
+
+// route finds where a reply from phone goes: the latest text begun in this
+// process, or the one saved before a restart, whichever is later.
+func (t *Twilio) route(ctx context.Context, phone string) (smsRoute, bool, error) {
+	var saved smsRoute
+	ok, err := t.getJSON(ctx, bucketSMSRoute, phone, &saved)
+	if err != nil {
+		return smsRoute{}, false, err
+	}
+	if mem, found := t.routes.get(phone); found && (!ok || mem.Seq > saved.Seq) {
+		return mem, true, nil
+	}
+	return saved, ok, nil
 }
 
 // callState is what happened on one call so far.

@@ -193,6 +193,9 @@ func (k *Klaxon) APIToken() string { return k.cfg.APIToken }
 // URL is the server's base URL.
 func (k *Klaxon) URL() string { return k.url }
 
+// PID is the server process's id (for reading its memory from /proc).
+func (k *Klaxon) PID() int { return k.cmd.Process.Pid }
+
 // DataDir is the server's data directory.
 func (k *Klaxon) DataDir() string { return k.cfg.DataDir }
 

@@ -21,6 +21,7 @@ var (
 const maxForm = 1 << 20
 
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	arrived := time.Now()
 	user, pass, ok := r.BasicAuth()
 	if !ok || subtle.ConstantTimeCompare([]byte(user), []byte(s.sid)) != 1 || subtle.ConstantTimeCompare([]byte(pass), []byte(s.token)) != 1 {
 		w.Header().Set("WWW-Authenticate", `Basic realm="Twilio API"`)
@@ -82,7 +83,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	case resource == "Calls" && r.Method == http.MethodPost:
 		s.createCall(w, r)
 	case resource == "Messages" && r.Method == http.MethodPost:
-		s.createMessage(w, r)
+		s.createMessage(w, r, arrived)
 	default:
 		writeError(w, http.StatusMethodNotAllowed, 20004, "Method not allowed")
 	}
@@ -218,7 +219,7 @@ func (s *Server) createCall(w http.ResponseWriter, r *http.Request) {
 }
 
 // createMessage validates a text as Twilio does and delivers it to the phone.
-func (s *Server) createMessage(w http.ResponseWriter, r *http.Request) {
+func (s *Server) createMessage(w http.ResponseWriter, r *http.Request, received time.Time) {
 	f := r.PostForm
 	to, from, svc, body := f.Get("To"), f.Get("From"), f.Get("MessagingServiceSid"), f.Get("Body")
 	switch {
@@ -274,13 +275,18 @@ func (s *Server) createMessage(w http.ResponseWriter, r *http.Request) {
 	if svc != "" && f.Get("From") == "" {
 		status = "accepted"
 	}
-	m := &SMS{srv: s, Sid: NewSID("SM"), From: from, To: to, Body: body, MessagingServiceSid: svc, StatusCallback: f.Get("StatusCallback")}
+	m := &SMS{srv: s, Sid: NewSID("SM"), From: from, To: to, Body: body, MessagingServiceSid: svc,
+		StatusCallback: f.Get("StatusCallback"), Received: received}
 	now := time.Now()
 	s.mu.Lock()
 	ph.inbox = append(ph.inbox, m)
 	ph.lastSender = from
 	s.notify()
+	hook := s.onSMS
 	s.mu.Unlock()
+	if hook != nil {
+		hook(m)
+	}
 	writeJSON(w, http.StatusCreated, map[string]any{
 		"sid": m.Sid, "account_sid": s.sid, "to": to, "from": from, "body": body, "status": status,
 		"messaging_service_sid": svc, "direction": "outbound-api", "num_segments": "1", "num_media": "0",

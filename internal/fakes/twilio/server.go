@@ -17,6 +17,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -52,6 +53,8 @@ type Server struct {
 	phones   map[string]*Phone
 	requests int
 	last     *Callback
+	onSMS    func(*SMS)
+	conns    int
 }
 
 // number is a phone number the account owns.
@@ -86,7 +89,15 @@ func New(t testing.TB, authToken string) *Server {
 		phones:   map[string]*Phone{},
 	}
 	s.numbers[DefaultFrom] = &number{sid: NewSID("PN"), phone: DefaultFrom, voice: true, sms: true}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serveAPI))
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serveAPI))
+	s.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.mu.Lock()
+			s.conns++
+			s.mu.Unlock()
+		}
+	}
+	s.srv.Start()
 	t.Cleanup(s.srv.Close)
 	return s
 }
@@ -166,6 +177,23 @@ func (s *Server) SetSMSURL(n, url string) {
 		return
 	}
 	s.t.Fatalf("faketwilio: SetSMSURL: %s is not owned by the account", n)
+}
+
+// Connections is how many connections clients opened to the API so far.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns
+}
+
+// OnMessage calls fn with every text the API accepts, after it reached the
+// phone's inbox and before the API answers the request that sent it (nil:
+// none). Tests use it to reply while the sender still waits for Twilio, and
+// benchmarks to time each text's arrival.
+func (s *Server) OnMessage(fn func(*SMS)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onSMS = fn
 }
 
 // FailNext makes the next n API requests fail with httpStatus and Twilio

@@ -3,6 +3,7 @@ package faketwilio
 import (
 	"net/url"
 	"strconv"
+	"time"
 )
 
 // SMS is a text the application sent through the fake.
@@ -14,6 +15,8 @@ type SMS struct {
 	MessagingServiceSid string
 	// StatusCallback is where delivery reports go, if anywhere.
 	StatusCallback string
+	// Received is when the API request creating the text arrived.
+	Received time.Time
 }
 
 // Delivered posts the "delivered" status callback.

@@ -1,0 +1,151 @@
+package boltstore
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// maxGroup bounds how many writes share one transaction, so one commit's
+// fsync and its callers' wait stay bounded in a storm.
+const maxGroup = 1000
+
+// groupCommit merges concurrent writes into shared transactions without
+// waiting for company: one committer takes every write queued, commits them
+// in one transaction, and meanwhile the writes that arrive queue for the next
+// commit. A lone write is committed as soon as the committer sees it (bbolt's
+// Batch instead holds every write for MaxBatchDelay, even with nobody else
+// writing); under load a commit carries everything that arrived during the
+// previous one's fsync.
+type groupCommit struct {
+	db *bolt.DB
+
+	mu      sync.Mutex
+	queue   []groupCall
+	wake    chan struct{} // capacity 1: the committer has work
+	done    chan struct{} // closed by stop
+	stopped chan struct{} // closed when the committer has returned
+}
+
+type groupCall struct {
+	fn  func(*bolt.Tx) error
+	err chan error // capacity 1
+}
+
+// errSolo tells a caller whose function failed inside a shared transaction to
+// run it again alone: its error may have come from its neighbours' writes,
+// and only its own transaction says which error is its own.
+var errSolo = errors.New("boltstore: run the write alone")
+
+func newGroupCommit(db *bolt.DB) *groupCommit {
+	g := &groupCommit{db: db, wake: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{})}
+	go g.run()
+	return g
+}
+
+// do runs fn in a shared durable transaction and returns once it committed
+// (nil) or failed (fn's own error, or the commit's).
+func (g *groupCommit) do(fn func(*bolt.Tx) error) error {
+	c := groupCall{fn: fn, err: make(chan error, 1)}
+	g.mu.Lock()
+	select {
+	case <-g.done:
+		g.mu.Unlock()
+		return bolt.ErrDatabaseNotOpen
+	default:
+	}
+	g.queue = append(g.queue, c)
+	g.mu.Unlock()
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+	err := <-c.err
+	if err == errSolo {
+		err = g.db.Update(func(tx *bolt.Tx) error { return safely(fn, tx) })
+	}
+	return err
+}
+
+// stop ends the committer; writes still queued fail.
+func (g *groupCommit) stop() {
+	g.mu.Lock()
+	select {
+	case <-g.done:
+	default:
+		close(g.done)
+	}
+	g.mu.Unlock()
+	<-g.stopped
+}
+
+func (g *groupCommit) run() {
+	defer close(g.stopped)
+	for {
+		select {
+		case <-g.done:
+			g.mu.Lock()
+			rest := g.queue
+			g.queue = nil
+			g.mu.Unlock()
+			for _, c := range rest {
+				c.err <- bolt.ErrDatabaseNotOpen
+			}
+			return
+		case <-g.wake:
+		}
+		for {
+			g.mu.Lock()
+			n := min(len(g.queue), maxGroup)
+			calls := g.queue[:n:n]
+			g.queue = g.queue[n:]
+			if len(g.queue) == 0 {
+				g.queue = nil // let the old backing array go
+			}
+			g.mu.Unlock()
+			if n == 0 {
+				break
+			}
+			g.commit(calls)
+		}
+	}
+}
+
+// commit runs calls in one transaction. A call that fails is taken out and
+// told to run alone; the rest run again without it.
+func (g *groupCommit) commit(calls []groupCall) {
+	for len(calls) > 0 {
+		failed := -1
+		err := g.db.Update(func(tx *bolt.Tx) error {
+			for i, c := range calls {
+				if err := safely(c.fn, tx); err != nil {
+					failed = i
+					return err
+				}
+			}
+			return nil
+		})
+		if failed >= 0 {
+			calls[failed].err <- errSolo
+			calls = append(calls[:failed], calls[failed+1:]...)
+			continue
+		}
+		for _, c := range calls {
+			c.err <- err
+		}
+		return
+	}
+}
+
+// safely runs fn, turning a panic into an error for its caller instead of
+// killing the committer that serves every writer.
+func safely(fn func(*bolt.Tx) error, tx *bolt.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic in a store write: %v", p)
+		}
+	}()
+	return fn(tx)
+}
