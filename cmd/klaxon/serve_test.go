@@ -276,7 +276,9 @@ func TestSlowWebhookSenderIsCutOff(t *testing.T) {
 // its base URL and a function that stops it and returns serve's result.
 func startServe(t *testing.T, data string, log *slog.Logger, hooks serveHooks) (string, func() error) {
 	t.Helper()
-	cfg, err := parseServe([]string{"--listen", "127.0.0.1:0", "--data", data, "--rota", filepath.Join(testtools.Root(), "rota.yaml")}, &bytes.Buffer{})
+	// These tests are about recovery and durability, not auth (the auth
+	// matrix covers that): no tokens.
+	cfg, err := parseServe([]string{"--listen", "127.0.0.1:0", "--data", data, "--rota", filepath.Join(testtools.Root(), "rota.yaml"), "--insecure-no-auth"}, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}

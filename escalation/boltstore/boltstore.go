@@ -147,6 +147,7 @@ func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
 		return err
 	}
 	if s.group == nil {
+		s.committed(bolt.ErrTxNotWritable) // a read-only store cannot take writes
 		return bolt.ErrTxNotWritable
 	}
 	start := time.Now()
