@@ -39,6 +39,9 @@ type Config struct {
 	OnExhausted func(inc Incident)
 	// BaseURL, if set, links pages back to the incident's API page.
 	BaseURL string
+	// Link, if set, makes the link a page carries instead (the web
+	// interface's signed link for the page's recipient); "" for none.
+	Link func(inc Incident, p PageRecord) string
 }
 
 // Engine walks incidents through their escalation policies. It records every
@@ -592,6 +595,9 @@ func (e *Engine) page(inc Incident, p PageRecord) notifiers.Page {
 	link := ""
 	if e.cfg.BaseURL != "" {
 		link = strings.TrimRight(e.cfg.BaseURL, "/") + fmt.Sprintf("/api/v1/incidents/%d", inc.ID)
+	}
+	if e.cfg.Link != nil {
+		link = e.cfg.Link(inc, p)
 	}
 	return notifiers.Page{
 		ID: p.ID, Kind: p.Kind, Incident: inc.ID, IncidentKey: inc.Key(), Channel: p.Channel, Recipient: p.Recipient,

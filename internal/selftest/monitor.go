@@ -61,6 +61,7 @@ type Monitor struct {
 	kickCoverage chan struct{}
 
 	heartbeats *prometheus.CounterVec
+	beat       HeartbeatStatus // guarded by mu
 }
 
 // New builds a Monitor and loads its durable state: a channel found down
