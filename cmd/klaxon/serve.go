@@ -21,6 +21,7 @@ import (
 	"github.com/klaxon-oncall/klaxon/internal/metrics"
 	"github.com/klaxon-oncall/klaxon/internal/selftest"
 	"github.com/klaxon-oncall/klaxon/internal/server"
+	"github.com/klaxon-oncall/klaxon/internal/web"
 	"github.com/klaxon-oncall/klaxon/notifiers"
 )
 
@@ -33,6 +34,8 @@ type serveConfig struct {
 	selftestInterval, watchdogTimeout                         time.Duration
 	selftestPolicy, watchdogMatcher, heartbeatURL             string
 	failuresToDown                                            int
+	webTokensFile                                             string
+	webLinkTTL, webSessionTTL                                 time.Duration
 }
 
 func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
@@ -59,6 +62,10 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		"selftest-failures": "KLAXON_SELFTEST_FAILURES", "watchdog-matcher": "KLAXON_WATCHDOG_MATCHER", "watchdog-timeout": "KLAXON_WATCHDOG_TIMEOUT"} {
 		env[k] = v
 	}
+	fs.StringVar(&c.webTokensFile, "web-tokens-file", "", "file of \"person-id token\" lines: each person's sign-in token for the web interface (env KLAXON_WEB_TOKENS_FILE)")
+	fs.DurationVar(&c.webLinkTTL, "web-link-ttl", web.DefaultLinkTTL, "how long the signed link in a page works (env KLAXON_WEB_LINK_TTL)")
+	fs.DurationVar(&c.webSessionTTL, "web-session-ttl", web.DefaultSessionTTL, "how long a web sign-in lasts (env KLAXON_WEB_SESSION_TTL)")
+	env["web-tokens-file"], env["web-link-ttl"], env["web-session-ttl"] = "KLAXON_WEB_TOKENS_FILE", "KLAXON_WEB_LINK_TTL", "KLAXON_WEB_SESSION_TTL"
 	hb := newSecret(fs, env, "heartbeat-url", "KLAXON_HEARTBEAT_URL", "URL fetched every minute so an outside monitor notices Klaxon's death")
 	wt := newSecret(fs, env, "webhook-token", "KLAXON_WEBHOOK_TOKEN", "bearer token Alertmanager must send")
 	at := newSecret(fs, env, "api-token", "KLAXON_API_TOKEN", "bearer token the API and CLI must send")
@@ -90,6 +97,9 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	}
 	if !isLoopback(c.listen) && (c.webhookToken == "" || c.apiToken == "") {
 		return nil, fmt.Errorf("refusing to listen on %s without both --webhook-token and --api-token: anyone who can reach it could open or acknowledge incidents (set them, or listen on 127.0.0.1)", c.listen)
+	}
+	if c.webLinkTTL < time.Minute || c.webSessionTTL < time.Minute {
+		return nil, fmt.Errorf("--web-link-ttl and --web-session-ttl must be at least a minute")
 	}
 	if c.maxBody < 1024 {
 		return nil, fmt.Errorf("--max-body %d is too small (at least 1024 bytes)", c.maxBody)
@@ -208,6 +218,29 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 	if err != nil {
 		return err
 	}
+	key, err := web.LoadKey(cfg.dataDir)
+	if err != nil {
+		return err
+	}
+	var tokens web.Tokens
+	if cfg.webTokensFile != "" {
+		tf, err := web.ReadTokenFile(cfg.webTokensFile)
+		if err != nil {
+			return err
+		}
+		tokens = tf
+	}
+	wb, err := web.New(web.Config{
+		Store: store, Actor: responder, Rota: rw.w, Signer: web.NewSigner(key), Tokens: tokens,
+		PublicURL: cfg.publicURL, LinkTTL: cfg.webLinkTTL, SessionTTL: cfg.webSessionTTL, Logger: log,
+		Health: func(context.Context) web.Health {
+			return web.Health{Report: mon.Status(), Heartbeat: mon.Heartbeat(),
+				Coverage: selftest.RotaCoverage(rw.w.Current(), time.Now(), selftest.DefaultCoverageHorizon, configured, mon.Usable)}
+		},
+	})
+	if err != nil {
+		return err
+	}
 	eng := escalation.New(escalation.Config{
 		Store:     store,
 		Rota:      rw.engineRota,
@@ -216,6 +249,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 		Evidence:  mon.Evidence,
 		Logger:    log,
 		BaseURL:   cfg.publicURL,
+		Link:      wb.Link,
 		OnPage: func(ch notifiers.Channel, result string, took time.Duration) {
 			m.Pages.WithLabelValues(string(ch), result).Inc()
 			m.PageSeconds.WithLabelValues(string(ch)).Observe(took.Seconds())
@@ -237,6 +271,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 	rw.mount(srv)
 	chans.mount(srv)
 	srv.Handle("GET /api/v1/channels", srv.ProtectAPI(mon.Handler()))
+	wb.Register(srv.Mux())
 
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
@@ -337,6 +372,15 @@ func (l *lateResponder) Respond(ctx context.Context, r notifiers.Response) (noti
 		return notifiers.Outcome{}, err
 	}
 	return e.Respond(ctx, r)
+}
+
+// ActAs implements web.Actor.
+func (l *lateResponder) ActAs(ctx context.Context, id uint64, action notifiers.Action, person, via, pageID string) (notifiers.Outcome, error) {
+	e, err := l.get()
+	if err != nil {
+		return notifiers.Outcome{}, err
+	}
+	return e.ActAs(ctx, id, action, person, via, pageID)
 }
 
 // Raise implements selftest.Alarmer.

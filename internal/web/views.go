@@ -301,7 +301,7 @@ type statusViewData struct {
 	HasHealth bool
 	StoreOK   bool
 	StoreErr  string
-	Counts    map[escalation.State]int
+	Counts    map[string]int
 }
 
 func (w *Web) statusView(ctx context.Context) statusViewData {
@@ -316,7 +316,12 @@ func (w *Web) statusView(ctx context.Context) statusViewData {
 	} else {
 		v.StoreOK = true
 	}
-	v.Counts, _ = w.cfg.Store.Counts(ctx)
+	v.Counts = map[string]int{}
+	if c, err := w.cfg.Store.Counts(ctx); err == nil {
+		for k, n := range c {
+			v.Counts[string(k)] = n
+		}
+	}
 	return v
 }
 
