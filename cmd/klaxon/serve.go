@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -36,6 +37,8 @@ type serveConfig struct {
 	failuresToDown                                            int
 	webTokensFile                                             string
 	webLinkTTL, webSessionTTL                                 time.Duration
+	webAuthHeader                                             string
+	webAuthProxies                                            []netip.Prefix
 }
 
 func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
@@ -66,6 +69,10 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.DurationVar(&c.webLinkTTL, "web-link-ttl", web.DefaultLinkTTL, "how long the signed link in a page works (env KLAXON_WEB_LINK_TTL)")
 	fs.DurationVar(&c.webSessionTTL, "web-session-ttl", web.DefaultSessionTTL, "how long a web sign-in lasts (env KLAXON_WEB_SESSION_TTL)")
 	env["web-tokens-file"], env["web-link-ttl"], env["web-session-ttl"] = "KLAXON_WEB_TOKENS_FILE", "KLAXON_WEB_LINK_TTL", "KLAXON_WEB_SESSION_TTL"
+	fs.StringVar(&c.webAuthHeader, "web-auth-header", "", "header an authenticating proxy sets to the signed-in person's email, e.g. X-Forwarded-Email; needs --web-auth-proxy (env KLAXON_WEB_AUTH_HEADER)")
+	var proxies string
+	fs.StringVar(&proxies, "web-auth-proxy", "", "comma-separated addresses or CIDR prefixes of the proxy whose --web-auth-header is believed (env KLAXON_WEB_AUTH_PROXY)")
+	env["web-auth-header"], env["web-auth-proxy"] = "KLAXON_WEB_AUTH_HEADER", "KLAXON_WEB_AUTH_PROXY"
 	hb := newSecret(fs, env, "heartbeat-url", "KLAXON_HEARTBEAT_URL", "URL fetched every minute so an outside monitor notices Klaxon's death")
 	wt := newSecret(fs, env, "webhook-token", "KLAXON_WEBHOOK_TOKEN", "bearer token Alertmanager must send")
 	at := newSecret(fs, env, "api-token", "KLAXON_API_TOKEN", "bearer token the API and CLI must send")
@@ -98,6 +105,12 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	if !isLoopback(c.listen) && (c.webhookToken == "" || c.apiToken == "") {
 		return nil, fmt.Errorf("refusing to listen on %s without both --webhook-token and --api-token: anyone who can reach it could open or acknowledge incidents (set them, or listen on 127.0.0.1)", c.listen)
 	}
+	if c.webAuthProxies, err = parseProxies(proxies); err != nil {
+		return nil, err
+	}
+	if (c.webAuthHeader == "") != (len(c.webAuthProxies) == 0) {
+		return nil, fmt.Errorf("--web-auth-header and --web-auth-proxy go together: the header is believed only from the proxy")
+	}
 	if c.webLinkTTL < time.Minute || c.webSessionTTL < time.Minute {
 		return nil, fmt.Errorf("--web-link-ttl and --web-session-ttl must be at least a minute")
 	}
@@ -105,6 +118,27 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		return nil, fmt.Errorf("--max-body %d is too small (at least 1024 bytes)", c.maxBody)
 	}
 	return c, nil
+}
+
+// parseProxies parses --web-auth-proxy: addresses and CIDR prefixes.
+func parseProxies(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if a, err := netip.ParseAddr(f); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("--web-auth-proxy: %q is not an address or CIDR prefix", f)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // isLoopback reports whether a listen address only accepts local connections.
@@ -233,6 +267,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 	wb, err := web.New(web.Config{
 		Store: store, Actor: responder, Rota: rw.w, Signer: web.NewSigner(key), Tokens: tokens,
 		PublicURL: cfg.publicURL, LinkTTL: cfg.webLinkTTL, SessionTTL: cfg.webSessionTTL, Logger: log,
+		AuthHeader: cfg.webAuthHeader, TrustedProxies: cfg.webAuthProxies,
 		Health: func(context.Context) web.Health {
 			return web.Health{Report: mon.Status(), Heartbeat: mon.Heartbeat(),
 				Coverage: selftest.RotaCoverage(rw.w.Current(), time.Now(), selftest.DefaultCoverageHorizon, configured, mon.Usable)}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -40,6 +41,15 @@ func TestParseServe(t *testing.T) {
 				t.Errorf("defaults %+v", c)
 			}
 		}},
+		{name: "web auth header without proxy", args: []string{"--web-auth-header", "X-Forwarded-Email"}, wantErr: "go together"},
+		{name: "web auth proxy without header", env: map[string]string{"KLAXON_WEB_AUTH_PROXY": "127.0.0.1"}, wantErr: "go together"},
+		{name: "web auth proxy malformed", args: []string{"--web-auth-header", "X-Email", "--web-auth-proxy", "10.0.0.0/33"}, wantErr: `"10.0.0.0/33" is not an address`},
+		{name: "web auth proxies", args: []string{"--web-auth-header", "X-Email"}, env: map[string]string{"KLAXON_WEB_AUTH_PROXY": "127.0.0.1, 10.1.2.3/8,::1"}, check: func(t *testing.T, c *serveConfig) {
+			if got := fmt.Sprint(c.webAuthProxies); c.webAuthHeader != "X-Email" || got != "[127.0.0.1/32 10.0.0.0/8 ::1/128]" {
+				t.Errorf("header %q, proxies %s", c.webAuthHeader, got)
+			}
+		}},
+		{name: "web link ttl too short", args: []string{"--web-link-ttl", "1s"}, wantErr: "at least a minute"},
 		{name: "env fills flags", env: map[string]string{"KLAXON_LISTEN": "127.0.0.1:1234", "KLAXON_DATA": "/var/lib/klaxon"}, check: func(t *testing.T, c *serveConfig) {
 			if c.listen != "127.0.0.1:1234" || c.dataDir != "/var/lib/klaxon" {
 				t.Errorf("env not applied: %+v", c)

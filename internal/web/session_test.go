@@ -3,6 +3,7 @@ package web
 import (
 	"bufio"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/klaxon-oncall/klaxon/escalation"
+	"github.com/klaxon-oncall/klaxon/escalation/boltstore"
+	"github.com/klaxon-oncall/klaxon/escalation/rota"
 )
 
 func TestEveryPageNeedsASession(t *testing.T) {
@@ -364,5 +367,58 @@ func TestTokenFile(t *testing.T) {
 				t.Fatal("the token is in the error")
 			}
 		})
+	}
+}
+
+func TestTrustedProxyHeader(t *testing.T) {
+	const hdr = "X-Forwarded-Email"
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	elsewhere := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	tests := []struct {
+		name    string
+		proxies []netip.Prefix
+		email   string
+		ok      bool
+	}{
+		{"from the proxy", loopback, "bob@example.org", true},
+		{"case-insensitive", loopback, "BOB@Example.org", true},
+		{"not from the proxy", elsewhere, "bob@example.org", false},
+		{"email of nobody on the rota", loopback, "mallory@example.org", false},
+		{"no header", loopback, "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, func(c *Config) { c.AuthHeader, c.TrustedProxies = hdr, tc.proxies })
+			y := strings.Replace(testRota, `bob:   {name: Bob Baker, phone: "+15555550102"}`, `bob:   {name: Bob Baker, phone: "+15555550102", email: bob@example.org}`, 1)
+			if err := os.WriteFile(f.rotaPath, []byte(y), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.watcher.Reload(); err != nil {
+				t.Fatal(err)
+			}
+			f.fire("g1")
+			h := map[string]string{}
+			if tc.email != "" {
+				h[hdr] = tc.email
+			}
+			r := f.do("GET", "/", nil, "", h)
+			if got := r.code == 200; got != tc.ok {
+				t.Fatalf("GET / with %s: %d", hdr, r.code)
+			}
+			if !tc.ok {
+				return
+			}
+			csrf := csrfField.FindStringSubmatch(r.body)[1]
+			if r := f.do("POST", "/incidents/1/ack", url.Values{"csrf": {csrf}}, "", h); r.code != http.StatusSeeOther {
+				t.Fatalf("ack: %d %s", r.code, r.body)
+			}
+			inc, _ := f.store.Incident(t.Context(), 1)
+			if inc.AckedBy != "Bob Baker" || inc.AckedVia != "web" {
+				t.Fatalf("acknowledged by %q via %q", inc.AckedBy, inc.AckedVia)
+			}
+		})
+	}
+	if _, err := New(Config{Store: &boltstore.Store{}, Actor: &lateActor{}, Rota: &rota.Watcher{}, Signer: NewSigner(nil), AuthHeader: hdr}); err == nil {
+		t.Fatal("a trusted header without proxy addresses was accepted")
 	}
 }

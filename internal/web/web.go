@@ -21,6 +21,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -88,6 +89,12 @@ type Config struct {
 	LinkTTL time.Duration
 	// SessionTTL is how long a sign-in lasts (default DefaultSessionTTL).
 	SessionTTL time.Duration
+	// AuthHeader, if set, names a header an authenticating proxy sets to the
+	// signed-in person's email (oauth2-proxy's X-Forwarded-Email). It is
+	// believed only on connections from TrustedProxies, and maps to the rota
+	// person with that email.
+	AuthHeader     string
+	TrustedProxies []netip.Prefix
 	// LiveInterval is how often the event stream looks for changes (default 1s).
 	LiveInterval time.Duration
 	Now          func() time.Time
@@ -107,6 +114,9 @@ type Web struct {
 func New(cfg Config) (*Web, error) {
 	if cfg.Store == nil || cfg.Actor == nil || cfg.Rota == nil || cfg.Signer == nil {
 		return nil, errors.New("web: Store, Actor, Rota and Signer are required")
+	}
+	if cfg.AuthHeader != "" && len(cfg.TrustedProxies) == 0 {
+		return nil, errors.New("web: a trusted sign-in header needs the proxy's addresses")
 	}
 	if cfg.LinkTTL <= 0 {
 		cfg.LinkTTL = DefaultLinkTTL
@@ -223,7 +233,7 @@ func (w *Web) session(h func(http.ResponseWriter, *http.Request, viewer)) http.H
 func (w *Web) viewer(r *http.Request) (viewer, bool) {
 	c, err := r.Cookie(SessionCookie)
 	if err != nil {
-		return viewer{}, false
+		return w.proxyViewer(r)
 	}
 	id, ok := w.cfg.Signer.verifySession(c.Value, w.cfg.Now())
 	if !ok {
@@ -234,6 +244,35 @@ func (w *Web) viewer(r *http.Request) (viewer, bool) {
 		return viewer{}, false // no longer on the rota
 	}
 	return viewer{Person: p, cookie: c.Value}, true
+}
+
+// proxyViewer believes the trusted header only from the proxy's addresses.
+func (w *Web) proxyViewer(r *http.Request) (viewer, bool) {
+	if w.cfg.AuthHeader == "" {
+		return viewer{}, false
+	}
+	email := r.Header.Get(w.cfg.AuthHeader)
+	if email == "" || len(email) > 254 {
+		return viewer{}, false
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return viewer{}, false
+	}
+	addr := ap.Addr().Unmap()
+	trusted := false
+	for _, pfx := range w.cfg.TrustedProxies {
+		trusted = trusted || pfx.Contains(addr)
+	}
+	if !trusted {
+		return viewer{}, false
+	}
+	p, ok := w.cfg.Rota.Current().PersonByEmail(email)
+	if !ok {
+		return viewer{}, false
+	}
+	// Forms are bound to the person: the CSRF token is made from this.
+	return viewer{Person: p, cookie: "proxy\x00" + p.ID}, true
 }
 
 // sameOrigin refuses a state-changing request another site's page made:
