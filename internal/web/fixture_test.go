@@ -69,7 +69,7 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 // fixture is the web interface on a real store, engine and rota, behind a
 // loopback server, paging through a recording SMS channel.
 type fixture struct {
-	t        *testing.T
+	t        testing.TB
 	web      *Web
 	srv      *httptest.Server
 	store    *boltstore.Store
@@ -81,7 +81,7 @@ type fixture struct {
 	client   *http.Client
 }
 
-func newFixture(t *testing.T, mod func(*Config)) *fixture {
+func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := boltstore.Open(filepath.Join(dir, "data"), boltstore.Options{NoSync: true})

@@ -2,6 +2,7 @@ package web
 
 import (
 	"bufio"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -421,4 +422,24 @@ func TestTrustedProxyHeader(t *testing.T) {
 	if _, err := New(Config{Store: &boltstore.Store{}, Actor: &lateActor{}, Rota: &rota.Watcher{}, Signer: NewSigner(nil), AuthHeader: hdr}); err == nil {
 		t.Fatal("a trusted header without proxy addresses was accepted")
 	}
+}
+
+func TestAStormOfIncidentsStaysUnder100KB(t *testing.T) {
+	f := newFixture(t, nil)
+	for i := range listLimit {
+		f.fire(fmt.Sprint("storm-", i))
+	}
+	alice := f.signIn(aliceToken)
+	total := 0
+	for _, p := range []string{"/static/app.css", "/static/live.js"} {
+		total += len(f.do("GET", p, nil, "", nil).body)
+	}
+	r := f.do("GET", "/", nil, alice, nil)
+	if n := strings.Count(r.body, `class="card"`); r.code != 200 || n != listLimit {
+		t.Fatalf("%d, %d incidents listed", r.code, n)
+	}
+	if total += len(r.body); total > 100<<10 {
+		t.Fatalf("the list of %d incidents weighs %d bytes with its style sheet and script", listLimit, total)
+	}
+	t.Logf("%d incidents: %d bytes with assets", listLimit, total)
 }
