@@ -313,6 +313,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 		return fmt.Errorf("listening on %s: %w", cfg.listen, err)
 	}
 	hs := httpServer(srv, log, defaultTimeouts)
+	hs.RegisterOnShutdown(wb.Close) // browsers' event streams would hold a graceful shutdown
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup

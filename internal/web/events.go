@@ -101,6 +101,8 @@ func (w *Web) events(rw http.ResponseWriter, r *http.Request, v viewer) {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-w.closing:
+			return
 		case <-tick.C:
 			quiet += w.cfg.LiveInterval
 		}

@@ -285,6 +285,16 @@ func TestEventStreamSaysWhenTheListChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectChange("an acknowledgement")
+	// Close (a graceful shutdown) ends the stream.
+	f.web.Close()
+	deadline := time.After(10 * time.Second)
+	for open := true; open; {
+		select {
+		case _, open = <-lines:
+		case <-deadline:
+			t.Fatal("the event stream outlived Close")
+		}
+	}
 	// The fragment the script fetches shows the new incident.
 	if r := f.do("GET", "/?part=list", nil, alice, nil); !strings.Contains(r.body, `id="incident-2"`) || strings.Contains(r.body, "<html") {
 		t.Fatalf("list fragment:\n%s", r.body)

@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/klaxon-oncall/klaxon/escalation"
@@ -108,7 +109,14 @@ type Web struct {
 	pages  map[string]*template.Template
 	secure bool
 	base   string
+
+	closeOnce sync.Once
+	closing   chan struct{} // closed by Close: event streams end
 }
+
+// Close ends every open event stream, so a graceful shutdown need not wait
+// for browsers to hang up. Register it with http.Server.RegisterOnShutdown.
+func (w *Web) Close() { w.closeOnce.Do(func() { close(w.closing) }) }
 
 // New builds the web interface.
 func New(cfg Config) (*Web, error) {
@@ -133,7 +141,7 @@ func New(cfg Config) (*Web, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	w := &Web{cfg: cfg, log: cfg.Logger, base: strings.TrimRight(cfg.PublicURL, "/")}
+	w := &Web{cfg: cfg, log: cfg.Logger, base: strings.TrimRight(cfg.PublicURL, "/"), closing: make(chan struct{})}
 	if w.base != "" {
 		u, err := url.Parse(w.base)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
