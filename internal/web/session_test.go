@@ -287,7 +287,7 @@ func TestEventStreamSaysWhenTheListChanges(t *testing.T) {
 	expectChange("an acknowledgement")
 	// Close (a graceful shutdown) ends the stream.
 	f.web.Close()
-	deadline := time.After(10 * time.Second)
+	deadline := time.After(3 * time.Second) // well before the client's own 10s timeout
 	for open := true; open; {
 		select {
 		case _, open = <-lines:
