@@ -208,6 +208,14 @@ func TestWebPagesLiveAndStatus(t *testing.T) {
 		t.Fatal("the page reloaded instead of updating live")
 	}
 	screenshot(t, ctx, "incidents")
+	// A phone in dark mode gets a dark page.
+	run(t, ctx, "dark mode", colorScheme("dark"))
+	bg := get(t, ctx, "background", chromedp.Evaluate[string](`getComputedStyle(document.body).backgroundColor`))
+	if bg != "rgb(15, 17, 21)" {
+		t.Fatalf("in dark mode the page's background is %s", bg)
+	}
+	screenshot(t, ctx, "incidents-dark")
+	run(t, ctx, "light mode", colorScheme("light"))
 
 	for _, p := range []struct{ path, name, wait string }{
 		{"/incidents/1", "incident", "table.pages"},
