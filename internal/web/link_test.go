@@ -198,6 +198,7 @@ func TestLinkPOSTNeedsItsCSRFTokenAndSameSite(t *testing.T) {
 		{"another link's csrf", url.Values{"csrf": {other}, "action": {"ack"}}, nil, 403},
 		{"cross-site fetch", url.Values{"csrf": {good}, "action": {"ack"}}, map[string]string{"Sec-Fetch-Site": "cross-site"}, 403},
 		{"foreign origin", url.Values{"csrf": {good}, "action": {"ack"}}, map[string]string{"Origin": "https://evil.example"}, 403},
+		{"origin with the public URL's host but another port", url.Values{"csrf": {good}, "action": {"ack"}}, map[string]string{"Origin": "http://127.0.0.1:1"}, 403},
 		{"unknown action", url.Values{"csrf": {good}, "action": {"delete"}}, nil, 400},
 		{"no action", url.Values{"csrf": {good}}, nil, 400},
 		{"oversized form", url.Values{"csrf": {good}, "action": {"ack"}, "pad": {strings.Repeat("x", 8000)}}, nil, 403},
@@ -212,5 +213,20 @@ func TestLinkPOSTNeedsItsCSRFTokenAndSameSite(t *testing.T) {
 	}
 	if s2, n2 := f.snapshot(id); s2 != state || n2 != n {
 		t.Fatalf("refused POSTs changed the incident: %s/%d → %s/%d", state, n, s2, n2)
+	}
+}
+
+func TestOriginOfThePublicURLBehindAProxyIsAccepted(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.PublicURL = "https://klaxon.example.org" })
+	id := f.fire("g1")
+	path := linkPath(t, f.linkFor("alice"))
+	// The proxy passed its own Host; the browser's Origin is the public URL's.
+	r := f.do("POST", path, url.Values{"csrf": {f.csrf(path, "")}, "action": {"ack"}}, "",
+		map[string]string{"Origin": "https://klaxon.example.org", "Sec-Fetch-Site": "same-origin"})
+	if r.code != http.StatusSeeOther {
+		t.Fatalf("%d %s", r.code, r.body)
+	}
+	if s, _ := f.snapshot(id); s != escalation.Acknowledged {
+		t.Fatalf("state %s", s)
 	}
 }

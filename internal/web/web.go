@@ -109,6 +109,8 @@ type Web struct {
 	pages  map[string]*template.Template
 	secure bool
 	base   string
+	// publicHost is the public URL's host[:port].
+	publicHost string
 
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close: event streams end
@@ -147,7 +149,7 @@ func New(cfg Config) (*Web, error) {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, errors.New("web: the public URL must be an http or https URL")
 		}
-		w.secure = u.Scheme == "https"
+		w.secure, w.publicHost = u.Scheme == "https", u.Host
 	}
 	var err error
 	if w.pages, err = parseTemplates(); err != nil {
@@ -284,8 +286,9 @@ func (w *Web) proxyViewer(r *http.Request) (viewer, bool) {
 }
 
 // sameOrigin refuses a state-changing request another site's page made:
-// browsers say so in Sec-Fetch-Site and Origin.
-func sameOrigin(r *http.Request) bool {
+// browsers say so in Sec-Fetch-Site and Origin. The Origin may name the
+// request's Host or the public URL's (a proxy may rewrite Host).
+func (w *Web) sameOrigin(r *http.Request) bool {
 	switch r.Header.Get("Sec-Fetch-Site") {
 	case "", "same-origin", "none":
 	default:
@@ -293,7 +296,7 @@ func sameOrigin(r *http.Request) bool {
 	}
 	if o := r.Header.Get("Origin"); o != "" && o != "null" {
 		u, err := url.Parse(o)
-		if err != nil || u.Host != r.Host {
+		if err != nil || (u.Host != r.Host && (w.publicHost == "" || u.Host != w.publicHost)) {
 			return false
 		}
 	}
@@ -360,7 +363,7 @@ type signinView struct {
 }
 
 func (w *Web) signin(rw http.ResponseWriter, r *http.Request) {
-	if !sameOrigin(r) {
+	if !w.sameOrigin(r) {
 		w.fail(rw, r, http.StatusForbidden, "Refused", "This form was sent from another site.")
 		return
 	}
@@ -390,7 +393,7 @@ func (w *Web) signin(rw http.ResponseWriter, r *http.Request) {
 }
 
 func (w *Web) signout(rw http.ResponseWriter, r *http.Request, v viewer) {
-	if !parseForm(rw, r) || !sameOrigin(r) || !w.cfg.Signer.csrfOK(v.cookie, r.PostForm.Get("csrf")) {
+	if !parseForm(rw, r) || !w.sameOrigin(r) || !w.cfg.Signer.csrfOK(v.cookie, r.PostForm.Get("csrf")) {
 		w.fail(rw, r, http.StatusForbidden, "Refused", "This form is stale or came from another site. Reload the page and try again.")
 		return
 	}
@@ -443,7 +446,7 @@ func (w *Web) linkAct(rw http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !parseForm(rw, r) || !sameOrigin(r) || !w.cfg.Signer.csrfOK(r.PathValue("token"), r.PostForm.Get("csrf")) {
+	if !parseForm(rw, r) || !w.sameOrigin(r) || !w.cfg.Signer.csrfOK(r.PathValue("token"), r.PostForm.Get("csrf")) {
 		w.fail(rw, r, http.StatusForbidden, "Refused", "This form is stale or came from another site. Open the link again.")
 		return
 	}
@@ -459,7 +462,7 @@ func (w *Web) act(rw http.ResponseWriter, r *http.Request, v viewer) {
 		w.fail(rw, r, http.StatusNotFound, "No such incident", "Incident numbers are positive whole numbers.")
 		return
 	}
-	if !parseForm(rw, r) || !sameOrigin(r) || !w.cfg.Signer.csrfOK(v.cookie, r.PostForm.Get("csrf")) {
+	if !parseForm(rw, r) || !w.sameOrigin(r) || !w.cfg.Signer.csrfOK(v.cookie, r.PostForm.Get("csrf")) {
 		w.fail(rw, r, http.StatusForbidden, "Refused", "This form is stale or came from another site. Reload the page and try again.")
 		return
 	}
