@@ -244,3 +244,57 @@ func TestSlowWebhookSenderIsCutOff(t *testing.T) {
 		t.Fatalf("a stalled webhook stored %d incidents", len(list))
 	}
 }
+
+func TestServeRefusesBadWebSetup(t *testing.T) {
+	rota := filepath.Join(testtools.Root(), "rota.yaml")
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens")
+	long := secretValue + "-0123456789abcdefghij"
+	os.WriteFile(tokens, []byte("alice "+long+"\nbob "+long+"\n"), 0o600)
+	leaky := t.TempDir()
+	os.WriteFile(filepath.Join(leaky, "web.key"), make([]byte, 32), 0o644)
+	os.Chmod(filepath.Join(leaky, "web.key"), 0o644)
+	tests := []struct {
+		name, data string
+		args       []string
+		want       string
+	}{
+		{"duplicate token", t.TempDir(), []string{"--web-tokens-file", tokens}, "tokens:2: this token is already given"},
+		{"missing tokens file", t.TempDir(), []string{"--web-tokens-file", filepath.Join(dir, "nope")}, "no such file"},
+		{"signing key readable by others", leaky, nil, "readable by others"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parseServe(append([]string{"--listen", "127.0.0.1:0", "--data", tc.data, "--rota", rota}, tc.args...), &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			err = serve(context.Background(), cfg, slog.New(slog.NewJSONHandler(&logs, nil)), nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("serve: %v, want %q", err, tc.want)
+			}
+			if strings.Contains(err.Error()+logs.String(), secretValue) {
+				t.Fatal("a sign-in token is in the error or the log")
+			}
+		})
+	}
+	// A fresh data directory gets a private signing key.
+	data := t.TempDir()
+	cfg, _ := parseServe([]string{"--listen", "127.0.0.1:0", "--data", data, "--rota", rota}, &bytes.Buffer{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	ready := make(chan struct{})
+	go func() { done <- serve(ctx, cfg, slog.New(slog.DiscardHandler), func(string) { close(ready) }) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	fi, err := os.Stat(filepath.Join(data, "web.key"))
+	if err != nil || fi.Mode().Perm() != 0o600 || fi.Size() != 32 {
+		t.Fatalf("web.key: %v %v", fi, err)
+	}
+	cancel()
+	<-done
+}
