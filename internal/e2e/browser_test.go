@@ -52,6 +52,18 @@ func browser(t *testing.T) context.Context {
 	return ctx
 }
 
+// fitsAt360 fails the test if the page scrolls sideways on a 360 px wide
+// phone (the narrowest the interface is made for), then restores the viewport.
+func fitsAt360(t *testing.T, ctx context.Context, page string) {
+	t.Helper()
+	run(t, ctx, "narrow the phone", chromedp.EmulateViewport(360, 740))
+	w := get(t, ctx, "page width", chromedp.Evaluate[int](`document.documentElement.scrollWidth`))
+	run(t, ctx, "restore the phone", chromedp.EmulateViewport(viewW, viewH))
+	if w > 360 {
+		t.Errorf("%s is %dpx wide on a 360px phone: it scrolls sideways", page, w)
+	}
+}
+
 // colorScheme makes the page see prefers-color-scheme: scheme ("dark", "light").
 func colorScheme(scheme string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {

@@ -113,6 +113,7 @@ func TestWebLinkFromATextAcknowledges(t *testing.T) {
 		t.Fatalf("the page is %dpx wide on a %dpx phone: it scrolls sideways", scrollW, viewW)
 	}
 	screenshot(t, ctx, "link")
+	fitsAt360(t, ctx, "the link page")
 	if after := getIncident(t, k, 1); after.State != "open" || answers(after) != 0 {
 		t.Fatalf("GETs of the link changed the incident: %s, timeline:\n%s", after.State, textOf(after))
 	}
@@ -208,6 +209,7 @@ func TestWebPagesLiveAndStatus(t *testing.T) {
 		t.Fatal("the page reloaded instead of updating live")
 	}
 	screenshot(t, ctx, "incidents")
+	fitsAt360(t, ctx, "/")
 	// A phone in dark mode gets a dark page.
 	run(t, ctx, "dark mode", colorScheme("dark"))
 	bg := get(t, ctx, "background", chromedp.Evaluate[string](`getComputedStyle(document.body).backgroundColor`))
@@ -228,6 +230,7 @@ func TestWebPagesLiveAndStatus(t *testing.T) {
 			t.Errorf("%s is %dpx wide on a %dpx phone", p.path, scrollW, viewW)
 		}
 		screenshot(t, ctx, p.name)
+		fitsAt360(t, ctx, p.path)
 	}
 	run(t, ctx, "open /oncall", chromedp.Navigate(k.URL()+"/oncall"))
 	oncall := get(t, ctx, "read on call", chromedp.Text(chromedp.CSS(`main`)))
@@ -244,6 +247,7 @@ func TestWebPagesLiveAndStatus(t *testing.T) {
 		return strings.Contains(status, "down") && strings.Contains(status, "suspended"), "sms on the status page: " + status
 	})
 	screenshot(t, ctx, "status")
+	fitsAt360(t, ctx, "/status")
 	if strings.Contains(k.Logs(), aliceWebToken) {
 		t.Fatal("the sign-in token is in Klaxon's log")
 	}
