@@ -20,14 +20,14 @@ func TestRunRoute(t *testing.T) {
 	}{
 		{"critical at Christmas", []string{"--labels", "alertname=DiskFull,severity=critical", "--at", "2026-12-26 03:00", "--rota", files["rota.yaml"]}, 0, []string{
 			`Labels {alertname="DiskFull", severity="critical"} at Sat 2026-12-26 03:00 GMT`,
-			"Route:  routes[1] at " + files["rota.yaml"] + ":148, default route (no match)",
+			"Route:  routes[1] at " + files["rota.yaml"] + ":157, default route (no match)",
 			"Policy: default (4 steps, repeat 1, ack_timeout 4h)",
 			"1         on-call of primary     matrix         5m    Dave Diaz (dave) on matrix",
 			"4         on-call of secondary   matrix, phone  10m   Alice Archer (alice) on matrix, phone",
 			"fallback  everyone in secondary  every channel  -     Dave Diaz (dave) on matrix, pagerduty, phone, sms; Carol Chen (carol) on matrix, pagerduty, phone, sms; Alice Archer (alice) on matrix, pagerduty, phone, sms; Bob Baker (bob) on matrix, pagerduty, phone, sms",
 		}, nil},
 		{"warning now", []string{"--labels", "severity=warning", "--rota", files["rota.yaml"]}, 0, []string{
-			"Route:  routes[0] at " + files["rota.yaml"] + `:146, match [severity=~"warning|info"]`,
+			"Route:  routes[0] at " + files["rota.yaml"] + `:155, match [severity=~"warning|info"]`,
 			"1     on-call of primary    matrix  30m   Bob Baker (bob) on matrix", // rotaTestNow: 2026-12-20
 		}, nil},
 		{"before the rota starts nobody is paged", []string{"--labels", "severity=info", "--at", "2025-06-01", "--rota", files["rota.yaml"]}, 0, []string{
@@ -36,7 +36,7 @@ func TestRunRoute(t *testing.T) {
 		{"labels required", []string{"--rota", files["rota.yaml"]}, 2, nil, []string{"--labels is required"}},
 		{"malformed labels", []string{"--labels", "severity", "--rota", files["rota.yaml"]}, 2, nil, []string{`--labels: "severity" is not k=v`}},
 		{"malformed time", []string{"--labels", "a=b", "--at", "soon", "--rota", files["rota.yaml"]}, 2, nil, []string{`--at: invalid time "soon"`}},
-		{"invalid rota", []string{"--labels", "a=b", "--rota", files["broken.yaml"]}, 1, nil, []string{`broken.yaml:147:13: routes[0].policy: unknown policy "lo"`}},
+		{"invalid rota", []string{"--labels", "a=b", "--rota", files["broken.yaml"]}, 1, nil, []string{`broken.yaml:156:13: routes[0].policy: unknown policy "lo"`}},
 		{"missing rota", []string{"--labels", "a=b", "--rota", files["rota.yaml"] + ".missing"}, 1, nil, []string{"no such file"}},
 		{"stray argument", []string{"--labels", "a=b", "extra"}, 2, nil, []string{`unexpected argument "extra"`}},
 	}

@@ -65,12 +65,12 @@ func TestPagerDutyReplayAndForgery(t *testing.T) {
 	pd.SetWebhook(k.URL()+"/webhook/pagerduty", secret)
 	fire(t, k, "pd-forgery")
 	harness.Eventually(t, defaultWait, func() (bool, string) {
-		_, ok := pd.Incident("klaxon-1")
-		return ok, "no PagerDuty incident yet"
+		return pdKey(pd, 1) != "", "no PagerDuty incident yet"
 	})
+	key := pdKey(pd, 1) // "klaxon-<installation>-1"
 
 	// A PagerDuty user who is not on the rota acknowledges: recorded, not taken.
-	if d, err := pd.Acknowledge("klaxon-1", "PMALLORY"); err != nil || d.Status != 202 {
+	if d, err := pd.Acknowledge(key, "PMALLORY"); err != nil || d.Status != 202 {
 		t.Fatalf("stranger's ack delivery: %+v %v", d, err)
 	}
 	inc := getIncident(t, k, 1)
@@ -82,7 +82,7 @@ func TestPagerDutyReplayAndForgery(t *testing.T) {
 	})
 
 	// Alice, named by email in rota.yaml, acknowledges with her user id.
-	ack, err := pd.Acknowledge("klaxon-1", "PALICE1")
+	ack, err := pd.Acknowledge(key, "PALICE1")
 	if err != nil || ack.Status != 202 {
 		t.Fatalf("alice's ack delivery: %+v %v", ack, err)
 	}
@@ -123,7 +123,7 @@ func TestPagerDutyReplayAndForgery(t *testing.T) {
 	}
 	// An old (2h) but correctly signed event is ignored.
 	pd.SetClock(func() time.Time { return time.Now().Add(-2 * time.Hour) })
-	if d, err := pd.Acknowledge("klaxon-1", "PALICE1"); err != nil || d.Status != 202 {
+	if d, err := pd.Acknowledge(key, "PALICE1"); err != nil || d.Status != 202 {
 		t.Fatalf("old event delivery: %+v %v", d, err)
 	}
 	if inc := getIncident(t, k, 1); inc.State != "open" {

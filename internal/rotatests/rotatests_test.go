@@ -95,7 +95,7 @@ func TestRunReportsEachFailure(t *testing.T) {
     labels: {severity: info}
     policy: default
     steps: [{dave: matrix}]
-`, []Failure{{Pos: "t.yaml:5", What: "policy", Want: "default", Got: "low (routes[0], " + r.Source + ":146)"}}},
+`, []Failure{{Pos: "t.yaml:5", What: "policy", Want: "default", Got: "low (routes[0], " + r.Source + ":155)"}}},
 		{"wrong person and channels", `
   - name: c
     at: 2026-12-26 03:00
