@@ -53,6 +53,11 @@ type Config struct {
 	// on success). Failures about that person alone (invalid number, STOP)
 	// go only here, never to Evidence: they feed the coverage check.
 	OnRecipient func(person string, ch notifiers.Channel, err error)
+	// Link, if set, makes the link a page carries instead (the web
+	// interface's signed link for the page's recipient); "" for none. It
+	// gets the local page record: a link names the local page id (the one
+	// the store keeps and ActAs takes), never the channel's external one.
+	Link func(inc Incident, p PageRecord) string
 }
 
 // Engine walks incidents through their escalation policies. It records every
@@ -878,6 +883,9 @@ func (e *Engine) page(inc Incident, p PageRecord) notifiers.Page {
 	link := ""
 	if e.cfg.BaseURL != "" {
 		link = strings.TrimRight(e.cfg.BaseURL, "/") + fmt.Sprintf("/api/v1/incidents/%d", inc.ID)
+	}
+	if e.cfg.Link != nil {
+		link = e.cfg.Link(inc, p)
 	}
 	return notifiers.Page{
 		ID: e.externalPageID(p.ID), Kind: p.Kind, Incident: inc.ID, IncidentKey: e.key(inc.ID), Channel: p.Channel, Recipient: p.Recipient,

@@ -103,12 +103,20 @@ type world struct {
 	rec   map[notifiers.Channel]*recorder.Recorder
 	eng   *escalation.Engine
 	dir   string
+	// tweak, if set, adjusts the engine's Config before each open.
+	tweak func(*escalation.Config)
 }
 
 func newWorld(t testing.TB, p *escalation.Policy) *world {
 	t.Helper()
+	return newWorldWith(t, p, nil)
+}
+
+// newWorldWith is newWorld with tweak adjusting the engine's Config.
+func newWorldWith(t testing.TB, p *escalation.Policy, tweak func(*escalation.Config)) *world {
+	t.Helper()
 	w := &world{t: t, ctx: context.Background(), clock: escalation.NewFakeClock(t0), rota: newRota(p), dir: t.TempDir(),
-		rec: map[notifiers.Channel]*recorder.Recorder{}}
+		rec: map[notifiers.Channel]*recorder.Recorder{}, tweak: tweak}
 	for _, c := range notifiers.Channels {
 		w.rec[c] = recorder.New(c)
 	}
@@ -127,7 +135,11 @@ func (w *world) open() {
 	for _, c := range notifiers.Channels {
 		chans = append(chans, w.rec[c])
 	}
-	w.eng = escalation.New(escalation.Config{Store: s, Rota: func() escalation.Rota { return w.rota }, Notifiers: chans, Clock: w.clock, Inline: true})
+	cfg := escalation.Config{Store: s, Rota: func() escalation.Rota { return w.rota }, Notifiers: chans, Clock: w.clock, Inline: true}
+	if w.tweak != nil {
+		w.tweak(&cfg)
+	}
+	w.eng = escalation.New(cfg)
 	w.t.Cleanup(func() { s.Close() })
 }
 

@@ -24,6 +24,11 @@ const (
 	SMS       Channel = "sms"
 )
 
+// Web names actions taken in Klaxon's own web interface (a signed link or a
+// signed-in person) as the timeline records them. It is not a delivery
+// channel: no policy can name it and Valid reports false.
+const Web Channel = "web"
+
 // Channels lists every known channel in the order a default policy tries them.
 var Channels = []Channel{Matrix, PagerDuty, Phone, SMS}
 

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	fakepd "github.com/klaxon-oncall/klaxon/internal/fakes/pagerduty"
 	faketwilio "github.com/klaxon-oncall/klaxon/internal/fakes/twilio"
 	"github.com/klaxon-oncall/klaxon/internal/testtools"
+	"github.com/klaxon-oncall/klaxon/internal/web"
 )
 
 // Credentials of the auth matrix's server.
@@ -46,6 +48,8 @@ var credNames = [...]string{"none", "wrong", "right", "another purpose"}
 type probe struct {
 	build func(t *testing.T, base string, c cred) *http.Request
 	want  [4]int
+	// stream: the answer is an endless stream; only its status is read.
+	stream bool
 }
 
 // TestAuthMatrix walks every route the running server registered and calls
@@ -126,6 +130,64 @@ func TestAuthMatrix(t *testing.T) {
 	public := func(path string, ok int) probe {
 		return bearerProbe("GET", path, nil, amAPIToken, amWebhookToken, [4]int{ok, ok, ok, ok})
 	}
+	// The web interface: a session made by signing in with alice's API token
+	// (a cookie, and its CSRF token from a page's form), and a signed link of
+	// the kind a page carries, with its CSRF token.
+	session := signIn(t, base, aliceToken)
+	tamperedSession := strings.TrimSuffix(session, ".alice") + ".bob"
+	sessionCSRF := formCSRF(t, cookieReq(newReq(t, "GET", base+"/", nil), session))
+	key, err := web.LoadKey(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := web.NewSigner(key).LinkToken("1-1", "alice", time.Now().Add(time.Hour))
+	tamperedLink := strings.TrimSuffix(link, ".alice") + ".bob"
+	linkCSRF := formCSRF(t, newReq(t, "GET", base+"/l/"+link, nil))
+	// sessionProbe calls a web page: no cookie, a tampered cookie, alice's
+	// session, or alice's API token as a bearer header (not a session).
+	sessionProbe := func(method, path string, form url.Values, want [4]int) probe {
+		return probe{want: want, build: func(t *testing.T, base string, c cred) *http.Request {
+			f := url.Values{}
+			for k, v := range form {
+				f[k] = v
+			}
+			if method == "POST" {
+				f.Set("csrf", sessionCSRF)
+			}
+			r := newReq(t, method, base+path, []byte(f.Encode()))
+			if method == "POST" {
+				r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			}
+			switch c {
+			case wrong:
+				cookieReq(r, tamperedSession)
+			case right:
+				cookieReq(r, session)
+			case another:
+				bearer(r, aliceToken)
+			}
+			return r
+		}}
+	}
+	page := func(path string) probe { return sessionProbe("GET", path, nil, [4]int{303, 303, 200, 303}) }
+	// linkProbe calls a signed link: none (no link in the path), a tampered
+	// link, the real one, or alice's API token in the link's place.
+	linkProbe := func(method string, want [4]int) probe {
+		return probe{want: want, build: func(t *testing.T, base string, c cred) *http.Request {
+			tok := map[cred]string{none: "", wrong: tamperedLink, right: link, another: aliceToken}[c]
+			var body []byte
+			if method == "POST" {
+				body = []byte(url.Values{"csrf": {linkCSRF}, "action": {"ack"}}.Encode())
+			}
+			r := newReq(t, method, base+"/l/"+tok, body)
+			if method == "POST" {
+				r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			}
+			return r
+		}}
+	}
+	signinForm := func(tok string) []byte { return []byte(url.Values{"token": {tok}}.Encode()) }
+
 	pdBody := []byte(`{"event":{"id":"EVTMATRIX","event_type":"incident.annotated","resource_type":"incident","occurred_at":"` +
 		time.Now().UTC().Format(time.RFC3339) + `","data":{"id":"PX","type":"incident"}}}`)
 	smsForm := url.Values{"From": {"+15555550199"}, "To": {faketwilio.DefaultFrom}, "Body": {"1"}, "MessageSid": {"SMmatrix"}, "AccountSid": {tw.AccountSID()}}
@@ -179,6 +241,32 @@ func TestAuthMatrix(t *testing.T) {
 		}},
 	}
 
+	// Web routes (README: Web). A session is a cookie from the sign-in form:
+	// an API bearer token opens no page. The admin token belongs to nobody,
+	// so it signs nobody in.
+	for pattern, p := range map[string]probe{
+		"GET /static/": public("/static/app.css", 200),
+		"GET /signin":  public("/signin", 200),
+		"POST /signin": {want: [4]int{401, 401, 303, 401}, build: func(t *testing.T, base string, c cred) *http.Request {
+			tok := map[cred]string{none: "", wrong: aliceToken + "x", right: aliceToken, another: amAPIToken}[c]
+			r := newReq(t, "POST", base+"/signin", signinForm(tok))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			return r
+		}},
+		"GET /l/{token}":                linkProbe("GET", [4]int{404, 403, 200, 403}),
+		"POST /l/{token}":               linkProbe("POST", [4]int{404, 403, 303, 403}),
+		"GET /{$}":                      page("/"),
+		"GET /incidents/{id}":           page("/incidents/1"),
+		"GET /oncall":                   page("/oncall"),
+		"GET /rota":                     page("/rota"),
+		"GET /status":                   page("/status"),
+		"GET /events":                   {want: [4]int{401, 401, 200, 401}, stream: true, build: sessionProbe("GET", "/events", nil, [4]int{}).build},
+		"POST /incidents/{id}/{action}": sessionProbe("POST", "/incidents/1/ack", nil, [4]int{401, 401, 303, 401}),
+		"POST /signout":                 sessionProbe("POST", "/signout", nil, [4]int{401, 401, 303, 401}),
+	} {
+		table[pattern] = p
+	}
+
 	routes := st.srv.Routes()
 	seen := map[string]bool{}
 	for _, rt := range routes {
@@ -191,7 +279,11 @@ func TestAuthMatrix(t *testing.T) {
 		t.Run(rt.Pattern, func(t *testing.T) {
 			got := [4]int{}
 			for c := none; c <= another; c++ {
-				got[c] = send(t, p.build(t, base, c))
+				if p.stream {
+					got[c] = sendStream(t, p.build(t, base, c))
+				} else {
+					got[c] = send(t, p.build(t, base, c))
+				}
 			}
 			if p.want[0] == 0 { // public: the same answer whatever is sent, never an auth failure
 				for c := range got {
@@ -213,7 +305,7 @@ func TestAuthMatrix(t *testing.T) {
 			t.Errorf("the auth matrix lists %q, which the server does not register", pattern)
 		}
 	}
-	for _, secret := range []string{amWebhookToken, amAPIToken, amMetricsToken, amPDSecret, amTwilioToken, feedToken, aliceToken} {
+	for _, secret := range []string{amWebhookToken, amAPIToken, amMetricsToken, amPDSecret, amTwilioToken, feedToken, aliceToken, session, link} {
 		if strings.Contains(logs.String(), secret) {
 			t.Errorf("a secret appears in the log")
 		}
@@ -234,13 +326,71 @@ func bearer(r *http.Request, tok string) *http.Request {
 	return r
 }
 
+// noRedirects answers a redirect with the redirect itself: a sign-in's 303
+// and its cookie are what the matrix checks.
+var noRedirects = &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
 func send(t *testing.T, r *http.Request) int {
 	t.Helper()
-	resp, err := http.DefaultClient.Do(r)
+	resp, err := noRedirects.Do(r)
 	if err != nil {
 		t.Fatal(err)
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// sendStream returns the status of an endless response (an event stream)
+// and hangs up.
+func sendStream(t *testing.T, r *http.Request) int {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func cookieReq(r *http.Request, session string) *http.Request {
+	r.AddCookie(&http.Cookie{Name: web.SessionCookie, Value: session})
+	return r
+}
+
+// signIn exchanges a person's API token for a web session cookie.
+func signIn(t *testing.T, base, token string) string {
+	t.Helper()
+	r := newReq(t, "POST", base+"/signin", []byte(url.Values{"token": {token}}.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := noRedirects.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for _, c := range resp.Cookies() {
+		if c.Name == web.SessionCookie && c.Value != "" {
+			return c.Value
+		}
+	}
+	t.Fatalf("signing in with a person's API token: %d, no session cookie", resp.StatusCode)
+	return ""
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// formCSRF returns the CSRF token of the first form on the page r gets.
+func formCSRF(t *testing.T, r *http.Request) string {
+	t.Helper()
+	resp, err := noRedirects.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := csrfField.FindSubmatch(b)
+	if resp.StatusCode != 200 || m == nil {
+		t.Fatalf("GET %s: %d, no form with a CSRF token", r.URL.Path, resp.StatusCode)
+	}
+	return string(m[1])
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,6 +27,7 @@ import (
 	"github.com/klaxon-oncall/klaxon/internal/notices"
 	"github.com/klaxon-oncall/klaxon/internal/selftest"
 	"github.com/klaxon-oncall/klaxon/internal/server"
+	"github.com/klaxon-oncall/klaxon/internal/web"
 	"github.com/klaxon-oncall/klaxon/notifiers"
 	"github.com/klaxon-oncall/klaxon/notifiers/matrix"
 	"github.com/klaxon-oncall/klaxon/notifiers/twilio"
@@ -42,6 +44,9 @@ type serveConfig struct {
 	selftestPolicy, watchdogMatcher, heartbeatURL             string
 	failuresToDown                                            int
 	noticeDays                                                int
+	webLinkTTL, webSessionTTL                                 time.Duration
+	webAuthHeader                                             string
+	webAuthProxies                                            []netip.Prefix
 }
 
 func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
@@ -72,6 +77,13 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		"selftest-failures": "KLAXON_SELFTEST_FAILURES", "watchdog-matcher": "KLAXON_WATCHDOG_MATCHER", "watchdog-timeout": "KLAXON_WATCHDOG_TIMEOUT"} {
 		env[k] = v
 	}
+	fs.DurationVar(&c.webLinkTTL, "web-link-ttl", web.DefaultLinkTTL, "how long the signed link in a page works (env KLAXON_WEB_LINK_TTL)")
+	fs.DurationVar(&c.webSessionTTL, "web-session-ttl", web.DefaultSessionTTL, "how long a web sign-in lasts (env KLAXON_WEB_SESSION_TTL)")
+	env["web-link-ttl"], env["web-session-ttl"] = "KLAXON_WEB_LINK_TTL", "KLAXON_WEB_SESSION_TTL"
+	fs.StringVar(&c.webAuthHeader, "web-auth-header", "", "header an authenticating proxy sets to the signed-in person's email, e.g. X-Forwarded-Email; needs --web-auth-proxy (env KLAXON_WEB_AUTH_HEADER)")
+	var proxies string
+	fs.StringVar(&proxies, "web-auth-proxy", "", "comma-separated addresses or CIDR prefixes of the proxy whose --web-auth-header is believed (env KLAXON_WEB_AUTH_PROXY)")
+	env["web-auth-header"], env["web-auth-proxy"] = "KLAXON_WEB_AUTH_HEADER", "KLAXON_WEB_AUTH_PROXY"
 	hb := newSecret(fs, env, "heartbeat-url", "KLAXON_HEARTBEAT_URL", "URL fetched every minute so an outside monitor notices Klaxon's death")
 	wt := newSecret(fs, env, "webhook-token", "KLAXON_WEBHOOK_TOKEN", "bearer token Alertmanager must send")
 	at := newSecret(fs, env, "api-token", "KLAXON_API_TOKEN", "admin bearer token for the API and CLI")
@@ -119,10 +131,40 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	if c.noticeDays < 1 || c.noticeDays > 366 {
 		return nil, fmt.Errorf("--notice-days %d: want 1 to 366", c.noticeDays)
 	}
+	if c.webAuthProxies, err = parseProxies(proxies); err != nil {
+		return nil, err
+	}
+	if (c.webAuthHeader == "") != (len(c.webAuthProxies) == 0) {
+		return nil, fmt.Errorf("--web-auth-header and --web-auth-proxy go together: the header is believed only from the proxy")
+	}
+	if c.webLinkTTL < time.Minute || c.webSessionTTL < time.Minute {
+		return nil, fmt.Errorf("--web-link-ttl and --web-session-ttl must be at least a minute")
+	}
 	if c.maxBody < 1024 {
 		return nil, fmt.Errorf("--max-body %d is too small (at least 1024 bytes)", c.maxBody)
 	}
 	return c, nil
+}
+
+// parseProxies parses --web-auth-proxy: addresses and CIDR prefixes.
+func parseProxies(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if a, err := netip.ParseAddr(f); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("--web-auth-proxy: %q is not an address or CIDR prefix", f)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
@@ -316,6 +358,30 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 	if err != nil {
 		return err
 	}
+	// Named tokens (DATA/tokens): people's API tokens, which also sign them
+	// in to the web interface, and calendar feed tokens.
+	tokens := auth.NewFile(filepath.Join(cfg.dataDir, tokensFile), cfg.apiToken)
+	if list, err := tokens.List(); err != nil {
+		log.Error("the token file is malformed: no person or feed token is accepted until it is fixed (the admin token still works)", "error", err)
+	} else if len(list) > 0 {
+		log.Info("named tokens", "file", tokens.Path(), "tokens", len(list))
+	}
+	key, err := web.LoadKey(cfg.dataDir)
+	if err != nil {
+		return err
+	}
+	wb, err := web.New(web.Config{
+		Store: store, Actor: responder, Rota: rw.w, Signer: web.NewSigner(key), Tokens: web.PersonTokens(tokens),
+		PublicURL: cfg.publicURL, LinkTTL: cfg.webLinkTTL, SessionTTL: cfg.webSessionTTL, Logger: log,
+		AuthHeader: cfg.webAuthHeader, TrustedProxies: cfg.webAuthProxies,
+		Health: func(context.Context) web.Health {
+			return web.Health{Report: mon.Status(), Heartbeat: mon.Heartbeat(),
+				Coverage: selftest.RotaCoverage(rw.w.Current(), time.Now(), selftest.DefaultCoverageHorizon, configured, mon.Usable)}
+		},
+	})
+	if err != nil {
+		return err
+	}
 	eng = escalation.New(escalation.Config{
 		Store:        recoverFrom{store, snap, hooks.recovering},
 		Rota:         rw.engineRota,
@@ -326,6 +392,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 		Installation: installation,
 		Logger:       log,
 		BaseURL:      cfg.publicURL,
+		Link:         wb.Link,
 		OnPage: func(ch notifiers.Channel, result string, took time.Duration) {
 			m.Pages.WithLabelValues(string(ch), result).Inc()
 			m.PageSeconds.WithLabelValues(string(ch)).Observe(took.Seconds())
@@ -358,12 +425,6 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 	})
 	rw.w.OnReload(func(errs []string) { mon.RotaInvalid(context.WithoutCancel(ctx), errs) })
 
-	tokens := auth.NewFile(filepath.Join(cfg.dataDir, tokensFile), cfg.apiToken)
-	if list, err := tokens.List(); err != nil {
-		log.Error("the token file is malformed: no person or feed token is accepted until it is fixed (the admin token still works)", "error", err)
-	} else if len(list) > 0 {
-		log.Info("named tokens", "file", tokens.Path(), "tokens", len(list))
-	}
 	srv := server.New(server.Config{
 		Engine: intercepted{eng, mon}, Store: store, Metrics: m, WebhookToken: cfg.webhookToken, Auth: tokens,
 		MetricsToken: cfg.metricsToken, Insecure: cfg.insecure, MaxBody: cfg.maxBody, Logger: log, Ready: mon.Ready,
@@ -371,12 +432,14 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 	rw.mount(srv, tokens.FeedScope)
 	chans.mount(srv)
 	srv.Handle("GET /api/v1/channels", auth.APIToken, mon.Handler())
+	wb.Register(srv)
 
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.listen, err)
 	}
 	hs := httpServer(srv, log, defaultTimeouts)
+	hs.RegisterOnShutdown(wb.Close) // browsers' event streams would hold a graceful shutdown
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -547,6 +610,15 @@ func (l *lateResponder) Respond(ctx context.Context, r notifiers.Response) (noti
 		return notifiers.Outcome{}, err
 	}
 	return e.Respond(ctx, r)
+}
+
+// ActAs implements web.Actor.
+func (l *lateResponder) ActAs(ctx context.Context, id uint64, action notifiers.Action, person, via, pageID string) (notifiers.Outcome, error) {
+	e, err := l.get()
+	if err != nil {
+		return notifiers.Outcome{}, err
+	}
+	return e.ActAs(ctx, id, action, person, via, pageID)
 }
 
 // Raise implements selftest.Alarmer.

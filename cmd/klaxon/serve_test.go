@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -42,6 +43,15 @@ func TestParseServe(t *testing.T) {
 				t.Errorf("defaults %+v", c)
 			}
 		}},
+		{name: "web auth header without proxy", args: []string{"--web-auth-header", "X-Forwarded-Email"}, wantErr: "go together"},
+		{name: "web auth proxy without header", env: map[string]string{"KLAXON_WEB_AUTH_PROXY": "127.0.0.1"}, wantErr: "go together"},
+		{name: "web auth proxy malformed", args: []string{"--web-auth-header", "X-Email", "--web-auth-proxy", "10.0.0.0/33"}, wantErr: `"10.0.0.0/33" is not an address`},
+		{name: "web auth proxies", args: []string{"--web-auth-header", "X-Email"}, env: map[string]string{"KLAXON_WEB_AUTH_PROXY": "127.0.0.1, 10.1.2.3/8,::1"}, check: func(t *testing.T, c *serveConfig) {
+			if got := fmt.Sprint(c.webAuthProxies); c.webAuthHeader != "X-Email" || got != "[127.0.0.1/32 10.0.0.0/8 ::1/128]" {
+				t.Errorf("header %q, proxies %s", c.webAuthHeader, got)
+			}
+		}},
+		{name: "web link ttl too short", args: []string{"--web-link-ttl", "1s"}, wantErr: "at least a minute"},
 		{name: "env fills flags", env: map[string]string{"KLAXON_LISTEN": "127.0.0.1:1234", "KLAXON_DATA": "/var/lib/klaxon"}, check: func(t *testing.T, c *serveConfig) {
 			if c.listen != "127.0.0.1:1234" || c.dataDir != "/var/lib/klaxon" {
 				t.Errorf("env not applied: %+v", c)
@@ -431,4 +441,54 @@ func TestServeStoreSyncsOnCommit(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestServeRefusesBadWebSetup(t *testing.T) {
+	rota := filepath.Join(testtools.Root(), "rota.yaml")
+	leaky := t.TempDir()
+	os.WriteFile(filepath.Join(leaky, "web.key"), make([]byte, 32), 0o644)
+	os.Chmod(filepath.Join(leaky, "web.key"), 0o644)
+	tests := []struct {
+		name, data string
+		args       []string
+		want       string
+	}{
+		{"signing key readable by others", leaky, nil, "readable by others"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parseServe(append([]string{"--listen", "127.0.0.1:0", "--data", tc.data, "--rota", rota}, tc.args...), &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			err = serve(context.Background(), cfg, slog.New(slog.NewJSONHandler(&logs, nil)), serveHooks{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("serve: %v, want %q", err, tc.want)
+			}
+			if strings.Contains(err.Error()+logs.String(), secretValue) {
+				t.Fatal("a secret is in the error or the log")
+			}
+		})
+	}
+	// A fresh data directory gets a private signing key.
+	data := t.TempDir()
+	cfg, _ := parseServe([]string{"--listen", "127.0.0.1:0", "--data", data, "--rota", rota}, &bytes.Buffer{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	ready := make(chan struct{})
+	go func() {
+		done <- serve(ctx, cfg, slog.New(slog.DiscardHandler), serveHooks{ready: func(started) { close(ready) }})
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	fi, err := os.Stat(filepath.Join(data, "web.key"))
+	if err != nil || fi.Mode().Perm() != 0o600 || fi.Size() != 32 {
+		t.Fatalf("web.key: %v %v", fi, err)
+	}
+	cancel()
+	<-done
 }

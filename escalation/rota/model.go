@@ -51,6 +51,9 @@ type Person struct {
 	Phone         string // E.164, "" if none
 	MatrixID      string // @user:server, "" if none
 	PagerDutyUser string // PagerDuty user id or email, "" if none
+	// Email identifies the person to the web interface's authenticating
+	// proxy (sign-in by a trusted header), "" if none.
+	Email string
 	// Location is the person's own time zone for display; the rota's when unset.
 	Location *time.Location
 }
@@ -278,6 +281,25 @@ func (r *Rota) PersonByContact(ch notifiers.Channel, address string) (*Person, b
 		}
 	}
 	return nil, false
+}
+
+// PersonByEmail finds the one person whose email is email (compared without
+// regard to case). Two people with the same email match nobody.
+func (r *Rota) PersonByEmail(email string) (*Person, bool) {
+	email = strings.TrimSpace(email)
+	if email == "" {
+		return nil, false
+	}
+	var found *Person
+	for _, id := range r.PersonIDs() {
+		if p := r.People[id]; p.Email != "" && strings.EqualFold(p.Email, email) {
+			if found != nil {
+				return nil, false
+			}
+			found = p
+		}
+	}
+	return found, found != nil
 }
 
 // PersonIDs returns the ids of all people, sorted.

@@ -46,7 +46,7 @@ func (b *builder) people(n *yaml.Node, path string) {
 }
 
 func (b *builder) person(id string, n *yaml.Node, path string) (*Person, bool) {
-	f := b.fields(n, path, "name", "phone", "matrix", "pagerduty", "timezone")
+	f := b.fields(n, path, "name", "phone", "matrix", "pagerduty", "email", "timezone")
 	person := &Person{ID: id, Name: id}
 	ok := n.Kind == yaml.MappingNode
 	if e, has := f["name"]; has {
@@ -89,6 +89,17 @@ func (b *builder) person(id string, n *yaml.Node, path string) (*Person, bool) {
 		} else {
 			if good {
 				b.errorf(e.val, pp, "invalid PagerDuty user %q: want a user id such as PABC123 or an email", s)
+			}
+			ok = false
+		}
+	}
+	if e, has := f["email"]; has {
+		pp := join(path, "email")
+		if s, good := b.str(e.val, pp); good && len(s) <= 254 && emailPattern.MatchString(s) {
+			person.Email = s
+		} else {
+			if good {
+				b.errorf(e.val, pp, "invalid email %q: want name@example.org", s)
 			}
 			ok = false
 		}

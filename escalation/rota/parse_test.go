@@ -191,6 +191,7 @@ func TestParseErrors(t *testing.T) {
 		{"matrix without server", `"@alice:example.org"`, `"@alice"`, `rota.yaml:3:55: people.alice.matrix: invalid Matrix user id "@alice"`},
 		{"matrix upper case", `"@alice:example.org"`, `"@Alice:example.org"`, `invalid Matrix user id "@Alice:example.org"`},
 		{"pagerduty junk", `PALICE1`, `alice`, `people.alice.pagerduty: invalid PagerDuty user "alice"`},
+		{"email junk", `pagerduty: PALICE1}`, `pagerduty: PALICE1, email: alice}`, `people.alice.email: invalid email "alice"`},
 		{"person not a mapping", `alice: {name: Alice, phone: "+15555550101", matrix: "@alice:example.org", pagerduty: PALICE1}`, `alice: Alice`, `rota.yaml:3:10: people.alice: want a mapping, found "Alice"`},
 		{"bad person id", "  alice: {", "  al ice: {", `people.al ice: invalid person id "al ice"`},
 		{"duplicate person", "  bob: {", "  alice: {", `rota.yaml:4:3: people.alice: duplicate key "alice" (first at line 3)`},

@@ -202,3 +202,29 @@ func TestResolveAndContacts(t *testing.T) {
 		t.Errorf("Recipient = %+v", rc)
 	}
 }
+
+func TestPersonByEmail(t *testing.T) {
+	r := &Rota{People: map[string]*Person{
+		"alice": {ID: "alice", Email: "alice@example.org"},
+		"bob":   {ID: "bob", Email: "shared@example.org"},
+		"carol": {ID: "carol", Email: "Shared@example.org"},
+		"dave":  {ID: "dave"},
+	}}
+	tests := []struct{ email, want string }{
+		{"alice@example.org", "alice"},
+		{" ALICE@example.org ", "alice"},
+		{"shared@example.org", ""}, // two people: nobody
+		{"", ""},
+		{"dave@example.org", ""},
+	}
+	for _, tt := range tests {
+		p, ok := r.PersonByEmail(tt.email)
+		got := ""
+		if ok {
+			got = p.ID
+		}
+		if got != tt.want {
+			t.Errorf("PersonByEmail(%q) = %q, want %q", tt.email, got, tt.want)
+		}
+	}
+}

@@ -408,6 +408,14 @@ const (
 	FeedToken Access = "feed-token"
 	// MetricsToken routes need the metrics bearer token when one is set.
 	MetricsToken Access = "metrics-token"
+	// SignedLink routes are the web interface's signed links (/l/{token}):
+	// the link token in the path is the credential, checked in the handler
+	// (signature, expiry, a person on the rota; a CSRF token to act).
+	SignedLink Access = "signed-link"
+	// Session routes need a web session cookie (made by the sign-in form from
+	// a person's API token) or a trusted proxy's header, checked in the
+	// handler; a bearer token is not a session.
+	Session Access = "session"
 )
 
 // Router mounts handlers with their auth decision.

@@ -11,6 +11,36 @@ import (
 	"time"
 )
 
+// HeartbeatStatus is the outbound heartbeat's last result.
+type HeartbeatStatus struct {
+	Configured bool      `json:"configured"`
+	LastTry    time.Time `json:"last_try,omitzero"`
+	LastOK     time.Time `json:"last_ok,omitzero"`
+	// Error is why the last try failed or was withheld (the URL's host only).
+	Error string `json:"error,omitempty"`
+}
+
+// Heartbeat returns the outbound heartbeat's last result.
+func (m *Monitor) Heartbeat() HeartbeatStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.beat
+	s.Configured = m.cfg.HeartbeatURL != ""
+	return s
+}
+
+func (m *Monitor) noteHeartbeat(err error) {
+	now := m.cfg.Clock.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.beat.LastTry, m.beat.Error = now, ""
+	if err != nil {
+		m.beat.Error = err.Error()
+	} else {
+		m.beat.LastOK = now
+	}
+}
+
 // heartbeat fetches the heartbeat URL once. While no channel can page anyone
 // the heartbeat is withheld, so the outside monitor raises the alarm Klaxon
 // itself cannot deliver. Failures are logged, never fatal. The URL is a

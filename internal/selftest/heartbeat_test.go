@@ -136,7 +136,12 @@ func TestHeartbeatFailures(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.want) {
 					t.Fatalf("heartbeat error %v, want %q", err, tt.want)
 				}
-				for what, s := range map[string]string{"error": err.Error(), "logs": r.logs.String()} {
+				r.m.noteHeartbeat(err)
+				hb := r.m.Heartbeat()
+				if !hb.Configured || hb.LastTry.IsZero() || !hb.LastOK.IsZero() || hb.Error == "" {
+					t.Errorf("status page view of a failed heartbeat: %+v", hb)
+				}
+				for what, s := range map[string]string{"error": err.Error(), "logs": r.logs.String(), "status": hb.Error} {
 					if strings.Contains(s, hbSecret) {
 						t.Errorf("%s leak the heartbeat secret: %s", what, s)
 					}

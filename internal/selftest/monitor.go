@@ -68,6 +68,7 @@ type Monitor struct {
 	people map[personChannel]string
 
 	heartbeats *prometheus.CounterVec
+	beat       HeartbeatStatus // guarded by mu
 }
 
 type personChannel struct {

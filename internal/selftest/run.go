@@ -23,7 +23,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 		wg.Go(func() { m.watchdogLoop(ctx) })
 	}
 	if m.cfg.HeartbeatURL != "" {
-		wg.Go(func() { m.every(ctx, m.cfg.HeartbeatInterval, false, func() { _ = m.heartbeat(ctx) }) })
+		wg.Go(func() { m.every(ctx, m.cfg.HeartbeatInterval, false, func() { m.noteHeartbeat(m.heartbeat(ctx)) }) })
 	}
 	if m.cfg.Coverage != nil {
 		wg.Go(func() { m.coverageLoop(ctx, firstRound) })

@@ -98,15 +98,16 @@ func New(cfg Config) *Server {
 }
 
 // Handle mounts h on pattern with its auth decision: APIToken and
-// MetricsToken routes are wrapped here; WebhookToken, Signature and FeedToken
-// handlers check their credential themselves; Public routes are open.
+// MetricsToken routes are wrapped here; WebhookToken, Signature, FeedToken,
+// SignedLink and Session handlers check their credential themselves; Public
+// routes are open.
 func (s *Server) Handle(pattern string, access auth.Access, h http.Handler) {
 	switch access {
 	case auth.APIToken:
 		h = s.ProtectAPI(h)
 	case auth.MetricsToken:
 		h = requireToken(s.cfg.MetricsToken, h)
-	case auth.Public, auth.WebhookToken, auth.Signature, auth.FeedToken:
+	case auth.Public, auth.WebhookToken, auth.Signature, auth.FeedToken, auth.SignedLink, auth.Session:
 	default:
 		panic("server: route " + pattern + " has no valid auth decision")
 	}

@@ -91,8 +91,13 @@ func (s smsNotifier) Notify(ctx context.Context, p notifiers.Page) (notifiers.Re
 }
 
 // smsPageBody: "Klaxon #42 CRITICAL: Disk full on db-1. Reply 1 to ack, 2 to escalate."
+// followed by the page's link (the recipient's signed web link), when it has one.
+// The title is shortened so that the link always fits whole.
 func smsPageBody(p notifiers.Page) string {
-	const tail = " Reply 1 to ack, 2 to escalate."
+	tail := " Reply 1 to ack, 2 to escalate."
+	if smsLinkOK(p.Link) {
+		tail += " " + p.Link
+	}
 	head := fmt.Sprintf("Klaxon #%d", p.Incident)
 	if sev := speakable(p.Severity, 20); sev != "" {
 		head += " " + strings.ToUpper(sev)
@@ -111,6 +116,13 @@ func smsPageBody(p notifiers.Page) string {
 		head += ": " + sentence(t)
 	}
 	return head + also + tail
+}
+
+// smsLinkOK reports whether link can go into a text whole: an http(s) URL
+// without spaces, short enough to leave room for the alert.
+func smsLinkOK(link string) bool {
+	return len(link) <= maxSMS/2 && !strings.ContainsAny(link, " \t\r\n") &&
+		(strings.HasPrefix(link, "https://") || strings.HasPrefix(link, "http://"))
 }
 
 // smsNoticeBody: "Klaxon #42 acknowledged by Alice via phone."

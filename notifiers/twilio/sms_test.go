@@ -166,6 +166,37 @@ func TestSMSBodyIsBounded(t *testing.T) {
 	}
 }
 
+func TestSMSCarriesTheLinkWhole(t *testing.T) {
+	link := "https://klaxon.example.org/l/42-3.alice.mabcdef.AAAAAAAAAAAAAAAAAAAAAA"
+	tests := []struct {
+		name, title, link string
+		want              bool
+	}{
+		{"short title", "Disk full on db-1", link, true},
+		{"long title is cut, not the link", strings.Repeat("very long title ", 100), link, true},
+		{"no link", "Disk full", "", false},
+		{"not http", "Disk full", "javascript:alert(1)", false},
+		{"spaces", "Disk full", "https://k.example.org/l/a b", false},
+		{"too long to fit", "Disk full", "https://k.example.org/" + strings.Repeat("x", maxSMS), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := smsPage("s1")
+			p.Title, p.Link = tc.title, tc.link
+			b := smsPageBody(p)
+			if n := len([]rune(b)); n > maxSMS {
+				t.Fatalf("body of %d runes: %q", n, b)
+			}
+			if !strings.Contains(b, "Reply 1 to ack, 2 to escalate.") {
+				t.Fatalf("reply codes missing: %q", b)
+			}
+			if got := tc.link != "" && strings.HasSuffix(b, " "+tc.link); got != tc.want {
+				t.Fatalf("link at the end = %v, want %v: %q", got, tc.want, b)
+			}
+		})
+	}
+}
+
 func TestSMSDeliveryReports(t *testing.T) {
 	tests := []struct {
 		name      string

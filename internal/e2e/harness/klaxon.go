@@ -298,3 +298,22 @@ func FreeAddr(tb testing.TB) string {
 	defer l.Close()
 	return l.Addr().String()
 }
+
+// PersonToken creates an API token for a rota person the way an operator
+// does (`klaxon token create --person ID` on the server's data directory)
+// and returns it. The running server accepts it at once: for the API, and
+// for signing in to the web interface.
+func (k *Klaxon) PersonToken(person string) string {
+	k.tb.Helper()
+	cmd := exec.Command(k.bin, "token", "create", "--person", person, "--data", k.cfg.DataDir, "--rota", k.cfg.Rota)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		k.tb.Fatalf("klaxon token create --person %s: %v\n%s", person, err, stderr.String())
+	}
+	tok := strings.TrimSpace(stdout.String())
+	if tok == "" {
+		k.tb.Fatalf("klaxon token create --person %s printed no token", person)
+	}
+	return tok
+}
