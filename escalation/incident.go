@@ -119,19 +119,6 @@ type Incident struct {
 	Escalation Escalation `json:"escalation"`
 }
 
-// Key is the incident's stable external key (PagerDuty dedup key).
-func (inc *Incident) Key() string { return "klaxon-" + strconv.FormatUint(inc.ID, 10) }
-
-// ParseKey parses an incident key made by Key.
-func ParseKey(key string) (uint64, bool) {
-	s, ok := strings.CutPrefix(key, "klaxon-")
-	if !ok {
-		return 0, false
-	}
-	id, err := strconv.ParseUint(s, 10, 64)
-	return id, err == nil && id > 0
-}
-
 // Firing counts the incident's firing alerts.
 func (inc *Incident) Firing() int {
 	n := 0
