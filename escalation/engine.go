@@ -53,6 +53,11 @@ type Config struct {
 	// on success). Failures about that person alone (invalid number, STOP)
 	// go only here, never to Evidence: they feed the coverage check.
 	OnRecipient func(person string, ch notifiers.Channel, err error)
+	// RecordOnly makes the engine record decisions and pages without
+	// scheduling or sending anything: a replica that is not the leader takes
+	// webhooks, API calls and callbacks this way, and the leader's engine,
+	// told of the work through Track, does the rest.
+	RecordOnly bool
 }
 
 // Engine walks incidents through their escalation policies. It records every
@@ -420,6 +425,9 @@ const AlarmGroupPrefix = "klaxon-alarm:"
 
 // after schedules the incident's next wake and hands new pages to channels.
 func (e *Engine) after(ctx context.Context, inc Incident, ch Change) {
+	if e.cfg.RecordOnly {
+		return
+	}
 	if inc.Escalation.Exhausted && hasEvent(ch.Events, EvExhausted) {
 		e.log.Error("escalation exhausted without an acknowledgement: paging again until someone answers", "incident", inc.ID, "title", inc.Title)
 		if e.cfg.OnExhausted != nil {
