@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,12 +14,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "time/tzdata" // resolve rota time zones on minimal machines
 
 	"github.com/klaxon-oncall/klaxon/escalation"
 	"github.com/klaxon-oncall/klaxon/escalation/boltstore"
+	"github.com/klaxon-oncall/klaxon/escalation/etcdstore"
 	"github.com/klaxon-oncall/klaxon/escalation/rota"
 	"github.com/klaxon-oncall/klaxon/internal/metrics"
 	"github.com/klaxon-oncall/klaxon/internal/selftest"
@@ -37,6 +40,8 @@ type serveConfig struct {
 	selftestInterval, watchdogTimeout, retention              time.Duration
 	selftestPolicy, watchdogMatcher, heartbeatURL             string
 	failuresToDown                                            int
+	store                                                     string
+	etcd                                                      etcdConfig
 }
 
 func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
@@ -69,6 +74,9 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	wt := newSecret(fs, env, "webhook-token", "KLAXON_WEBHOOK_TOKEN", "bearer token Alertmanager must send")
 	at := newSecret(fs, env, "api-token", "KLAXON_API_TOKEN", "bearer token the API and CLI must send")
 	c.channels.declare(fs, env)
+	fs.StringVar(&c.store, "store", "bolt", "where incidents are kept: bolt (one file in --data) or etcd (several replicas, one leader) (env KLAXON_STORE)")
+	env["store"] = "KLAXON_STORE"
+	c.etcd.declare(fs, env)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -99,6 +107,15 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	}
 	if c.retention != 0 && c.retention < time.Hour {
 		return nil, fmt.Errorf("--retention %s is too short (at least 1h, or 0 to keep everything)", c.retention)
+	}
+	switch c.store {
+	case "bolt":
+	case "etcd":
+		if err := c.etcd.resolve(c.listen); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("--store %q: want bolt or etcd", c.store)
 	}
 	if c.maxBody < 1024 {
 		return nil, fmt.Errorf("--max-body %d is too small (at least 1024 bytes)", c.maxBody)
@@ -171,13 +188,28 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 		return err
 	}
 	var m *metrics.Metrics
-	store, err := boltstore.Open(cfg.dataDir, boltstore.Options{OnCommit: func(d time.Duration) {
+	observe := func(d time.Duration) {
 		if m != nil {
-			m.ObserveCommit(d)
+			m.ObserveCommit(cfg.store, d)
 		}
-	}})
-	if err != nil {
-		return err
+	}
+	var store escalation.Store
+	var es *etcdstore.Store
+	var el *election
+	if cfg.store == "etcd" {
+		cli, err := cfg.etcd.client()
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		es = etcdstore.New(cli, etcdstore.Options{Prefix: cfg.etcd.prefix, Writer: "replica:" + cfg.etcd.replica, OnCommit: observe})
+		store = es
+	} else {
+		bs, err := boltstore.Open(cfg.dataDir, boltstore.Options{OnCommit: observe})
+		if err != nil {
+			return err
+		}
+		store = bs
 	}
 	defer store.Close()
 	m = metrics.New(func(ctx context.Context) (map[string]int, error) {
@@ -203,7 +235,14 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 		return fmt.Errorf("--watchdog-matcher: %w", err)
 	}
 	configured := chans.channels()
-	var eng *escalation.Engine
+	// scheduling is the engine that schedules and sends: the only one with
+	// bolt, the leader's with etcd (nil while this replica follows).
+	var scheduling atomic.Pointer[escalation.Engine]
+	replan := func() {
+		if e := scheduling.Load(); e != nil {
+			e.Replan()
+		}
+	}
 	var personProblem func(string, notifiers.Channel) string
 	mon, err := selftest.New(selftest.Config{
 		Testers: chans.testers, Configured: configured, State: store, Alarms: responder,
@@ -214,12 +253,8 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 		Coverage: func(now time.Time, up func(notifiers.Channel) bool) []string {
 			return selftest.PeopleCoverage(rw.w.Current(), now, selftest.DefaultCoverageHorizon, configured, up, personProblem)
 		},
-		OnChannelUp: func() {
-			if eng != nil {
-				eng.Replan()
-			}
-		},
-		Logger: log, Registerer: m.Registry,
+		OnChannelUp: replan,
+		Logger:      log, Registerer: m.Registry,
 	})
 	if err != nil {
 		return err
@@ -229,41 +264,118 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 	if err != nil {
 		return err
 	}
-	eng = escalation.New(escalation.Config{
-		Store:        store,
-		Rota:         rw.engineRota,
-		Notifiers:    chans.notifiers,
-		Health:       mon.Health,
-		Evidence:     mon.Evidence,
-		OnRecipient:  mon.Recipient,
-		Installation: installation,
-		Logger:       log,
-		BaseURL:      cfg.publicURL,
-		OnPage: func(ch notifiers.Channel, result string, took time.Duration) {
-			m.Pages.WithLabelValues(string(ch), result).Inc()
-			m.PageSeconds.WithLabelValues(string(ch)).Observe(took.Seconds())
-		},
-		OnExhausted: func(escalation.Incident) { m.Exhausted.Inc() },
-	})
-	responder.set(eng)
 	// A rota edit may name people or policies that can now be paged, and an
 	// invalid edit is alarmed at once rather than at the next minute's check.
-	rw.w.OnChange(func(*rota.Rota) { eng.Replan() })
+	rw.w.OnChange(func(*rota.Rota) { replan() })
 	rw.w.OnReload(func(errs []string) { mon.RotaInvalid(context.WithoutCancel(ctx), errs) })
-	start := time.Now()
-	nInc, nPages, err := eng.Recover(ctx)
-	if err != nil {
-		return fmt.Errorf("recovering escalations: %w", err)
+	engineConfig := func(st escalation.Store, channels []notifiers.Notifier) escalation.Config {
+		return escalation.Config{
+			Store:        st,
+			Rota:         rw.engineRota,
+			Notifiers:    channels,
+			Health:       mon.Health,
+			Evidence:     mon.Evidence,
+			OnRecipient:  mon.Recipient,
+			Installation: installation,
+			Logger:       log,
+			BaseURL:      cfg.publicURL,
+			OnPage: func(ch notifiers.Channel, result string, took time.Duration) {
+				m.Pages.WithLabelValues(string(ch), result).Inc()
+				m.PageSeconds.WithLabelValues(string(ch)).Observe(took.Seconds())
+			},
+			OnExhausted: func(escalation.Incident) { m.Exhausted.Inc() },
+		}
 	}
-	log.Info("escalations recovered", "incidents", nInc, "pending_pages", nPages, "took", time.Since(start).Round(time.Millisecond))
+	// background is what runs beside the HTTP server: with bolt, the one
+	// engine's scheduler, the self-tests and the channels' loops; with etcd,
+	// the election, whose leader runs those.
+	var background []func(ctx context.Context)
+	var eng *escalation.Engine
+	readyCheck := mon.Ready
+	status := func(context.Context) (leaderInfo, error) {
+		return leaderInfo{Store: "bolt", Replica: cfg.listen, Leading: true, Leader: cfg.listen}, nil
+	}
+	if es == nil {
+		eng = escalation.New(engineConfig(store, chans.notifiers))
+		start := time.Now()
+		nInc, nPages, err := eng.Recover(ctx)
+		if err != nil {
+			return fmt.Errorf("recovering escalations: %w", err)
+		}
+		log.Info("escalations recovered", "incidents", nInc, "pending_pages", nPages, "took", time.Since(start).Round(time.Millisecond))
+		m.Leader.Set(1)
+		scheduling.Store(eng)
+		background = append(background, func(ctx context.Context) { _ = eng.Run(ctx) }, func(ctx context.Context) { runLeaderLoops(ctx, log, mon, chans.runners) })
+		if cfg.retention > 0 {
+			background = append(background, func(ctx context.Context) { prune(ctx, store, cfg.retention, log) })
+		}
+	} else {
+		el = &election{cli: es.Client(), store: es, cfg: &cfg.etcd, log: log, m: m, chans: chans.notifiers}
+		// Every replica records webhooks, API calls and callbacks; only the
+		// leader schedules and sends, told of the work by watching etcd.
+		rc := engineConfig(store, chans.notifiers)
+		rc.RecordOnly = true
+		rc.Health = func(ch notifiers.Channel) escalation.ChannelHealth {
+			if el.Leading() {
+				return mon.Health(ch)
+			}
+			return escalation.ChannelHealth{Configured: true}
+		}
+		eng = escalation.New(rc)
+		readyCheck = func(ctx context.Context) error {
+			if el.Leading() {
+				return mon.Ready(ctx)
+			}
+			return nil // a follower is ready when it can reach the store (checked first)
+		}
+		status = el.info
+		lead := func(ctx context.Context, fenced *etcdstore.Store, writer string, gated []notifiers.Notifier) error {
+			leng := escalation.New(engineConfig(fenced, gated))
+			start := time.Now()
+			nInc, nPages := 0, 0
+			rev, err := fenced.ScheduleRev(ctx, func(d escalation.Due) error {
+				nInc, nPages = nInc+1, nPages+len(d.Pages)
+				leng.Track(d)
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("recovering escalations: %w", err)
+			}
+			log.Info("escalations recovered", "incidents", nInc, "pending_pages", nPages, "took", time.Since(start).Round(time.Millisecond))
+			scheduling.Store(leng)
+			defer scheduling.Store(nil)
+			wctx, stop := context.WithCancelCause(ctx)
+			retention := func() {
+				if cfg.retention > 0 {
+					prune(wctx, fenced, cfg.retention, log)
+				}
+			}
+			runAll(
+				retention,
+				func() { _ = leng.Run(wctx) },
+				func() {
+					if err := fenced.WatchWork(wctx, rev+1, writer, leng.Track); wctx.Err() == nil {
+						stop(err) // without the watch this leader would miss work: step down
+					}
+				},
+				func() { runLeaderLoops(wctx, log, mon, chans.runners) },
+			)
+			leng.Wait()
+			stop(nil)
+			return context.Cause(wctx)
+		}
+		background = append(background, func(ctx context.Context) { el.run(ctx, lead) })
+	}
+	responder.set(eng)
 
 	srv := server.New(server.Config{
 		Engine: intercepted{eng, mon}, Store: store, Metrics: m, WebhookToken: cfg.webhookToken, APIToken: cfg.apiToken,
-		MaxBody: cfg.maxBody, Logger: log, Ready: mon.Ready,
+		MaxBody: cfg.maxBody, Logger: log, Ready: readyCheck,
 	})
 	rw.mount(srv)
 	chans.mount(srv)
 	srv.Handle("GET /api/v1/channels", srv.ProtectAPI(mon.Handler()))
+	srv.Handle("GET /api/v1/cluster", srv.ProtectAPI(clusterHandler(status)))
 
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
@@ -274,29 +386,16 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
-	wg.Go(func() { errc <- eng.Run(runCtx) })
 	wg.Go(func() { rw.run(runCtx) })
-	if cfg.retention > 0 {
-		wg.Go(func() { prune(runCtx, store, cfg.retention, log) })
-	}
-	wg.Go(func() {
-		if err := mon.Run(runCtx); err != nil && runCtx.Err() == nil {
-			log.Error("self-test loop stopped", "error", err)
-		}
-	})
-	for _, r := range chans.runners {
-		wg.Go(func() {
-			if err := r(runCtx); err != nil && runCtx.Err() == nil {
-				log.Error("channel loop stopped", "error", err)
-			}
-		})
+	for _, b := range background {
+		wg.Go(func() { b(runCtx) })
 	}
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 		}
 	}()
-	log.Info("klaxon serving", "listen", ln.Addr().String(), "rota", cfg.rotaPath, "data", cfg.dataDir,
+	log.Info("klaxon serving", "listen", ln.Addr().String(), "rota", cfg.rotaPath, "data", cfg.dataDir, "store", cfg.store,
 		"channels", strings.Join(chans.names(), ","), "version", version)
 	if ready != nil {
 		ready(ln.Addr().String())
@@ -345,6 +444,38 @@ func prune(ctx context.Context, store escalation.Store, retention time.Duration,
 		}
 		t.Reset(pruneEvery)
 	}
+}
+
+// runLeaderLoops runs the self-tests, the Watchdog, the heartbeat and the
+// channels' own loops (PagerDuty polling, Matrix sync) until ctx ends.
+func runLeaderLoops(ctx context.Context, log *slog.Logger, mon *selftest.Monitor, runners []func(context.Context) error) {
+	fns := []func(){func() {
+		if err := mon.Run(ctx); err != nil && ctx.Err() == nil {
+			log.Error("self-test loop stopped", "error", err)
+		}
+	}}
+	for _, r := range runners {
+		fns = append(fns, func() {
+			if err := r(ctx); err != nil && ctx.Err() == nil {
+				log.Error("channel loop stopped", "error", err)
+			}
+		})
+	}
+	runAll(fns...)
+}
+
+// clusterHandler answers GET /api/v1/cluster: the replicas, the leader and its lease.
+func clusterHandler(status func(context.Context) (leaderInfo, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		info, err := status(r.Context())
+		if err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(w).Encode(map[string]string{"error": "reading the election: " + err.Error()})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(info)
+	})
 }
 
 // timeouts bound how long a client may take, so a slow or stalled sender

@@ -14,6 +14,7 @@
 //	tlseq/<be64 id>                  be32 last timeline sequence
 //	grp/<groupKey>                   Group JSON
 //	state/<be16 len><bucket><key>    channels' state
+//	statet/<be16 len><bucket><key>   be64 when that state key was written (retention)
 //
 // Read-modify-write is optimistic: read at one revision, decide, then commit
 // only if the keys read are unchanged (their ModRevision), else read again.
@@ -58,6 +59,9 @@ type Options struct {
 	Writer string
 	// OnCommit, if set, observes every successful write's duration.
 	OnCommit func(time.Duration)
+	// Timeout bounds each call (default 5s): without a quorum etcd requests
+	// wait, and a webhook must get its 503 while Alertmanager still listens.
+	Timeout time.Duration
 }
 
 // Store is an escalation.Store on etcd.
@@ -70,6 +74,7 @@ type Store struct {
 	fenceKey string
 	fenceRev int64
 	onCommit func(time.Duration)
+	timeout  time.Duration
 }
 
 var _ escalation.Store = (*Store)(nil)
@@ -79,7 +84,10 @@ func New(cli *clientv3.Client, o Options) *Store {
 	if o.Prefix == "" {
 		o.Prefix = "/klaxon/"
 	}
-	return &Store{cli: cli, prefix: o.Prefix, writer: o.Writer, onCommit: o.OnCommit}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
+	}
+	return &Store{cli: cli, prefix: o.Prefix, writer: o.Writer, onCommit: o.OnCommit, timeout: o.Timeout}
 }
 
 // Fenced returns a view of the store whose every write also requires that
@@ -97,6 +105,11 @@ func (s *Store) Prefix() string { return s.prefix }
 
 // Client is the etcd client.
 func (s *Store) Client() *clientv3.Client { return s.cli }
+
+// bound applies the per-call timeout.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
+}
 
 // Close implements escalation.Store; the client belongs to the caller.
 func (s *Store) Close() error { return nil }
@@ -378,6 +391,8 @@ func putJSON(key string, v any) (clientv3.Op, error) {
 
 // Ingest implements escalation.Store.
 func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.Time, decide escalation.IngestFunc) (escalation.IngestResult, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	for range maxRetries {
 		if err := ctx.Err(); err != nil {
 			return escalation.IngestResult{}, err
@@ -452,6 +467,8 @@ func (s *Store) ingestOnce(ctx context.Context, n escalation.Notification, now t
 
 // Update implements escalation.Store.
 func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc) (escalation.Incident, escalation.Change, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	for range maxRetries {
 		if err := ctx.Err(); err != nil {
 			return escalation.Incident{}, escalation.Change{}, err
@@ -499,6 +516,8 @@ func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc)
 
 // Incident implements escalation.Store.
 func (s *Store) Incident(ctx context.Context, id uint64) (escalation.Incident, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	resp, err := s.cli.Get(ctx, s.kInc(id))
 	if err != nil {
 		return escalation.Incident{}, fmt.Errorf("etcd: %w", err)
@@ -515,6 +534,8 @@ func (s *Store) Incident(ctx context.Context, id uint64) (escalation.Incident, e
 
 // Timeline implements escalation.Store.
 func (s *Store) Timeline(ctx context.Context, id uint64) ([]escalation.Event, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	p := s.k("tl/", string(be64(id)))
 	resp, err := s.cli.Txn(ctx).Then(
 		clientv3.OpGet(s.kInc(id), clientv3.WithCountOnly()),
@@ -539,6 +560,8 @@ func (s *Store) Timeline(ctx context.Context, id uint64) ([]escalation.Event, er
 
 // Pages implements escalation.Store.
 func (s *Store) Pages(ctx context.Context, id uint64) ([]escalation.PageRecord, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	p := s.k("page/", string(be64(id)))
 	resp, err := s.cli.Get(ctx, p, clientv3.WithRange(prefixEnd(p)))
 	if err != nil {
@@ -722,6 +745,8 @@ func (s *Store) WatchWork(ctx context.Context, from int64, self string, fn func(
 
 // Counts implements escalation.Store.
 func (s *Store) Counts(ctx context.Context) (map[escalation.State]int, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	out := map[escalation.State]int{escalation.Open: 0, escalation.Acknowledged: 0, escalation.Resolved: 0}
 	head, err := s.cli.Get(ctx, s.kSeq())
 	if err != nil {
@@ -746,6 +771,8 @@ func (s *Store) Counts(ctx context.Context) (map[escalation.State]int, error) {
 // of members and an elected etcd leader, the same as any commit. It writes
 // nothing, so probing a replica never adds a revision.
 func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -757,6 +784,8 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // GetState implements notifiers.StateStore.
 func (s *Store) GetState(ctx context.Context, bucket, key string) ([]byte, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	resp, err := s.cli.Get(ctx, s.kState(bucket, key))
 	if err != nil {
 		return nil, fmt.Errorf("etcd: %w", err)
@@ -769,16 +798,169 @@ func (s *Store) GetState(ctx context.Context, bucket, key string) ([]byte, error
 
 // PutState implements notifiers.StateStore.
 func (s *Store) PutState(ctx context.Context, bucket, key string, value []byte) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	op := clientv3.OpPut(s.kState(bucket, key), string(value))
+	ops := []clientv3.Op{clientv3.OpPut(s.kState(bucket, key), string(value)),
+		clientv3.OpPut(s.kStateTime(bucket, key), string(be64(uint64(time.Now().UnixNano()))))}
 	if value == nil {
-		op = clientv3.OpDelete(s.kState(bucket, key))
+		ops = []clientv3.Op{clientv3.OpDelete(s.kState(bucket, key)), clientv3.OpDelete(s.kStateTime(bucket, key))}
 	}
-	ok, err := s.commit(ctx, nil, []clientv3.Op{op})
+	ok, err := s.commit(ctx, nil, ops)
 	if err == nil && !ok {
 		err = errors.New("etcd: state write not committed")
 	}
 	return err
+}
+
+// kStateTime keeps when a state key was last written: what retention prunes by.
+func (s *Store) kStateTime(bucket, key string) string {
+	b := make([]byte, 2)
+	binary.BigEndian.PutUint16(b, uint16(len(bucket)))
+	return s.k("statet/", string(b), bucket, key)
+}
+
+// Held implements escalation.Store from the unfinished-page index.
+func (s *Store) Held(ctx context.Context, person string, ch notifiers.Channel, newest int) (escalation.Held, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	var h escalation.Held
+	var ids []uint64
+	err := s.rangeAll(ctx, s.k("pend/"), 0, func(k, v []byte) error {
+		p, id, _, err := decodePend(k, v)
+		if err != nil {
+			return err
+		}
+		if p.Deferred && p.Channel == ch && p.Person == person {
+			h.Count++
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	for i := len(ids) - 1; i >= 0 && len(h.Newest) < newest; i-- {
+		if len(h.Newest) == 0 || h.Newest[len(h.Newest)-1] != ids[i] {
+			h.Newest = append(h.Newest, ids[i])
+		}
+	}
+	return h, err
+}
+
+// Prune implements escalation.Store: each resolved incident goes in its own
+// transaction (only if unchanged since it was read), like each stale group
+// and each expired state key.
+func (s *Store) Prune(ctx context.Context, p escalation.Prune) (escalation.Pruned, error) {
+	var out escalation.Pruned
+	if !p.ResolvedBefore.IsZero() {
+		type victim struct {
+			id  uint64
+			rev int64
+		}
+		var victims []victim
+		stop := errors.New("stop")
+		err := s.rangeAll(ctx, s.k("inc/"), 0, func(k, v []byte) error {
+			var inc struct {
+				State      escalation.State `json:"state"`
+				OpenedAt   time.Time        `json:"openedAt"`
+				ResolvedAt time.Time        `json:"resolvedAt"`
+			}
+			if err := json.Unmarshal(v, &inc); err != nil {
+				return fmt.Errorf("incident %x: %w", k, err)
+			}
+			if !inc.OpenedAt.Before(p.ResolvedBefore) {
+				return stop // ids grow with opening time
+			}
+			if inc.State == escalation.Resolved && inc.ResolvedAt.Before(p.ResolvedBefore) {
+				victims = append(victims, victim{id: idOf(k)})
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, stop) {
+			return out, err
+		}
+		for _, vi := range victims {
+			id := vi.id
+			resp, err := s.cli.Get(ctx, s.kInc(id))
+			if err != nil {
+				return out, fmt.Errorf("etcd: %w", err)
+			}
+			if len(resp.Kvs) == 0 {
+				continue
+			}
+			ops := []clientv3.Op{clientv3.OpDelete(s.kInc(id)), clientv3.OpDelete(s.kOpen(id)), clientv3.OpDelete(s.kTLSeq(id))}
+			for _, pfx := range []string{"tl/", "page/", "pend/"} {
+				p := s.k(pfx, string(be64(id)))
+				ops = append(ops, clientv3.OpDelete(p, clientv3.WithRange(prefixEnd(p))))
+			}
+			ok, err := s.commit(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.kInc(id)), "=", resp.Kvs[0].ModRevision)}, ops)
+			if err != nil {
+				return out, err
+			}
+			if ok {
+				out.Incidents++
+			}
+		}
+		var stale []struct {
+			key string
+			rev int64
+		}
+		err = s.rangeAll(ctx, s.k("grp/"), 0, func(k, v []byte) error {
+			var g escalation.Group
+			if json.Unmarshal(v, &g) != nil || g.Open != 0 {
+				return nil // unreadable: leave it for a person to look at
+			}
+			for _, end := range g.LastEnd {
+				if !end.Before(p.ResolvedBefore) {
+					return nil
+				}
+			}
+			stale = append(stale, struct {
+				key string
+				rev int64
+			}{string(k), 0})
+			return nil
+		})
+		if err != nil {
+			return out, err
+		}
+		for _, g := range stale {
+			resp, err := s.cli.Get(ctx, g.key)
+			if err != nil {
+				return out, fmt.Errorf("etcd: %w", err)
+			}
+			if len(resp.Kvs) == 0 {
+				continue
+			}
+			ok, err := s.commit(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(g.key), "=", resp.Kvs[0].ModRevision)}, []clientv3.Op{clientv3.OpDelete(g.key)})
+			if err != nil {
+				return out, err
+			}
+			if ok {
+				out.Groups++
+			}
+		}
+	}
+	for _, sp := range p.State {
+		prefix := s.kStateTime(sp.Bucket, sp.Prefix)
+		var old []string
+		err := s.rangeAll(ctx, prefix, 0, func(k, v []byte) error {
+			if len(v) == 8 && fromUnixNano(binary.BigEndian.Uint64(v)).Before(sp.Before) {
+				old = append(old, string(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return out, err
+		}
+		tp := s.k("statet/")
+		for _, k := range old {
+			stateKey := s.k("state/") + strings.TrimPrefix(k, tp)
+			if _, err := s.commit(ctx, nil, []clientv3.Op{clientv3.OpDelete(k), clientv3.OpDelete(stateKey)}); err != nil {
+				return out, err
+			}
+			out.StateKeys++
+		}
+	}
+	return out, nil
 }
