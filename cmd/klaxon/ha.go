@@ -26,10 +26,10 @@ import (
 // etcdConfig is how `klaxon serve --store etcd` reaches its cluster.
 type etcdConfig struct {
 	endpoints, prefix, username, password string
-	caFile, certFile, keyFile              string
-	leaderTTL                              time.Duration
-	replica                                string
-	passwordFile                           string
+	caFile, certFile, keyFile             string
+	leaderTTL                             time.Duration
+	replica                               string
+	passwordFile                          string
 }
 
 func (c *etcdConfig) declare(fs *flag.FlagSet, env map[string]string) {

@@ -28,7 +28,7 @@ Usage:
   klaxon rota check|show|diff|ics      check and explore rota.yaml
   klaxon simulate [flags]              run the real engine on a fake clock and print the timeline
   klaxon selftest                      check every configured channel's account once (exit 1 if one is down)
-  klaxon status                        channel health as a running server sees it
+  klaxon status                        channel health, replicas and leader as a running server sees them
   klaxon version                       print the version
 
 Run 'klaxon COMMAND -h' for a command's flags.
