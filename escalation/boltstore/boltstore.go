@@ -758,4 +758,55 @@ func deleteIncident(tx *bolt.Tx, id uint64) error {
 		}
 	}
 	return tx.Bucket(bOpen).Delete(be64(id))
+
+// Export walks everything the store holds, for `klaxon migrate`: the id
+// counter, every incident with its timeline and outbox (oldest first), every
+// Alertmanager group, and the channels' state.
+func (s *Store) Export(ctx context.Context, x escalation.Exporter) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		if err := x.Sequence(tx.Bucket(bIncidents).Sequence()); err != nil {
+			return err
+		}
+		err := tx.Bucket(bIncidents).ForEach(func(k, v []byte) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var inc escalation.Incident
+			if err := json.Unmarshal(v, &inc); err != nil {
+				return fmt.Errorf("incident %x: %w", k, err)
+			}
+			var tl []escalation.Event
+			c := tx.Bucket(bTimeline).Cursor()
+			for tk, tv := c.Seek(k); tk != nil && binary.BigEndian.Uint64(tk) == inc.ID; tk, tv = c.Next() {
+				var e escalation.Event
+				if err := json.Unmarshal(tv, &e); err != nil {
+					return fmt.Errorf("timeline %x: %w", tk, err)
+				}
+				tl = append(tl, e)
+			}
+			pages, err := loadPages(tx, inc.ID, false)
+			if err != nil {
+				return err
+			}
+			return x.Incident(inc, tl, pages)
+		})
+		if err != nil {
+			return err
+		}
+		err = tx.Bucket(bGroups).ForEach(func(k, v []byte) error {
+			var g escalation.Group
+			if err := json.Unmarshal(v, &g); err != nil {
+				return fmt.Errorf("group %q: %w", k, err)
+			}
+			return x.Group(string(k), g)
+		})
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bState).ForEachBucket(func(name []byte) error {
+			return tx.Bucket(bState).Bucket(name).ForEach(func(k, v []byte) error {
+				return x.State(string(name), string(k), append([]byte{}, v...))
+			})
+		})
+	})
 }
