@@ -75,6 +75,7 @@ type Store struct {
 	fenceRev int64
 	onCommit func(time.Duration)
 	timeout  time.Duration
+	batcher  *batcher
 }
 
 var _ escalation.Store = (*Store)(nil)
@@ -87,7 +88,7 @@ func New(cli *clientv3.Client, o Options) *Store {
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
 	}
-	return &Store{cli: cli, prefix: o.Prefix, writer: o.Writer, onCommit: o.OnCommit, timeout: o.Timeout}
+	return &Store{cli: cli, prefix: o.Prefix, writer: o.Writer, onCommit: o.OnCommit, timeout: o.Timeout, batcher: &batcher{}}
 }
 
 // Fenced returns a view of the store whose every write also requires that
@@ -97,6 +98,7 @@ func (s *Store) Fenced(key string, rev int64, writer string) *Store {
 	f := *s
 	f.fence = []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", rev)}
 	f.fenceKey, f.fenceRev, f.writer = key, rev, writer
+	f.batcher = &batcher{}
 	return &f
 }
 
@@ -389,10 +391,19 @@ func putJSON(key string, v any) (clientv3.Op, error) {
 	return clientv3.OpPut(key, string(data)), nil
 }
 
-// Ingest implements escalation.Store.
+// Ingest implements escalation.Store. Concurrent calls are committed
+// together (see batch.go), as bbolt's Batch does for boltstore.
 func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.Time, decide escalation.IngestFunc) (escalation.IngestResult, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
+	if err := ctx.Err(); err != nil {
+		return escalation.IngestResult{}, err
+	}
+	return s.batcher.ingest(ctx, s, &ingestCall{ctx: ctx, n: n, now: now, decide: decide, done: make(chan ingestResult, 1)})
+}
+
+// ingestSingle is Ingest alone in its transaction, retried on conflicts.
+func (s *Store) ingestSingle(ctx context.Context, n escalation.Notification, now time.Time, decide escalation.IngestFunc) (escalation.IngestResult, error) {
 	for range maxRetries {
 		if err := ctx.Err(); err != nil {
 			return escalation.IngestResult{}, err
@@ -406,21 +417,49 @@ func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.
 }
 
 func (s *Store) ingestOnce(ctx context.Context, n escalation.Notification, now time.Time, decide escalation.IngestFunc) (escalation.IngestResult, bool, error) {
-	var res escalation.IngestResult
 	g, gRev, seq, seqRev, err := s.readGroup(ctx, n.GroupKey)
 	if err != nil {
-		return res, false, err
+		return escalation.IngestResult{}, false, err
 	}
-	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.kGroup(n.GroupKey)), "=", gRev)}
 	var sn *snapshot
-	var ev []escalation.Event
-	changed := false
-	var ops []clientv3.Op
 	if g.Open != 0 {
 		if sn, err = s.readIncident(ctx, g.Open); err != nil {
-			return res, false, err
+			return escalation.IngestResult{}, false, err
 		}
+	}
+	p, err := s.planIngest(n, now, decide, g, sn, seq)
+	if err != nil || !p.res.Changed {
+		return p.res, err == nil, err
+	}
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.kGroup(n.GroupKey)), "=", gRev)}
+	if sn != nil {
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.kInc(g.Open)), "=", sn.incRev))
+	}
+	ops := p.ops
+	if p.res.Opened {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.kSeq()), "=", seqRev))
+		ops = append(ops, clientv3.OpPut(s.kSeq(), string(be64(seq+1))))
+	}
+	ok, err := s.commit(ctx, cmps, ops)
+	if err != nil || !ok {
+		return p.res, false, err
+	}
+	return p.res, true, nil
+}
+
+// ingestPlan is what one notification writes.
+type ingestPlan struct {
+	res escalation.IngestResult
+	ops []clientv3.Op // without the id counter
+}
+
+// planIngest merges n into its group's open incident sn (nil: none), or opens
+// incident seq+1, and returns the writes. Nothing changed means a duplicate.
+func (s *Store) planIngest(n escalation.Notification, now time.Time, decide escalation.IngestFunc, g escalation.Group, sn *snapshot, seq uint64) (ingestPlan, error) {
+	var p ingestPlan
+	var ev []escalation.Event
+	changed := false
+	if sn != nil {
 		ev, changed = escalation.Merge(sn.inc, &g, n, now)
 	} else {
 		var inc *escalation.Incident
@@ -428,41 +467,34 @@ func (s *Store) ingestOnce(ctx context.Context, n escalation.Notification, now t
 		changed = inc != nil
 		if inc != nil {
 			sn = &snapshot{inc: inc}
-			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.kSeq()), "=", seqRev))
-			ops = append(ops, clientv3.OpPut(s.kSeq(), string(be64(seq+1))))
-			res.Opened = true
+			p.res.Opened = true
 		}
 	}
 	if !changed {
-		// Nothing new: a duplicate, or only stale/resolved alerts. Nothing to
-		// commit, but the answer must still be quorum-confirmed: the read above
-		// was linearizable.
-		return escalation.IngestResult{}, true, nil
+		// Nothing new: a duplicate, or only stale/resolved alerts. The read
+		// was linearizable, so the answer is as good as a commit.
+		return ingestPlan{}, nil
 	}
 	inc := sn.inc
-	res.Incident, res.Changed, res.Resolved = inc.ID, true, inc.State == escalation.Resolved
+	p.res.Incident, p.res.Changed, p.res.Resolved = inc.ID, true, inc.State == escalation.Resolved
 	fn := func(inc *escalation.Incident, pages []escalation.PageRecord) (escalation.Change, error) {
 		return decide(inc, pages, ev)
 	}
-	wops, _, err := s.writeChange(sn, ev, fn)
+	ops, _, err := s.writeChange(sn, ev, fn)
 	if errors.Is(err, escalation.ErrNoChange) {
 		// A quiet refresh (new annotations): the incident changes, its
 		// escalation does not.
-		wops, err = s.saveIncident(inc)
+		ops, err = s.saveIncident(inc)
 	}
 	if err != nil {
-		return res, false, err
+		return ingestPlan{}, err
 	}
 	gop, err := putJSON(s.kGroup(n.GroupKey), &g)
 	if err != nil {
-		return res, false, err
+		return ingestPlan{}, err
 	}
-	ops = append(append(ops, wops...), gop)
-	ok, err := s.commit(ctx, cmps, ops)
-	if err != nil || !ok {
-		return res, false, err
-	}
-	return res, true, nil
+	p.ops = append(ops, gop)
+	return p, nil
 }
 
 // Update implements escalation.Store.
