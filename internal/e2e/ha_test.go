@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -37,7 +38,7 @@ type haWorld struct {
 	replicas []*harness.Klaxon
 }
 
-func startHA(t *testing.T, etcd *harness.EtcdCluster, prefix, steps string) *haWorld {
+func startHA(t testing.TB, etcd *harness.EtcdCluster, prefix, steps string) *haWorld {
 	t.Helper()
 	w := &haWorld{etcd: etcd, prefix: prefix, pd: fakepagerduty.New(t), tw: faketwilio.New(t, twilioToken)}
 	rota := writeRota(t, "example.org", steps)
@@ -65,7 +66,7 @@ func cluster(k *harness.Klaxon) (clusterJSON, error) {
 }
 
 // leader waits until one of the replicas (but not any of except) leads and returns its index.
-func (w *haWorld) leader(t *testing.T, within time.Duration, except ...int) int {
+func (w *haWorld) leader(t testing.TB, within time.Duration, except ...int) int {
 	t.Helper()
 	found := -1
 	harness.Eventually(t, within, func() (bool, string) {
@@ -378,4 +379,41 @@ func testAllEtcdDown(t *testing.T, etcd *harness.EtcdCluster) {
 	if inc2 := getIncident(t, k, 2); inc2.GroupKey != "after-outage" {
 		t.Fatalf("incident 2 is %q, want after-outage (the 503'd webhook must not be stored)", inc2.GroupKey)
 	}
+}
+
+// BenchmarkFailover kills the leader b.N times while an incident pages Alice
+// by SMS every second, and reports the time from the kill to the next text
+// (p50, p90, max), with a lease TTL of 2s. The killed replica is started
+// again before the next round.
+//
+//	go test -run '^$' -bench Failover -benchtime 20x ./internal/e2e/
+func BenchmarkFailover(b *testing.B) {
+	etcd := harness.StartEtcd(b, harness.EtcdConfig{})
+	w := startHA(b, etcd, "/failover-bench/", `
+      - {notify: primary, via: sms, wait: 1s}
+    repeat: 100`)
+	w.leader(b, 30*time.Second)
+	fire(b, w.replicas[0], "failover")
+	alice := w.tw.Phone("+15555550101")
+	harness.Eventually(b, 30*time.Second, func() (bool, string) { return alice.PendingSMS() >= 1, "no text yet" })
+	var took []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		lead := w.leader(b, 30*time.Second)
+		w.replicas[lead].Kill()
+		killed := time.Now()
+		before := alice.PendingSMS()
+		harness.Eventually(b, 30*time.Second, func() (bool, string) {
+			return alice.PendingSMS() > before, fmt.Sprintf("round %d: no text since the leader died; incident: %s", i, textOf(getIncident(b, w.replicas[(lead+1)%3], 1)))
+		})
+		took = append(took, time.Since(killed))
+		b.StopTimer()
+		w.replicas[lead].Restart()
+		b.StartTimer()
+	}
+	b.StopTimer()
+	slices.Sort(took)
+	b.ReportMetric(took[len(took)/2].Seconds(), "p50-s")
+	b.ReportMetric(took[len(took)*9/10].Seconds(), "p90-s")
+	b.ReportMetric(took[len(took)-1].Seconds(), "max-s")
 }
