@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -161,13 +163,31 @@ func testKillLeader(t *testing.T, etcd *harness.EtcdCluster) {
 			last = i
 		}
 	}
+	// Per incident: at least one text and call, at most 1 + failovers.
 	const failovers = 1
-	sms, calls := alice.PendingSMS(), alice.PendingCalls()
-	if sms < incidents || sms > incidents*(1+failovers) || calls < incidents || calls > incidents*(1+failovers) {
-		t.Fatalf("alice got %d texts and %d calls for %d incidents and %d failover: want each in [%d, %d]",
-			sms, calls, incidents, failovers, incidents, incidents*(1+failovers))
+	texts, calls := map[string]int{}, map[string]int{}
+	for range alice.PendingSMS() {
+		sms := alice.ExpectSMS(t)
+		if m := smsIncident.FindStringSubmatch(sms.Body); m != nil {
+			texts[m[1]]++
+		}
+	}
+	for range alice.PendingCalls() {
+		c := alice.ExpectCall(t)
+		if u, err := url.Parse(c.Params.Get("Url")); err == nil {
+			calls[u.Query().Get("incident")]++ // the call's TwiML URL names its incident
+		}
+	}
+	for id := 1; id <= incidents; id++ {
+		tn, cn := texts[fmt.Sprint(id)], calls[fmt.Sprint(id)]
+		if tn < 1 || tn > 1+failovers || cn < 1 || cn > 1+failovers {
+			t.Errorf("incident %d: alice got %d texts and %d calls across %d failover: want each in [1, %d] (texts %v, calls %v)",
+				id, tn, cn, failovers, 1+failovers, texts, calls)
+		}
 	}
 }
+
+var smsIncident = regexp.MustCompile(`^Klaxon #(\d+)\b`)
 
 // testPausedLeader freezes the leader with SIGSTOP past its lease while an
 // incident escalates, lets another replica lead and page, acknowledges, then
