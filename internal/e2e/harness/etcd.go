@@ -3,9 +3,19 @@ package harness
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -31,6 +41,15 @@ type EtcdConfig struct {
 	Members int
 	// ReadyTimeout bounds the wait for a healthy cluster (default 60s).
 	ReadyTimeout time.Duration
+	// TLS, if set, serves clients over https and requires client certificates.
+	TLS *EtcdTLS
+}
+
+// EtcdTLS names the PEM files of a cluster that serves clients over TLS.
+type EtcdTLS struct {
+	CA                    string // signed every certificate
+	ServerCert, ServerKey string // the members' (valid for 127.0.0.1)
+	ClientCert, ClientKey string // one the harness uses for its health checks
 }
 
 // EtcdCluster is a real etcd cluster of subprocesses on 127.0.0.1, each member
@@ -49,6 +68,7 @@ type EtcdMember struct {
 	dir       string
 	args      []string
 	bin       string
+	tls       *EtcdTLS
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -86,9 +106,14 @@ func startEtcd(tb testing.TB, bin string, cfg EtcdConfig) (*EtcdCluster, error) 
 	root := tb.TempDir()
 	var initial []string
 	for i := range cfg.Members {
+		scheme := "http://"
+		if cfg.TLS != nil {
+			scheme = "https://"
+		}
 		m := &EtcdMember{
+			tls:       cfg.TLS,
 			Name:      fmt.Sprintf("m%d", i),
-			ClientURL: "http://" + FreeAddr(tb),
+			ClientURL: scheme + FreeAddr(tb),
 			PeerURL:   "http://" + FreeAddr(tb),
 			dir:       filepath.Join(root, fmt.Sprintf("m%d", i)),
 			bin:       bin,
@@ -104,6 +129,10 @@ func startEtcd(tb testing.TB, bin string, cfg EtcdConfig) (*EtcdCluster, error) 
 			"--listen-peer-urls", m.PeerURL, "--initial-advertise-peer-urls", m.PeerURL,
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
 			"--initial-cluster-token", token, "--log-level", "warn",
+		}
+		if t := cfg.TLS; t != nil {
+			m.args = append(m.args, "--cert-file", t.ServerCert, "--key-file", t.ServerKey,
+				"--client-cert-auth", "--trusted-ca-file", t.CA)
 		}
 		if err := m.start(); err != nil {
 			return c, err
@@ -232,6 +261,13 @@ func (m *EtcdMember) Logs() string {
 // serve a quorum read) until the deadline.
 func (m *EtcdMember) waitHealthy(deadline time.Time) error {
 	client := &http.Client{Timeout: 2 * time.Second}
+	if m.tls != nil {
+		tc, err := m.tls.clientConfig()
+		if err != nil {
+			return err
+		}
+		client.Transport = &http.Transport{TLSClientConfig: tc}
+	}
 	var last string
 	for time.Now().Before(deadline) {
 		m.mu.Lock()
@@ -276,4 +312,70 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// clientConfig is a TLS client configuration with the harness's certificate.
+func (t *EtcdTLS) clientConfig() (*tls.Config, error) {
+	ca, err := os.ReadFile(t.CA)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("%s: no certificate", t.CA)
+	}
+	cert, err := tls.LoadX509KeyPair(t.ClientCert, t.ClientKey)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// WriteEtcdTLS makes a CA, a server certificate for 127.0.0.1 and two client
+// certificates (the harness's, and one for the test to use) in dir.
+func WriteEtcdTLS(tb testing.TB, dir string) (*EtcdTLS, [2]string) {
+	tb.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "klaxon test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			tb.Fatal(err)
+		}
+		return p
+	}
+	issue := func(name string, serial int64, usage x509.ExtKeyUsage) (string, string) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		kder, err := x509.MarshalECPrivateKey(key)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return write(name+".pem", "CERTIFICATE", der), write(name+"-key.pem", "EC PRIVATE KEY", kder)
+	}
+	t := &EtcdTLS{CA: write("ca.pem", "CERTIFICATE", caDER)}
+	t.ServerCert, t.ServerKey = issue("server", 2, x509.ExtKeyUsageServerAuth)
+	t.ClientCert, t.ClientKey = issue("harness", 3, x509.ExtKeyUsageClientAuth)
+	c, k := issue("client", 4, x509.ExtKeyUsageClientAuth)
+	return t, [2]string{c, k}
 }
