@@ -111,6 +111,7 @@ func TestHA(t *testing.T) {
 	etcd := harness.StartEtcd(t, harness.EtcdConfig{})
 	t.Run("KillLeaderMidEscalation", func(t *testing.T) { testKillLeader(t, etcd) })
 	t.Run("PausedLeaderWritesAndSendsNothing", func(t *testing.T) { testPausedLeader(t, etcd) })
+	t.Run("DeposedLeaderIsFenced", func(t *testing.T) { testDeposedLeader(t, etcd) })
 	t.Run("KillEtcdMemberDuringBurst", func(t *testing.T) { testKillEtcdMember(t, etcd) })
 	t.Run("AllEtcdDown", func(t *testing.T) { testAllEtcdDown(t, etcd) })
 }
@@ -269,6 +270,80 @@ func testPausedLeader(t *testing.T, etcd *harness.EtcdCluster) {
 	if c, err := cluster(old); err != nil || c.Leading {
 		t.Fatalf("the old leader still claims to lead: %+v %v", c, err)
 	}
+}
+
+// testDeposedLeader takes leadership away from a leader that does not know
+// it (its election key is deleted while its lease and session live on, as
+// when it is cut off from etcd's watch but not its lease): it goes on
+// escalating on its own timers, and the fence and the send gate must stop
+// every one of its writes and texts while the new leader pages. Writes are
+// told apart by the writer tag in the schedule index, texts by the status
+// callback URL, which names the replica that sent them.
+func testDeposedLeader(t *testing.T, etcd *harness.EtcdCluster) {
+	w := startHA(t, etcd, "/deposed-leader/", `
+      - {notify: primary, via: sms, wait: 1s}
+    repeat: 100`)
+	lead := w.leader(t, 30*time.Second)
+	old := w.replicas[lead]
+	fire(t, w.replicas[(lead+1)%3], "deposed")
+	alice := w.tw.Phone("+15555550101")
+	harness.Eventually(t, 30*time.Second, func() (bool, string) { return alice.PendingSMS() >= 1, "no text yet" })
+	cli, err := clientv3.New(clientv3.Config{Endpoints: etcd.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	keys, err := cli.Get(ctx, w.prefix+"election/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
+	if err != nil || len(keys.Kvs) == 0 || string(keys.Kvs[0].Value) != fmt.Sprint("r", lead) {
+		t.Fatalf("election keys %v %v: want r%d first", keys, err, lead)
+	}
+	del, err := cli.Delete(ctx, string(keys.Kvs[0].Key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldWriter := fmt.Sprintf("leader:r%d:", lead)
+	for range alice.PendingSMS() {
+		alice.ExpectSMS(t)
+	}
+	next := w.leader(t, 30*time.Second, lead)
+	// Watch three seconds of the store and the phone while both believe they lead.
+	wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer wcancel()
+	writes := 0
+	for resp := range cli.Watch(wctx, w.prefix, clientv3.WithPrefix(), clientv3.WithRev(del.Header.Revision+1)) {
+		for _, ev := range resp.Events {
+			key := string(ev.Kv.Key)
+			if !strings.HasPrefix(key, w.prefix+"open/") && !strings.HasPrefix(key, w.prefix+"pend/") {
+				continue
+			}
+			writes++
+			v := string(ev.Kv.Value)
+			if writer := v[strings.LastIndexByte(v, 0)+1:]; strings.HasPrefix(writer, oldWriter) {
+				t.Fatalf("the deposed leader r%d wrote %q at revision %d", lead, key, ev.Kv.ModRevision)
+			}
+		}
+	}
+	if writes == 0 {
+		t.Fatalf("the new leader r%d wrote nothing in 3s: the test saw no escalation", next)
+	}
+	texts := 0
+	for range alice.PendingSMS() {
+		sms := alice.ExpectSMS(t)
+		texts++
+		if strings.HasPrefix(sms.StatusCallback, old.URL()) {
+			t.Fatalf("the deposed leader r%d sent a text: %q", lead, sms.Body)
+		}
+	}
+	if texts == 0 {
+		t.Fatal("nobody texted alice in 3s")
+	}
+	// It did try: its own timers kept firing, and the fence refused them.
+	if logs := old.Logs(); !strings.Contains(logs, "election fence") && !strings.Contains(logs, "not the leader") {
+		t.Fatalf("the deposed leader r%d never tried to write or send (the test proves nothing):\n%s", lead, logs)
+	}
+	t.Logf("deposed r%d refused; r%d made %d schedule writes and sent %d texts", lead, next, writes, texts)
 }
 
 // pagesSettled reports whether incident 1 has no unfinished page.
