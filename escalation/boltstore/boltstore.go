@@ -758,6 +758,7 @@ func deleteIncident(tx *bolt.Tx, id uint64) error {
 		}
 	}
 	return tx.Bucket(bOpen).Delete(be64(id))
+}
 
 // Export walks everything the store holds, for `klaxon migrate`: the id
 // counter, every incident with its timeline and outbox (oldest first), every

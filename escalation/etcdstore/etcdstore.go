@@ -471,9 +471,10 @@ func (s *Store) planIngest(n escalation.Notification, now time.Time, decide esca
 		}
 	}
 	if !changed {
-		// Nothing new: a duplicate, or only stale/resolved alerts. The read
-		// was linearizable, so the answer is as good as a commit.
-		return ingestPlan{}, nil
+		// Nothing new: a duplicate (name the incident it duplicates), or only
+		// stale or resolved alerts. The read was linearizable, so the answer
+		// is as good as a commit.
+		return ingestPlan{res: escalation.IngestResult{Incident: g.Open}}, nil
 	}
 	inc := sn.inc
 	p.res.Incident, p.res.Changed, p.res.Resolved = inc.ID, true, inc.State == escalation.Resolved

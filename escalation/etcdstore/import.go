@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -104,5 +105,6 @@ func (im *Importer) Group(key string, g escalation.Group) error {
 // State implements escalation.Exporter.
 func (im *Importer) State(bucket, key string, value []byte) error {
 	im.States++
-	return im.put(clientv3.OpPut(im.s.kState(bucket, key), string(value)))
+	return im.put(clientv3.OpPut(im.s.kState(bucket, key), string(value)),
+		clientv3.OpPut(im.s.kStateTime(bucket, key), string(be64(uint64(time.Now().UnixNano())))))
 }

@@ -51,6 +51,8 @@ func Run(t *testing.T, open Open) {
 		{"ConcurrentIngestSameGroupOpensOne", testConcurrentSameGroup},
 		{"ConcurrentUpdatesLoseNothing", testConcurrentUpdates},
 		{"StateStore", testStateStore},
+		{"HeldCountsDeferredPages", testHeld},
+		{"PruneDeletesWhatRetentionDropsOnly", testPrune},
 		{"Ping", testPing},
 		{"CanceledContext", testCanceled},
 	}
@@ -154,8 +156,8 @@ func testIdempotentIngest(t *testing.T, s escalation.Store) {
 		calls++
 		return escalation.Change{}, nil
 	})
-	if again.Changed || again.Opened || again.Incident != 0 {
-		t.Fatalf("duplicate delivery = %+v, want nothing changed", again)
+	if again.Changed || again.Opened || again.Incident != first.Incident {
+		t.Fatalf("duplicate delivery = %+v, want nothing changed, naming incident %d", again, first.Incident)
 	}
 	if calls != 0 {
 		t.Fatalf("decide ran %d times for a duplicate", calls)
@@ -672,5 +674,80 @@ func testCanceled(t *testing.T, s escalation.Store) {
 	}
 	if _, err := s.Incident(ctx(t), 1); !errors.Is(err, escalation.ErrNotFound) {
 		t.Fatalf("a canceled ingest wrote incident 1: %v", err)
+	}
+}
+
+func testHeld(t *testing.T, s escalation.Store) {
+	for _, g := range []string{"a", "b", "c"} {
+		ingest(t, s, Note(g, "firing"), NoDecide)
+	}
+	hold := func(id uint64, person string, ch notifiers.Channel, st escalation.PageStatus) {
+		update(t, s, id, func(*escalation.Incident, []escalation.PageRecord) (escalation.Change, error) {
+			return escalation.Change{Pages: []escalation.PageRecord{{Channel: ch, Kind: notifiers.KindPage, Status: st, Recipient: notifiers.Recipient{PersonID: person}}}}, nil
+		})
+	}
+	hold(1, "alice", "sms", escalation.PageDeferred)
+	hold(2, "alice", "sms", escalation.PageDeferred)
+	hold(2, "alice", "sms", escalation.PageDeferred)
+	hold(3, "alice", "sms", escalation.PageDeferred)
+	hold(3, "alice", "phone", escalation.PageDeferred) // another channel
+	hold(3, "bob", "sms", escalation.PageDeferred)     // another person
+	hold(3, "alice", "sms", escalation.PagePending)    // not held
+	h, err := s.Held(ctx(t), "alice", "sms", 2)
+	if err != nil || h.Count != 4 || !slices.Equal(h.Newest, []uint64{3, 2}) {
+		t.Fatalf("Held(alice, sms, 2) = %+v %v, want 4 held, newest incidents [3 2]", h, err)
+	}
+	if h, _ := s.Held(ctx(t), "carol", "sms", 2); h.Count != 0 || len(h.Newest) != 0 {
+		t.Fatalf("Held(carol) = %+v, want none", h)
+	}
+}
+
+func testPrune(t *testing.T, s escalation.Store) {
+	day := 24 * time.Hour
+	for i, g := range []string{"old", "recent", "open"} {
+		at := now.Add(time.Duration(i) * day)
+		n := Note(g, "firing")
+		n.Alerts[0].StartsAt = at
+		if _, err := s.Ingest(ctx(t), n, at, NoDecide); err != nil {
+			t.Fatal(err)
+		}
+		if g != "open" {
+			r := Note(g, "resolved")
+			r.Alerts[0].StartsAt, r.Alerts[0].EndsAt = at, at.Add(time.Minute)
+			if _, err := s.Ingest(ctx(t), r, at.Add(time.Minute), NoDecide); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, k := range []string{"seen:1", "seen:2", "keep"} {
+		if err := s.PutState(ctx(t), "twilio", k, []byte{1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.Prune(ctx(t), escalation.Prune{ResolvedBefore: now.Add(day / 2),
+		State: []escalation.StatePrune{{Bucket: "twilio", Prefix: "seen:", Before: time.Now().Add(time.Hour)}}})
+	if err != nil || n.Incidents != 1 || n.Groups != 1 || n.StateKeys != 2 {
+		t.Fatalf("Prune = %+v %v, want 1 incident, 1 group, 2 state keys", n, err)
+	}
+	if _, err := s.Incident(ctx(t), 1); !errors.Is(err, escalation.ErrNotFound) {
+		t.Fatalf("the old resolved incident is still there: %v", err)
+	}
+	if _, err := s.Timeline(ctx(t), 1); !errors.Is(err, escalation.ErrNotFound) {
+		t.Fatalf("the old incident's timeline is still there: %v", err)
+	}
+	for _, id := range []uint64{2, 3} {
+		if _, err := s.Incident(ctx(t), id); err != nil {
+			t.Fatalf("incident %d was pruned: %v", id, err)
+		}
+	}
+	if v, _ := s.GetState(ctx(t), "twilio", "keep"); v == nil {
+		t.Fatal("a state key outside the prefix was pruned")
+	}
+	if v, _ := s.GetState(ctx(t), "twilio", "seen:1"); v != nil {
+		t.Fatal("an expired state key is still there")
+	}
+	// The pruned group is forgotten: its next firing opens a new incident.
+	if res := ingest(t, s, Note("old", "firing"), NoDecide); !res.Opened || res.Incident != 4 {
+		t.Fatalf("firing of a pruned group = %+v, want incident 4 opened", res)
 	}
 }
