@@ -58,6 +58,11 @@ type Config struct {
 	// gets the local page record: a link names the local page id (the one
 	// the store keeps and ActAs takes), never the channel's external one.
 	Link func(inc Incident, p PageRecord) string
+	// RecordOnly makes the engine record decisions and pages without
+	// scheduling or sending anything: a replica that is not the leader takes
+	// webhooks, API calls and callbacks this way, and the leader's engine,
+	// told of the work through Track, does the rest.
+	RecordOnly bool
 }
 
 // Engine walks incidents through their escalation policies. It records every
@@ -481,6 +486,9 @@ const AlarmGroupPrefix = "klaxon-alarm:"
 
 // after schedules the incident's next wake and hands new pages to channels.
 func (e *Engine) after(ctx context.Context, inc Incident, ch Change) {
+	if e.cfg.RecordOnly {
+		return
+	}
 	if inc.Escalation.Exhausted && hasEvent(ch.Events, EvExhausted) {
 		e.log.Error("escalation exhausted without an acknowledgement: paging again until someone answers", "incident", inc.ID, "title", inc.Title)
 		if e.cfg.OnExhausted != nil {

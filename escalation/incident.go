@@ -376,3 +376,16 @@ type Store interface {
 func sortAlerts(as []Alert) {
 	sort.Slice(as, func(i, j int) bool { return as[i].Fingerprint < as[j].Fingerprint })
 }
+
+// Exporter receives a store's whole content, for copying it into another
+// store (`klaxon migrate`).
+type Exporter interface {
+	// Sequence is the highest incident id ever allocated.
+	Sequence(n uint64) error
+	// Incident is one incident with its timeline and outbox, oldest first.
+	Incident(inc Incident, timeline []Event, pages []PageRecord) error
+	// Group is what the store remembers of one Alertmanager group.
+	Group(key string, g Group) error
+	// State is one key of a channel's state.
+	State(bucket, key string, value []byte) error
+}

@@ -36,10 +36,27 @@ func InstallationID(ctx context.Context, s notifiers.StateStore) (string, error)
 		return "", err
 	}
 	id := hex.EncodeToString(b)
+	if c, ok := s.(StateCreator); ok {
+		// Replicas starting together on an empty store agree on one id.
+		v, err := c.CreateState(ctx, metaBucket, installationKey, []byte(id))
+		if err != nil {
+			return "", fmt.Errorf("storing the installation id: %w", err)
+		}
+		return string(v), nil
+	}
 	if err := s.PutState(ctx, metaBucket, installationKey, []byte(id)); err != nil {
 		return "", fmt.Errorf("storing the installation id: %w", err)
 	}
 	return id, nil
+}
+
+// StateCreator is a state store that can create a key only if it is absent,
+// atomically: what several replicas must agree on (the installation id, the
+// web signing key) is created with it.
+type StateCreator interface {
+	// CreateState stores value under bucket/key unless the key exists and
+	// returns what the key holds afterwards (value, or the earlier one).
+	CreateState(ctx context.Context, bucket, key string, value []byte) ([]byte, error)
 }
 
 // key is incident id's external key: "klaxon-<installation>-<id>".

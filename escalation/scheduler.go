@@ -190,31 +190,11 @@ func (e *Engine) Recover(ctx context.Context) (incidents, pages int, err error) 
 	now := e.cfg.Clock.Now()
 	err = e.cfg.Store.Schedule(ctx, func(d Due) error {
 		incidents++
+		pages += len(d.Pages)
 		e.mu.Lock()
-		next := d.NextAt
-		if next.IsZero() && d.State == Open {
-			// Stored by a version that let exhausted or policy-less incidents
-			// fall silent: look at it now.
-			next = now
-		}
 		// Recovery may run while webhooks and answers arrive: what they
 		// scheduled since is newer than the store's snapshot, so it stays.
-		if _, live := e.wakes[d.Incident]; !live && !next.IsZero() {
-			e.wakes[d.Incident] = next
-			e.queue = append(e.queue, wakeItem{at: next, inc: d.Incident})
-		}
-		for _, p := range d.Pages {
-			if _, live := e.retries[p.ID]; live {
-				continue
-			}
-			at := p.NextTry
-			if at.IsZero() || at.Before(now) {
-				at = now
-			}
-			e.retries[p.ID] = at
-			e.queue = append(e.queue, wakeItem{at: at, inc: d.Incident, page: p.ID})
-			pages++
-		}
+		e.track(d, now, false, func(it wakeItem) { e.queue = append(e.queue, it) })
 		e.mu.Unlock()
 		return nil
 	})
@@ -223,6 +203,43 @@ func (e *Engine) Recover(ctx context.Context) (incidents, pages int, err error) 
 	e.mu.Unlock()
 	e.poke()
 	return incidents, pages, err
+}
+
+// Track schedules work another replica recorded (a leader learns of it by
+// watching the store): the incident's deadline and its new unfinished pages,
+// as Recover does for everything after a start.
+func (e *Engine) Track(d Due) {
+	e.mu.Lock()
+	e.track(d, e.cfg.Clock.Now(), true, func(it wakeItem) { heap.Push(&e.queue, it) })
+	e.mu.Unlock()
+	e.poke()
+}
+
+// track queues d's wake and pages through push; e.mu is held. With replace
+// false a wake or retry already live in this engine is kept (it is newer than
+// d); with replace true d is the newer news (another replica's write).
+func (e *Engine) track(d Due, now time.Time, replace bool, push func(wakeItem)) {
+	next := d.NextAt
+	if next.IsZero() && d.State == Open {
+		// Stored by a version that let exhausted or policy-less incidents
+		// fall silent: look at it now.
+		next = now
+	}
+	if _, live := e.wakes[d.Incident]; (replace || !live) && !next.IsZero() {
+		e.wakes[d.Incident] = next
+		push(wakeItem{at: next, inc: d.Incident})
+	}
+	for _, p := range d.Pages {
+		if _, live := e.retries[p.ID]; live && !replace {
+			continue
+		}
+		at := p.NextTry
+		if at.IsZero() || at.Before(now) {
+			at = now
+		}
+		e.retries[p.ID] = at
+		push(wakeItem{at: at, inc: d.Incident, page: p.ID})
+	}
 }
 
 // Run does scheduled work until ctx ends, then waits for sends in flight.

@@ -200,6 +200,7 @@ func TestAuthMatrix(t *testing.T) {
 		"GET /api/v1/oncall":                   api("GET", "/api/v1/oncall", 200),
 		"GET /api/v1/rota":                     api("GET", "/api/v1/rota", 200),
 		"GET /api/v1/channels":                 api("GET", "/api/v1/channels", 200),
+		"GET /api/v1/cluster":                  api("GET", "/api/v1/cluster", 200),
 		"GET /healthz":                         public("/healthz", 200),
 		"GET /readyz":                          public("/readyz", 0), // 200 or 503 by channel health; the same for everyone
 		"GET /metrics":                         bearerProbe("GET", "/metrics", nil, amMetricsToken, amAPIToken, [4]int{401, 401, 200, 401}),

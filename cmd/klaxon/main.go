@@ -30,7 +30,9 @@ Usage:
   klaxon simulate [flags]              run the real engine on a fake clock and print the timeline
   klaxon route --labels k=v,...        which route and policy an alert takes, and who each step pages now
   klaxon selftest                      check every configured channel's account once (exit 1 if one is down)
-  klaxon status                        channel health as a running server sees it
+  klaxon status                        channel health, replicas and leader as a running server sees them
+  klaxon migrate --from bolt://DIR --to etcd://HOSTS/PREFIX/
+                                       copy a stopped single-node store into etcd
   klaxon version                       print the version
 
 Run 'klaxon COMMAND -h' for a command's flags.
@@ -69,6 +71,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runSimulate(ctx, rest, stdout, stderr)
 	case "route":
 		return runRoute(rest, stdout, stderr, time.Now)
+	case "migrate":
+		return runMigrate(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "klaxon", version)
 		return 0

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -153,10 +154,35 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	tw.Flush()
 	b, _ := json.Marshal(rep.Watchdog)
 	fmt.Fprintf(stdout, "watchdog: %s\n", b)
+	var cl leaderInfo
+	if err := c.call(ctx, http.MethodGet, "/api/v1/cluster", &cl); err != nil {
+		fmt.Fprintln(stdout, "replicas: unknown:", err)
+		return 1
+	}
+	printCluster(stdout, cl)
 	if down {
 		return 1
 	}
 	return 0
+}
+
+// printCluster shows the replicas, the leader and its lease.
+func printCluster(w io.Writer, cl leaderInfo) {
+	if cl.Store != "etcd" {
+		fmt.Fprintf(w, "store: %s (one replica, always the leader)\n", cl.Store)
+		return
+	}
+	role := "follower"
+	if cl.Leading {
+		role = "leader"
+	}
+	fmt.Fprintf(w, "store: etcd; this replica: %s (%s)\n", cl.Replica, role)
+	if cl.Leader == "" {
+		fmt.Fprintln(w, "leader: none (election in progress or etcd unreachable)")
+	} else {
+		fmt.Fprintf(w, "leader: %s, lease %s, %s left\n", cl.Leader, cl.LeaseTTL, dash(cl.LeaseLeft))
+	}
+	fmt.Fprintf(w, "replicas: %s\n", strings.Join(cl.Candidates, ", "))
 }
 
 func when(t time.Time) string {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,12 +17,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "time/tzdata" // resolve rota time zones on minimal machines
 
 	"github.com/klaxon-oncall/klaxon/escalation"
 	"github.com/klaxon-oncall/klaxon/escalation/boltstore"
+	"github.com/klaxon-oncall/klaxon/escalation/etcdstore"
 	"github.com/klaxon-oncall/klaxon/escalation/rota"
 	"github.com/klaxon-oncall/klaxon/internal/auth"
 	"github.com/klaxon-oncall/klaxon/internal/metrics"
@@ -47,6 +51,8 @@ type serveConfig struct {
 	webLinkTTL, webSessionTTL                                 time.Duration
 	webAuthHeader                                             string
 	webAuthProxies                                            []netip.Prefix
+	store                                                     string
+	etcd                                                      etcdConfig
 }
 
 func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
@@ -91,6 +97,9 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.BoolVar(&c.insecure, "insecure-no-auth", false, "waive the webhook and API tokens: anyone who reaches Klaxon can open and acknowledge incidents (env KLAXON_INSECURE_NO_AUTH)")
 	env["insecure-no-auth"] = "KLAXON_INSECURE_NO_AUTH"
 	c.channels.declare(fs, env)
+	fs.StringVar(&c.store, "store", "bolt", "where incidents are kept: bolt (one file in --data) or etcd (several replicas, one leader) (env KLAXON_STORE)")
+	env["store"] = "KLAXON_STORE"
+	c.etcd.declare(fs, env)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -139,6 +148,15 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	}
 	if c.webLinkTTL < time.Minute || c.webSessionTTL < time.Minute {
 		return nil, fmt.Errorf("--web-link-ttl and --web-session-ttl must be at least a minute")
+	}
+	switch c.store {
+	case "bolt":
+	case "etcd":
+		if err := c.etcd.resolve(c.listen); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("--store %q: want bolt or etcd", c.store)
 	}
 	if c.maxBody < 1024 {
 		return nil, fmt.Errorf("--max-body %d is too small (at least 1024 bytes)", c.maxBody)
@@ -227,6 +245,11 @@ func ensureTokens(cfg *serveConfig, log *slog.Logger) error {
 			" (or a proxy in front of it) can open, acknowledge and resolve incidents. Remove the flag to have tokens generated.")
 		return nil
 	}
+	if cfg.store == "etcd" && (cfg.webhookToken == "" || cfg.apiToken == "") {
+		// Tokens generated into one replica's data directory would work on
+		// that replica alone: Alertmanager and the CLI talk to all of them.
+		return errors.New("--store etcd needs the same webhook and API tokens on every replica: set KLAXON_WEBHOOK_TOKEN_FILE and KLAXON_API_TOKEN_FILE (or the variables)")
+	}
 	for _, t := range []struct {
 		name, file, env string
 		v               *string
@@ -279,30 +302,48 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 		return err
 	}
 	var m *metrics.Metrics
-	store, err := openStore(cfg.dataDir, func(d time.Duration) {
+	observe := func(d time.Duration) {
 		if m != nil {
-			m.ObserveCommit(d)
+			m.ObserveCommit(cfg.store, d)
 		}
-	}, func(err error) {
-		if m != nil {
-			m.ObserveCommitResult(err)
+	}
+	var store escalation.Store
+	var bs *boltstore.Store
+	var es *etcdstore.Store
+	var el *election
+	if cfg.store == "etcd" {
+		cli, err := cfg.etcd.client()
+		if err != nil {
+			return err
 		}
-	})
-	if err != nil {
-		return err
+		defer cli.Close()
+		es = etcdstore.New(cli, etcdstore.Options{Prefix: cfg.etcd.prefix, Writer: "replica:" + cfg.etcd.replica, OnCommit: observe})
+		store = es
+	} else {
+		bs, err = openStore(cfg.dataDir, observe, func(err error) {
+			if m != nil {
+				m.ObserveCommitResult(err)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		store = bs
 	}
 	defer store.Close()
 	if err := ensureTokens(cfg, log); err != nil {
 		return err
 	}
-	if hooks.opened != nil {
-		hooks.opened(store)
-	}
-	// Recovery reads the schedule as it is now, before anything can write:
-	// webhooks accepted while it runs are escalated as they arrive.
-	snap, err := store.SnapshotSchedule()
-	if err != nil {
-		return fmt.Errorf("reading the schedule: %w", err)
+	var snap *boltstore.ScheduleSnapshot
+	if bs != nil {
+		if hooks.opened != nil {
+			hooks.opened(bs)
+		}
+		// Recovery reads the schedule as it is now, before anything can
+		// write: webhooks accepted while it runs are escalated as they arrive.
+		if snap, err = bs.SnapshotSchedule(); err != nil {
+			return fmt.Errorf("reading the schedule: %w", err)
+		}
 	}
 	m = metrics.New(func(ctx context.Context) (map[string]int, error) {
 		c, err := store.Counts(ctx)
@@ -327,11 +368,21 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 		return fmt.Errorf("--watchdog-matcher: %w", err)
 	}
 	configured := chans.channels()
-	var eng *escalation.Engine
+	// scheduling is the engine that schedules and sends: the only one with
+	// bolt, the leader's with etcd (nil while this replica follows).
+	var scheduling atomic.Pointer[escalation.Engine]
+	replan := func() {
+		if e := scheduling.Load(); e != nil {
+			e.Replan()
+		}
+	}
 	var personProblem func(string, notifiers.Channel) string
 	var notes *notices.Service // set below; the coverage check reads its undeliverable reminders
+	// The self-tests' records and the rota notices are the leader's: with
+	// etcd only the leading term writes them (fenced).
+	lstate := &leaderState{StateStore: store, elected: es != nil}
 	mon, err := selftest.New(selftest.Config{
-		Testers: chans.testers, Configured: configured, State: store, Alarms: responder,
+		Testers: chans.testers, Configured: configured, State: lstate, Alarms: responder,
 		Policy: cfg.selftestPolicy, Interval: cfg.selftestInterval, FailuresToDown: cfg.failuresToDown,
 		WatchdogMatcher: watchdog, WatchdogTimeout: cfg.watchdogTimeout, HeartbeatURL: cfg.heartbeatURL,
 		Owners:     func() []string { return rw.w.Current().Owners },
@@ -343,12 +394,8 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 			}
 			return problems
 		},
-		OnChannelUp: func() {
-			if eng != nil {
-				eng.Replan()
-			}
-		},
-		Logger: log, Registerer: m.Registry,
+		OnChannelUp: replan,
+		Logger:      log, Registerer: m.Registry,
 	})
 	if err != nil {
 		return err
@@ -366,7 +413,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 	} else if len(list) > 0 {
 		log.Info("named tokens", "file", tokens.Path(), "tokens", len(list))
 	}
-	key, err := web.LoadKey(cfg.dataDir)
+	key, err := webKey(ctx, cfg, store)
 	if err != nil {
 		return err
 	}
@@ -382,26 +429,27 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 	if err != nil {
 		return err
 	}
-	eng = escalation.New(escalation.Config{
-		Store:        recoverFrom{store, snap, hooks.recovering},
-		Rota:         rw.engineRota,
-		Notifiers:    chans.notifiers,
-		Health:       mon.Health,
-		Evidence:     mon.Evidence,
-		OnRecipient:  mon.Recipient,
-		Installation: installation,
-		Logger:       log,
-		BaseURL:      cfg.publicURL,
-		Link:         wb.Link,
-		OnPage: func(ch notifiers.Channel, result string, took time.Duration) {
-			m.Pages.WithLabelValues(string(ch), result).Inc()
-			m.PageSeconds.WithLabelValues(string(ch)).Observe(took.Seconds())
-		},
-		OnExhausted: func(escalation.Incident) { m.Exhausted.Inc() },
-	})
-	responder.set(eng)
+	engineConfig := func(st escalation.Store, channels []notifiers.Notifier) escalation.Config {
+		return escalation.Config{
+			Store:        st,
+			Rota:         rw.engineRota,
+			Notifiers:    channels,
+			Health:       mon.Health,
+			Evidence:     mon.Evidence,
+			OnRecipient:  mon.Recipient,
+			Installation: installation,
+			Logger:       log,
+			BaseURL:      cfg.publicURL,
+			Link:         wb.Link,
+			OnPage: func(ch notifiers.Channel, result string, took time.Duration) {
+				m.Pages.WithLabelValues(string(ch), result).Inc()
+				m.PageSeconds.WithLabelValues(string(ch)).Observe(took.Seconds())
+			},
+			OnExhausted: func(escalation.Incident) { m.Exhausted.Inc() },
+		}
+	}
 	notes, err = notices.New(notices.Config{
-		State: store, Notifiers: chans.notifiers, Usable: mon.Usable, Days: cfg.noticeDays, Logger: log,
+		State: lstate, Notifiers: chans.notifiers, Usable: mon.Usable, Days: cfg.noticeDays, Logger: log,
 		OpenIncidents: func(ctx context.Context) (int, error) {
 			c, err := store.Counts(ctx)
 			return c[escalation.Open] + c[escalation.Acknowledged], err
@@ -411,27 +459,136 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 	if err != nil {
 		return err
 	}
-	// Edits made while Klaxon was down are announced now; later ones as they load.
-	if err := notes.Start(ctx, rw.w.Current(), rw.w.Data()); err != nil {
-		return err
+	// Rota notices are the leader's work, like pages: startNotes announces
+	// edits made while no leader ran, runNotes sends them and the reminders.
+	startNotes := func(ctx context.Context) error { return notes.Start(ctx, rw.w.Current(), rw.w.Data()) }
+	runNotes := func(ctx context.Context) {
+		if err := notes.Run(ctx); err != nil && ctx.Err() == nil {
+			log.Error("rota notices stopped", "error", err)
+		}
 	}
+	leading := func() bool { return el == nil || el.Leading() }
 	// A rota edit may name people or policies that can now be paged, and an
 	// invalid edit is alarmed at once rather than at the next minute's check.
 	rw.w.OnChange(func(_, r *rota.Rota) {
-		eng.Replan()
+		replan()
+		if !leading() {
+			return // the leader announces it (or the next one, at its start)
+		}
 		if err := notes.RotaChanged(ctx, r, rw.w.Data()); err != nil {
 			log.Error("rota change notices could not be written; they are computed again at the next reload or start", "error", err)
 		}
 	})
 	rw.w.OnReload(func(errs []string) { mon.RotaInvalid(context.WithoutCancel(ctx), errs) })
+	// background is what runs beside the HTTP server: with bolt, the one
+	// engine's recovery and scheduler, the self-tests, the notices and the
+	// channels' loops; with etcd, the election, whose leader runs those.
+	errc := make(chan error, 4)
+	var background []func(ctx context.Context)
+	var eng *escalation.Engine
+	readyCheck := mon.Ready
+	status := func(context.Context) (leaderInfo, error) {
+		return leaderInfo{Store: "bolt", Replica: cfg.listen, Leading: true, Leader: cfg.listen}, nil
+	}
+	if es == nil {
+		// Edits made while Klaxon was down are announced now; later ones as they load.
+		if err := startNotes(ctx); err != nil {
+			return err
+		}
+		eng = escalation.New(engineConfig(recoverFrom{bs, snap, hooks.recovering}, chans.notifiers))
+		m.Leader.Set(1)
+		scheduling.Store(eng)
+		background = append(background, func(ctx context.Context) {
+			start := time.Now()
+			nInc, nPages, err := eng.Recover(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					errc <- fmt.Errorf("recovering escalations: %w", err)
+				}
+				return
+			}
+			log.Info("escalations recovered", "incidents", nInc, "pending_pages", nPages, "took", time.Since(start).Round(time.Millisecond))
+			if hooks.recovered != nil {
+				hooks.recovered()
+			}
+			errc <- eng.Run(ctx)
+		}, func(ctx context.Context) { runLeaderLoops(ctx, log, mon, chans.runners) }, runNotes)
+		if cfg.retention > 0 {
+			background = append(background, func(ctx context.Context) { prune(ctx, store, cfg.retention, log) })
+		}
+	} else {
+		el = &election{cli: es.Client(), store: es, cfg: &cfg.etcd, log: log, m: m, chans: chans.notifiers}
+		// Every replica records webhooks, API calls and callbacks; only the
+		// leader schedules and sends, told of the work by watching etcd.
+		rc := engineConfig(store, chans.notifiers)
+		rc.RecordOnly = true
+		rc.Health = func(ch notifiers.Channel) escalation.ChannelHealth {
+			if el.Leading() {
+				return mon.Health(ch)
+			}
+			return escalation.ChannelHealth{Configured: true}
+		}
+		eng = escalation.New(rc)
+		readyCheck = func(ctx context.Context) error {
+			if el.Leading() {
+				return mon.Ready(ctx)
+			}
+			return nil // a follower is ready when it can reach the store (checked first)
+		}
+		status = el.info
+		lead := func(ctx context.Context, fenced *etcdstore.Store, writer string, gated []notifiers.Notifier) error {
+			leng := escalation.New(engineConfig(fenced, gated))
+			start := time.Now()
+			nInc, nPages := 0, 0
+			rev, err := fenced.ScheduleRev(ctx, func(d escalation.Due) error {
+				nInc, nPages = nInc+1, nPages+len(d.Pages)
+				leng.Track(d)
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("recovering escalations: %w", err)
+			}
+			log.Info("escalations recovered", "incidents", nInc, "pending_pages", nPages, "took", time.Since(start).Round(time.Millisecond))
+			scheduling.Store(leng)
+			defer scheduling.Store(nil)
+			lstate.fenced.Store(fenced)
+			defer lstate.fenced.Store(nil)
+			if err := startNotes(ctx); err != nil {
+				log.Error("rota change notices could not be computed; trying again at the next reload", "error", err)
+			}
+			wctx, stop := context.WithCancelCause(ctx)
+			retention := func() {
+				if cfg.retention > 0 {
+					prune(wctx, fenced, cfg.retention, log)
+				}
+			}
+			runAll(
+				retention,
+				func() { _ = leng.Run(wctx) },
+				func() {
+					if err := fenced.WatchWork(wctx, rev+1, writer, leng.Track); wctx.Err() == nil {
+						stop(err) // without the watch this leader would miss work: step down
+					}
+				},
+				func() { runLeaderLoops(wctx, log, mon, chans.runners) },
+				func() { runNotes(wctx) },
+			)
+			leng.Wait()
+			stop(nil)
+			return context.Cause(wctx)
+		}
+		background = append(background, func(ctx context.Context) { el.run(ctx, lead) })
+	}
+	responder.set(eng)
 
 	srv := server.New(server.Config{
 		Engine: intercepted{eng, mon}, Store: store, Metrics: m, WebhookToken: cfg.webhookToken, Auth: tokens,
-		MetricsToken: cfg.metricsToken, Insecure: cfg.insecure, MaxBody: cfg.maxBody, Logger: log, Ready: mon.Ready,
+		MetricsToken: cfg.metricsToken, Insecure: cfg.insecure, MaxBody: cfg.maxBody, Logger: log, Ready: readyCheck,
 	})
 	rw.mount(srv, tokens.FeedScope)
 	chans.mount(srv)
 	srv.Handle("GET /api/v1/channels", auth.APIToken, mon.Handler())
+	srv.Handle("GET /api/v1/cluster", auth.APIToken, clusterHandler(status))
 	wb.Register(srv)
 
 	ln, err := net.Listen("tcp", cfg.listen)
@@ -443,49 +600,16 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
-	wg.Go(func() {
-		start := time.Now()
-		nInc, nPages, err := eng.Recover(runCtx)
-		if err != nil {
-			if runCtx.Err() == nil {
-				errc <- fmt.Errorf("recovering escalations: %w", err)
-			}
-			return
-		}
-		log.Info("escalations recovered", "incidents", nInc, "pending_pages", nPages, "took", time.Since(start).Round(time.Millisecond))
-		if hooks.recovered != nil {
-			hooks.recovered()
-		}
-		errc <- eng.Run(runCtx)
-	})
 	wg.Go(func() { rw.run(runCtx) })
-	if cfg.retention > 0 {
-		wg.Go(func() { prune(runCtx, store, cfg.retention, log) })
-	}
-	wg.Go(func() {
-		if err := notes.Run(runCtx); err != nil && runCtx.Err() == nil {
-			log.Error("rota notices stopped", "error", err)
-		}
-	})
-	wg.Go(func() {
-		if err := mon.Run(runCtx); err != nil && runCtx.Err() == nil {
-			log.Error("self-test loop stopped", "error", err)
-		}
-	})
-	for _, r := range chans.runners {
-		wg.Go(func() {
-			if err := r(runCtx); err != nil && runCtx.Err() == nil {
-				log.Error("channel loop stopped", "error", err)
-			}
-		})
+	for _, b := range background {
+		wg.Go(func() { b(runCtx) })
 	}
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 		}
 	}()
-	log.Info("klaxon serving", "listen", ln.Addr().String(), "rota", cfg.rotaPath, "data", cfg.dataDir,
+	log.Info("klaxon serving", "listen", ln.Addr().String(), "rota", cfg.rotaPath, "data", cfg.dataDir, "store", cfg.store,
 		"channels", strings.Join(chans.names(), ","), "version", version)
 	if hooks.ready != nil {
 		hooks.ready(started{addr: ln.Addr().String(), srv: srv})
@@ -536,10 +660,63 @@ func prune(ctx context.Context, store escalation.Store, retention time.Duration,
 	}
 }
 
+// webKey is the key that signs the web interface's links and sessions: a
+// file in the data directory with bolt; with etcd, one key in the store that
+// the first replica creates, so a link signed by the leader opens on any
+// replica.
+func webKey(ctx context.Context, cfg *serveConfig, store escalation.Store) ([]byte, error) {
+	c, ok := store.(escalation.StateCreator)
+	if cfg.store != "etcd" || !ok {
+		return web.LoadKey(cfg.dataDir)
+	}
+	fresh := make([]byte, 32)
+	_, _ = rand.Read(fresh)
+	key, err := c.CreateState(ctx, "meta", "web-key", fresh)
+	if err != nil {
+		return nil, fmt.Errorf("the web signing key: %w", err)
+	}
+	if len(key) < 32 {
+		return nil, errors.New("the web signing key in the store is too short")
+	}
+	return key, nil
+}
+
 // started is what serve hands its ready callback.
 type started struct {
 	addr string
 	srv  *server.Server
+}
+
+// runLeaderLoops runs the self-tests, the Watchdog, the heartbeat and the
+// channels' own loops (PagerDuty polling, Matrix sync) until ctx ends.
+func runLeaderLoops(ctx context.Context, log *slog.Logger, mon *selftest.Monitor, runners []func(context.Context) error) {
+	fns := []func(){func() {
+		if err := mon.Run(ctx); err != nil && ctx.Err() == nil {
+			log.Error("self-test loop stopped", "error", err)
+		}
+	}}
+	for _, r := range runners {
+		fns = append(fns, func() {
+			if err := r(ctx); err != nil && ctx.Err() == nil {
+				log.Error("channel loop stopped", "error", err)
+			}
+		})
+	}
+	runAll(fns...)
+}
+
+// clusterHandler answers GET /api/v1/cluster: the replicas, the leader and its lease.
+func clusterHandler(status func(context.Context) (leaderInfo, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		info, err := status(r.Context())
+		if err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(w).Encode(map[string]string{"error": "reading the election: " + err.Error()})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(info)
+	})
 }
 
 // timeouts bound how long a client may take, so a slow or stalled sender

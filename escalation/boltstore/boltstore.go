@@ -756,6 +756,31 @@ func (s *Store) PutState(ctx context.Context, bucket, key string, value []byte) 
 	})
 }
 
+// CreateState implements escalation.StateCreator: it stores value under
+// bucket/key unless the key exists, in one write transaction, and returns
+// what the key holds afterwards.
+func (s *Store) CreateState(ctx context.Context, bucket, key string, value []byte) ([]byte, error) {
+	v := append([]byte(nil), value...)
+	var out []byte
+	err := s.batch(ctx, func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(bState).CreateBucketIfNotExists([]byte(bucket))
+		if err != nil {
+			return err
+		}
+		if old := b.Get([]byte(key)); old != nil {
+			out = append([]byte(nil), old...)
+			return nil
+		}
+		tk := append(append([]byte(bucket), 0), key...)
+		if err := tx.Bucket(bStateTime).Put(tk, be64(uint64(time.Now().UnixNano()))); err != nil {
+			return err
+		}
+		out = v
+		return b.Put([]byte(key), v)
+	})
+	return out, err
+}
+
 // pruneBatch bounds the deletions of one write transaction, so pruning a
 // large backlog never holds the write lock long.
 const pruneBatch = 500
@@ -931,5 +956,57 @@ func (s *Store) SweepState(ctx context.Context, bucket string, keep func(key str
 			}
 		}
 		return nil
+	})
+}
+
+// Export walks everything the store holds, for `klaxon migrate`: the id
+// counter, every incident with its timeline and outbox (oldest first), every
+// Alertmanager group, and the channels' state.
+func (s *Store) Export(ctx context.Context, x escalation.Exporter) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		if err := x.Sequence(tx.Bucket(bIncidents).Sequence()); err != nil {
+			return err
+		}
+		err := tx.Bucket(bIncidents).ForEach(func(k, v []byte) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var inc escalation.Incident
+			if err := json.Unmarshal(v, &inc); err != nil {
+				return fmt.Errorf("incident %x: %w", k, err)
+			}
+			var tl []escalation.Event
+			c := tx.Bucket(bTimeline).Cursor()
+			for tk, tv := c.Seek(k); tk != nil && binary.BigEndian.Uint64(tk) == inc.ID; tk, tv = c.Next() {
+				var e escalation.Event
+				if err := json.Unmarshal(tv, &e); err != nil {
+					return fmt.Errorf("timeline %x: %w", tk, err)
+				}
+				tl = append(tl, e)
+			}
+			pages, err := loadPages(tx, inc.ID, false)
+			if err != nil {
+				return err
+			}
+			return x.Incident(inc, tl, pages)
+		})
+		if err != nil {
+			return err
+		}
+		err = tx.Bucket(bGroups).ForEach(func(k, v []byte) error {
+			var g escalation.Group
+			if err := json.Unmarshal(v, &g); err != nil {
+				return fmt.Errorf("group %q: %w", k, err)
+			}
+			return x.Group(string(k), g)
+		})
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bState).ForEachBucket(func(name []byte) error {
+			return tx.Bucket(bState).Bucket(name).ForEach(func(k, v []byte) error {
+				return x.State(string(name), string(k), append([]byte{}, v...))
+			})
+		})
 	})
 }

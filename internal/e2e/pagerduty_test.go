@@ -24,7 +24,7 @@ func pagerdutyEnv(pd *fakepagerduty.Server, secret string) []string {
 	return env
 }
 
-func getIncident(t *testing.T, k *harness.Klaxon, id uint64) incidentJSON {
+func getIncident(t testing.TB, k *harness.Klaxon, id uint64) incidentJSON {
 	t.Helper()
 	var inc incidentJSON
 	if code, err := k.Do(context.Background(), "GET", fmt.Sprintf("/api/v1/incidents/%d", id), nil, &inc); err != nil || code != 200 {

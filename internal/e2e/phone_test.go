@@ -40,7 +40,7 @@ func phoneWorld(t *testing.T, steps string) (*faketwilio.Server, *harness.Klaxon
 	return tw, phoneKlaxon(t, tw, steps)
 }
 
-func fire(t *testing.T, k *harness.Klaxon, group string) {
+func fire(t testing.TB, k *harness.Klaxon, group string) {
 	t.Helper()
 	if code, err := k.Do(context.Background(), "POST", "/webhook/alertmanager", webhookBody(group), nil); err != nil || code != 200 {
 		t.Fatalf("webhook: %d %v", code, err)

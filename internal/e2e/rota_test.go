@@ -10,7 +10,7 @@ import (
 // writeRota writes a rota for end-to-end tests: alice is always on call for
 // primary and bob for secondary; policy is the YAML of the "default" policy's
 // steps. Matrix ids live on matrixServer.
-func writeRota(t *testing.T, matrixServer, steps string) string {
+func writeRota(t testing.TB, matrixServer, steps string) string {
 	t.Helper()
 	return writeRotaSelftest(t, matrixServer, steps, `
       - {notify: primary, via: [matrix, phone], wait: 1m}`)
@@ -18,7 +18,7 @@ func writeRota(t *testing.T, matrixServer, steps string) string {
 
 // writeRotaSelftest is writeRota with the steps of the selftest policy, which
 // pages Klaxon's own alarms.
-func writeRotaSelftest(t *testing.T, matrixServer, steps, selftestSteps string) string {
+func writeRotaSelftest(t testing.TB, matrixServer, steps, selftestSteps string) string {
 	t.Helper()
 	y := fmt.Sprintf(`timezone: UTC
 people:

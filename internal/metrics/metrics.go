@@ -16,8 +16,13 @@ type Metrics struct {
 	// Webhooks counts Alertmanager webhooks by outcome (ok, duplicate, bad_request,
 	// unauthorized, too_large, store_error, method_not_allowed).
 	Webhooks *prometheus.CounterVec
-	// CommitSeconds observes store write transactions, fsync included.
-	CommitSeconds prometheus.Histogram
+	// CommitSeconds observes store write transactions (fsync or quorum commit
+	// included) by backend: bolt or etcd.
+	CommitSeconds *prometheus.HistogramVec
+	// Leader is 1 while this replica leads (always 1 with the bolt store).
+	Leader prometheus.Gauge
+	// LeaderChanges counts this replica gaining or losing leadership.
+	LeaderChanges prometheus.Counter
 	// Pages counts pages by channel and result.
 	Pages *prometheus.CounterVec
 	// PageSeconds observes how long a provider took to take a page.
@@ -41,10 +46,16 @@ func New(incidents func(ctx context.Context) (map[string]int, error)) *Metrics {
 		Webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "klaxon_webhooks_total", Help: "Alertmanager webhooks received, by outcome.",
 		}, []string{"outcome"}),
-		CommitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+		CommitSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "klaxon_store_commit_seconds",
-			Help:    "Duration of store write transactions including fsync.",
+			Help:    "Duration of store write transactions including fsync (bolt) or quorum commit (etcd), by backend.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}, []string{"backend"}),
+		Leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "klaxon_leader", Help: "1 while this replica is the leader that runs escalations and sends pages.",
+		}),
+		LeaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "klaxon_leader_changes_total", Help: "Times this replica gained or lost leadership.",
 		}),
 		Pages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "klaxon_pages_total", Help: "Pages handed to channels, by channel and result.",
@@ -64,7 +75,7 @@ func New(incidents func(ctx context.Context) (map[string]int, error)) *Metrics {
 		}),
 	}
 	m.StoreWritable.Set(1)
-	r.MustRegister(m.Webhooks, m.CommitSeconds, m.Pages, m.PageSeconds, m.Exhausted, m.StoreWritable, m.CommitFailures,
+	r.MustRegister(m.Webhooks, m.CommitSeconds, m.Leader, m.LeaderChanges, m.Pages, m.PageSeconds, m.Exhausted, m.StoreWritable, m.CommitFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector())
 	if incidents != nil {
@@ -73,8 +84,10 @@ func New(incidents func(ctx context.Context) (map[string]int, error)) *Metrics {
 	return m
 }
 
-// ObserveCommit records one store commit's duration.
-func (m *Metrics) ObserveCommit(d time.Duration) { m.CommitSeconds.Observe(d.Seconds()) }
+// ObserveCommit records one store commit's duration on backend (bolt, etcd).
+func (m *Metrics) ObserveCommit(backend string, d time.Duration) {
+	m.CommitSeconds.WithLabelValues(backend).Observe(d.Seconds())
+}
 
 // ObserveCommitResult records whether a store write reached the disk.
 func (m *Metrics) ObserveCommitResult(err error) {

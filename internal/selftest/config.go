@@ -30,7 +30,7 @@ const (
 	// jitter is the fraction by which each self-test interval is varied either way.
 	jitter = 0.10
 	// stateBucket holds the Monitor's durable state in the StateStore.
-	stateBucket = "selftest"
+	stateBucket = StateBucket
 )
 
 // Alarm keys the Monitor raises and clears.

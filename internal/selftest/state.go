@@ -14,7 +14,7 @@ import (
 // Keys of the durable records in the "selftest" bucket.
 const (
 	keyChannels = "channels"
-	keyWatchdog = "watchdog"
+	keyWatchdog = WatchdogKey
 	keyAlarms   = "alarms"
 )
 
@@ -113,3 +113,11 @@ func sortChannels(chs []notifiers.Channel) []notifiers.Channel {
 	})
 	return chs
 }
+
+// StateBucket is the state-store bucket of the monitor's records; WatchdogKey
+// is the one among them written where the Watchdog arrives (any replica), the
+// others only by the replica that runs the self-tests.
+const (
+	StateBucket = "selftest"
+	WatchdogKey = "watchdog"
+)

@@ -1,5 +1,5 @@
 // Package testtools builds the real third-party programs the end-to-end tests run
-// (Prometheus Alertmanager, the Dendrite Matrix homeserver) from their own tools
+// (Prometheus Alertmanager, the Dendrite Matrix homeserver, etcd) from their own tools
 // modules under tools/, so that Klaxon's go.mod stays lean. Binaries come out of
 // the Go build cache: the first build is slow, later ones are instant.
 package testtools

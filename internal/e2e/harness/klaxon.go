@@ -215,6 +215,13 @@ func (k *Klaxon) Kill() {
 	<-k.done
 }
 
+// Pause freezes the server with SIGSTOP: a process that stops answering
+// without dying (a long GC pause, a stalled VM) until Resume.
+func (k *Klaxon) Pause() { _ = k.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume lets a paused server run again with SIGCONT.
+func (k *Klaxon) Resume() { _ = k.cmd.Process.Signal(syscall.SIGCONT) }
+
 // Stop stops the server with SIGTERM (graceful shutdown) and waits.
 func (k *Klaxon) Stop() {
 	_ = k.cmd.Process.Signal(syscall.SIGTERM)

@@ -1,0 +1,234 @@
+package etcdstore
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/klaxon-oncall/klaxon/escalation"
+)
+
+// Group commit. Every new incident takes the next id from one counter key
+// with a compare-and-swap, so ingests that each committed alone would
+// collide on it and retry in turn. Instead, calls that arrive while a commit
+// is under way wait for it and are then committed together: one read of
+// their groups and the counter, one transaction that compares everything it
+// read. A lone call goes at once; there is no batching delay.
+
+// maxBatch bounds the calls in one transaction; maxBatchOps keeps it under
+// etcd's default --max-txn-ops (128).
+const (
+	maxBatch    = 24
+	maxBatchOps = 120
+)
+
+type ingestCall struct {
+	ctx    context.Context
+	n      escalation.Notification
+	now    time.Time
+	decide escalation.IngestFunc
+	done   chan ingestResult
+}
+
+type ingestResult struct {
+	res escalation.IngestResult
+	err error
+}
+
+type batcher struct {
+	mu      sync.Mutex
+	pending []*ingestCall
+	running bool
+}
+
+// ingest queues c and waits for its result.
+func (b *batcher) ingest(ctx context.Context, s *Store, c *ingestCall) (escalation.IngestResult, error) {
+	b.mu.Lock()
+	b.pending = append(b.pending, c)
+	if !b.running {
+		b.running = true
+		go b.run(s)
+	}
+	b.mu.Unlock()
+	select {
+	case r := <-c.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		// The write may still commit: the caller answers 503 and
+		// Alertmanager's retry finds it (ingest is idempotent).
+		return escalation.IngestResult{}, ctx.Err()
+	}
+}
+
+func (b *batcher) run(s *Store) {
+	for {
+		b.mu.Lock()
+		if len(b.pending) == 0 {
+			b.running = false
+			b.mu.Unlock()
+			return
+		}
+		// One call per group per batch: a later delivery for the same group
+		// must see the earlier one's result.
+		var batch, rest []*ingestCall
+		seen := map[string]bool{}
+		for _, c := range b.pending {
+			if c.ctx.Err() != nil {
+				c.done <- ingestResult{err: c.ctx.Err()}
+				continue
+			}
+			if len(batch) < maxBatch && !seen[c.n.GroupKey] {
+				seen[c.n.GroupKey] = true
+				batch = append(batch, c)
+			} else {
+				rest = append(rest, c)
+			}
+		}
+		b.pending = rest
+		b.mu.Unlock()
+		if len(batch) > 0 {
+			b.pending0(s.ingestBatch(batch))
+		}
+	}
+}
+
+// pending0 puts calls a batch could not take back at the front of the queue.
+func (b *batcher) pending0(back []*ingestCall) {
+	if len(back) == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.pending = append(back, b.pending...)
+	b.mu.Unlock()
+}
+
+// ingestBatch commits calls (distinct groups) in one transaction and answers
+// them; calls that did not fit are returned. On a conflict with another
+// writer each call is retried alone.
+func (s *Store) ingestBatch(calls []*ingestCall) (back []*ingestCall) {
+	if len(calls) == 1 {
+		c := calls[0]
+		res, err := s.ingestSingle(c.ctx, c.n, c.now, c.decide)
+		c.done <- ingestResult{res, err}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	fail := func(err error) []*ingestCall {
+		for _, c := range calls {
+			c.done <- ingestResult{err: err}
+		}
+		return nil
+	}
+	// Read every group and the counter at one revision.
+	ops := []clientv3.Op{clientv3.OpGet(s.kSeq())}
+	for _, c := range calls {
+		ops = append(ops, clientv3.OpGet(s.kGroup(c.n.GroupKey)))
+	}
+	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+	if err != nil {
+		return fail(fmt.Errorf("etcd: %w", err))
+	}
+	seq, seqRev := decodeSeq(resp.Responses[0].GetResponseRange())
+	groups := make([]escalation.Group, len(calls))
+	gRevs := make([]int64, len(calls))
+	for i := range calls {
+		kvs := resp.Responses[i+1].GetResponseRange().Kvs
+		if len(kvs) > 0 {
+			gRevs[i] = kvs[0].ModRevision
+			if err := json.Unmarshal(kvs[0].Value, &groups[i]); err != nil {
+				calls[i].done <- ingestResult{err: fmt.Errorf("group %q: %w", calls[i].n.GroupKey, err)}
+				calls[i] = nil
+			}
+		}
+	}
+	// Read the open incidents they merge into.
+	snaps := make([]*snapshot, len(calls))
+	for i, c := range calls {
+		if c == nil || groups[i].Open == 0 {
+			continue
+		}
+		sn, err := s.readIncident(ctx, groups[i].Open)
+		if err != nil {
+			c.done <- ingestResult{err: err}
+			calls[i] = nil
+			continue
+		}
+		snaps[i] = sn
+	}
+	var cmps []clientv3.Cmp
+	var writes []clientv3.Op
+	type answer struct {
+		c   *ingestCall
+		res escalation.IngestResult
+	}
+	var answers []answer
+	next := seq
+	for i, c := range calls {
+		if c == nil {
+			continue
+		}
+		p, err := s.planIngest(c.n, c.now, c.decide, groups[i], snaps[i], next)
+		if err != nil {
+			c.done <- ingestResult{err: err}
+			continue
+		}
+		if !p.res.Changed {
+			answers = append(answers, answer{c, p.res})
+			continue
+		}
+		if len(writes)+len(p.ops)+1 > maxBatchOps && len(writes) > 0 {
+			back = append(back, c) // the next batch takes it
+			continue
+		}
+		if p.res.Opened {
+			next++
+		}
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.kGroup(c.n.GroupKey)), "=", gRevs[i]))
+		if snaps[i] != nil {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.kInc(snaps[i].inc.ID)), "=", snaps[i].incRev))
+		}
+		writes = append(writes, p.ops...)
+		answers = append(answers, answer{c, p.res})
+	}
+	if next != seq {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.kSeq()), "=", seqRev))
+		writes = append(writes, clientv3.OpPut(s.kSeq(), string(be64(next))))
+	}
+	if len(writes) > 0 {
+		ok, err := s.commit(ctx, cmps, writes)
+		if err != nil {
+			for _, a := range answers {
+				a.c.done <- ingestResult{err: err}
+			}
+			return back
+		}
+		if !ok {
+			// Another replica wrote one of these groups or incidents, or
+			// opened an incident: each call again, alone.
+			for _, a := range answers {
+				res, err := s.ingestSingle(a.c.ctx, a.c.n, a.c.now, a.c.decide)
+				a.c.done <- ingestResult{res, err}
+			}
+			return back
+		}
+	}
+	for _, a := range answers {
+		a.c.done <- ingestResult{res: a.res}
+	}
+	return back
+}
+
+// decodeSeq reads the id counter from a range response.
+func decodeSeq(r *etcdserverpb.RangeResponse) (uint64, int64) {
+	if r == nil || len(r.Kvs) == 0 || len(r.Kvs[0].Value) != 8 {
+		return 0, 0
+	}
+	return binary.BigEndian.Uint64(r.Kvs[0].Value), r.Kvs[0].ModRevision
+}

@@ -1,0 +1,753 @@
+// Package storetest is the contract every escalation.Store keeps, as one test
+// suite that each implementation runs against itself (boltstore, etcdstore):
+// idempotent ingest per groupKey, increasing incident ids, an append-only
+// timeline, the outbox and its schedule index, listings, counts, and the
+// channels' state store. The semantics are boltstore's, the reference.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/klaxon-oncall/klaxon/escalation"
+	"github.com/klaxon-oncall/klaxon/notifiers"
+)
+
+// Open returns a new, empty store for one subtest. The suite closes it.
+type Open func(t *testing.T) escalation.Store
+
+// now is the suite's fixed clock.
+var now = time.Date(2026, 11, 26, 23, 33, 0, 0, time.UTC)
+
+// Run runs the whole contract against stores made by open.
+func Run(t *testing.T, open Open) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s escalation.Store)
+	}{
+		{"IngestOpensIncidentWithIncreasingIDs", testIncreasingIDs},
+		{"IngestIsIdempotentPerGroupKey", testIdempotentIngest},
+		{"ResolvedGroupOpensNewIncident", testResolvedGroupReopens},
+		{"StaleFiringAfterResolutionOpensNothing", testStaleFiring},
+		{"DecideChangeIsWrittenWithIngest", testDecideWithIngest},
+		{"DecideErrorWritesNothing", testDecideError},
+		{"QuietRefreshUpdatesIncident", testQuietRefresh},
+		{"UpdateAppendsTimelineInOrder", testTimelineAppendOnly},
+		{"UpdateNoChangeWritesNothing", testUpdateNoChange},
+		{"UpdateUnknownIncident", testUpdateUnknown},
+		{"UpdateFnErrorWritesNothing", testUpdateError},
+		{"OutboxAssignsSeqAndUpdatesInPlace", testOutbox},
+		{"ManualResolveDetachesGroup", testManualResolve},
+		{"ScheduleIndex", testSchedule},
+		{"IncidentsListingAndPaging", testIncidents},
+		{"Counts", testCounts},
+		{"ConcurrentIngestDistinctGroups", testConcurrentIngest},
+		{"ConcurrentIngestSameGroupOpensOne", testConcurrentSameGroup},
+		{"ConcurrentUpdatesLoseNothing", testConcurrentUpdates},
+		{"StateStore", testStateStore},
+		{"HeldCountsDeferredPages", testHeld},
+		{"PruneDeletesWhatRetentionDropsOnly", testPrune},
+		{"Ping", testPing},
+		{"CanceledContext", testCanceled},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t)
+			t.Cleanup(func() { s.Close() })
+			tc.fn(t, s)
+		})
+	}
+}
+
+// Note builds a one-alert notification for group with the given status.
+func Note(group, status string) escalation.Notification {
+	a := escalation.Alert{Fingerprint: "fp-" + group, Status: status, Labels: map[string]string{"alertname": "X", "g": group},
+		Annotations: map[string]string{"summary": "s"}, StartsAt: now.Add(-time.Minute)}
+	if status == "resolved" {
+		a.EndsAt = now
+	}
+	return escalation.Notification{GroupKey: group, Status: status, Alerts: []escalation.Alert{a}}
+}
+
+// NoDecide leaves an ingested incident's escalation alone.
+func NoDecide(*escalation.Incident, []escalation.PageRecord, []escalation.Event) (escalation.Change, error) {
+	return escalation.Change{}, escalation.ErrNoChange
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+func ingest(t *testing.T, s escalation.Store, n escalation.Notification, d escalation.IngestFunc) escalation.IngestResult {
+	t.Helper()
+	res, err := s.Ingest(ctx(t), n, now, d)
+	if err != nil {
+		t.Fatalf("ingest %s: %v", n.GroupKey, err)
+	}
+	return res
+}
+
+func timeline(t *testing.T, s escalation.Store, id uint64) []escalation.Event {
+	t.Helper()
+	ev, err := s.Timeline(ctx(t), id)
+	if err != nil {
+		t.Fatalf("timeline %d: %v", id, err)
+	}
+	return ev
+}
+
+func kinds(ev []escalation.Event) []escalation.EventKind {
+	var out []escalation.EventKind
+	for _, e := range ev {
+		out = append(out, e.Kind)
+	}
+	return out
+}
+
+func update(t *testing.T, s escalation.Store, id uint64, fn escalation.UpdateFunc) (escalation.Incident, escalation.Change) {
+	t.Helper()
+	inc, ch, err := s.Update(ctx(t), id, fn)
+	if err != nil {
+		t.Fatalf("update %d: %v", id, err)
+	}
+	return inc, ch
+}
+
+func note(kind escalation.EventKind, text string) escalation.UpdateFunc {
+	return func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
+		var ch escalation.Change
+		ch.Note(now, kind, "%s", text)
+		return ch, nil
+	}
+}
+
+func testIncreasingIDs(t *testing.T, s escalation.Store) {
+	for i := 1; i <= 3; i++ {
+		res := ingest(t, s, Note(fmt.Sprint("g", i), "firing"), NoDecide)
+		if res.Incident != uint64(i) || !res.Opened || !res.Changed || res.Resolved {
+			t.Fatalf("ingest %d = %+v, want incident %d opened", i, res, i)
+		}
+	}
+	inc, err := s.Incident(ctx(t), 2)
+	if err != nil || inc.ID != 2 || inc.GroupKey != "g2" || inc.State != escalation.Open || len(inc.Alerts) != 1 || !inc.OpenedAt.Equal(now) {
+		t.Fatalf("incident 2 = %+v, %v", inc, err)
+	}
+	if _, err := s.Incident(ctx(t), 4); !errors.Is(err, escalation.ErrNotFound) {
+		t.Fatalf("incident 4: err %v, want ErrNotFound", err)
+	}
+	if _, err := s.Timeline(ctx(t), 4); !errors.Is(err, escalation.ErrNotFound) {
+		t.Fatalf("timeline 4: err %v, want ErrNotFound", err)
+	}
+}
+
+func testIdempotentIngest(t *testing.T, s escalation.Store) {
+	first := ingest(t, s, Note("g", "firing"), NoDecide)
+	before := timeline(t, s, first.Incident)
+	calls := 0
+	again := ingest(t, s, Note("g", "firing"), func(*escalation.Incident, []escalation.PageRecord, []escalation.Event) (escalation.Change, error) {
+		calls++
+		return escalation.Change{}, nil
+	})
+	if again.Changed || again.Opened || again.Incident != first.Incident {
+		t.Fatalf("duplicate delivery = %+v, want nothing changed, naming incident %d", again, first.Incident)
+	}
+	if calls != 0 {
+		t.Fatalf("decide ran %d times for a duplicate", calls)
+	}
+	if after := timeline(t, s, first.Incident); len(after) != len(before) {
+		t.Fatalf("duplicate grew the timeline: %v → %v", kinds(before), kinds(after))
+	}
+	counts, _ := s.Counts(ctx(t))
+	if counts[escalation.Open] != 1 {
+		t.Fatalf("counts %v after a duplicate", counts)
+	}
+	// A new alert in the same group joins the open incident.
+	n := Note("g", "firing")
+	n.Alerts = append(n.Alerts, escalation.Alert{Fingerprint: "fp-2", Status: "firing", Labels: map[string]string{"alertname": "Y"}, StartsAt: now})
+	res := ingest(t, s, n, NoDecide)
+	if res.Incident != first.Incident || res.Opened || !res.Changed {
+		t.Fatalf("new alert in the group = %+v, want incident %d changed", res, first.Incident)
+	}
+	inc, _ := s.Incident(ctx(t), first.Incident)
+	if inc.Firing() != 2 {
+		t.Fatalf("incident has %d firing alerts, want 2", inc.Firing())
+	}
+}
+
+func testResolvedGroupReopens(t *testing.T, s escalation.Store) {
+	ingest(t, s, Note("g", "firing"), NoDecide)
+	res := ingest(t, s, Note("g", "resolved"), NoDecide)
+	if res.Incident != 1 || !res.Resolved || !res.Changed {
+		t.Fatalf("resolve = %+v", res)
+	}
+	inc, _ := s.Incident(ctx(t), 1)
+	if inc.State != escalation.Resolved || !inc.ResolvedAt.Equal(now) {
+		t.Fatalf("incident after resolve: state %s resolvedAt %s", inc.State, inc.ResolvedAt)
+	}
+	if got := kinds(timeline(t, s, 1)); got[len(got)-1] != escalation.EvResolved {
+		t.Fatalf("timeline %v does not end resolved", got)
+	}
+	if again := ingest(t, s, Note("g", "resolved"), NoDecide); again.Changed {
+		t.Fatalf("second resolve = %+v, want no change", again)
+	}
+	n := Note("g", "firing")
+	n.Alerts[0].StartsAt = now.Add(time.Minute)
+	if res := ingest(t, s, n, NoDecide); res.Incident != 2 || !res.Opened {
+		t.Fatalf("firing after resolution = %+v, want incident 2 opened", res)
+	}
+}
+
+func testStaleFiring(t *testing.T, s escalation.Store) {
+	ingest(t, s, Note("g", "firing"), NoDecide)
+	ingest(t, s, Note("g", "resolved"), NoDecide)
+	if res := ingest(t, s, Note("g", "firing"), NoDecide); res.Changed || res.Incident != 0 {
+		t.Fatalf("stale firing after resolution = %+v, want nothing", res)
+	}
+	if res := ingest(t, s, Note("other", "resolved"), NoDecide); res.Changed {
+		t.Fatalf("resolved-only delivery for an unknown group = %+v, want nothing", res)
+	}
+	counts, _ := s.Counts(ctx(t))
+	if counts[escalation.Open] != 0 || counts[escalation.Resolved] != 1 {
+		t.Fatalf("counts %v", counts)
+	}
+}
+
+func testDecideWithIngest(t *testing.T, s escalation.Store) {
+	var seen []escalation.EventKind
+	res := ingest(t, s, Note("g", "firing"), func(inc *escalation.Incident, pages []escalation.PageRecord, ev []escalation.Event) (escalation.Change, error) {
+		seen = kinds(ev)
+		if len(pages) != 0 {
+			t.Errorf("a new incident has pages %v", pages)
+		}
+		inc.Escalation.Started = true
+		inc.Escalation.NextAt = now.Add(5 * time.Minute)
+		var ch escalation.Change
+		ch.Note(now, escalation.EvStep, "step 1")
+		ch.Pages = []escalation.PageRecord{{Channel: "matrix", Kind: notifiers.KindPage, Status: escalation.PagePending, Recipient: notifiers.Recipient{PersonID: "alice"}}}
+		return ch, nil
+	})
+	if !slices.Equal(seen, []escalation.EventKind{escalation.EvOpened, escalation.EvAlertFiring}) {
+		t.Fatalf("decide saw events %v", seen)
+	}
+	if got := kinds(timeline(t, s, res.Incident)); !slices.Equal(got, []escalation.EventKind{escalation.EvOpened, escalation.EvAlertFiring, escalation.EvStep}) {
+		t.Fatalf("timeline %v: the notification's entries, then decide's", got)
+	}
+	inc, _ := s.Incident(ctx(t), res.Incident)
+	if !inc.Escalation.Started || !inc.Escalation.NextAt.Equal(now.Add(5*time.Minute)) {
+		t.Fatalf("decide's incident changes were not kept: %+v", inc.Escalation)
+	}
+	pages, err := s.Pages(ctx(t), res.Incident)
+	if err != nil || len(pages) != 1 || pages[0].ID != escalation.PageID(res.Incident, 1) || pages[0].Seq != 1 || pages[0].Incident != res.Incident {
+		t.Fatalf("pages %+v %v", pages, err)
+	}
+}
+
+func testDecideError(t *testing.T, s escalation.Store) {
+	boom := errors.New("boom")
+	_, err := s.Ingest(ctx(t), Note("g", "firing"), now, func(*escalation.Incident, []escalation.PageRecord, []escalation.Event) (escalation.Change, error) {
+		return escalation.Change{}, boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want decide's error", err)
+	}
+	if _, err := s.Incident(ctx(t), 1); !errors.Is(err, escalation.ErrNotFound) {
+		t.Fatalf("a failed ingest left incident 1 behind: %v", err)
+	}
+	// The group is not bound to a phantom incident: a retry opens incident 1.
+	if res := ingest(t, s, Note("g", "firing"), NoDecide); res.Incident != 1 || !res.Opened {
+		t.Fatalf("retry after a failed ingest = %+v, want incident 1 opened", res)
+	}
+}
+
+func testQuietRefresh(t *testing.T, s escalation.Store) {
+	ingest(t, s, Note("g", "firing"), NoDecide)
+	before := timeline(t, s, 1)
+	n := Note("g", "firing")
+	n.Alerts[0].Annotations = map[string]string{"summary": "new words"}
+	res := ingest(t, s, n, NoDecide)
+	if !res.Changed || res.Incident != 1 || res.Opened {
+		t.Fatalf("refresh = %+v", res)
+	}
+	inc, _ := s.Incident(ctx(t), 1)
+	if inc.Alerts[0].Annotations["summary"] != "new words" {
+		t.Fatalf("refreshed annotations not kept: %v", inc.Alerts[0].Annotations)
+	}
+	if after := timeline(t, s, 1); len(after) != len(before) {
+		t.Fatalf("a quiet refresh wrote timeline entries: %v", kinds(after))
+	}
+}
+
+func testTimelineAppendOnly(t *testing.T, s escalation.Store) {
+	ingest(t, s, Note("g", "firing"), NoDecide)
+	ingest(t, s, Note("h", "firing"), NoDecide)
+	for i := range 20 {
+		update(t, s, 1, note(escalation.EvNote, fmt.Sprint("n", i)))
+		if i%3 == 0 {
+			update(t, s, 2, note(escalation.EvNote, fmt.Sprint("other", i)))
+		}
+	}
+	ev := timeline(t, s, 1)
+	if len(ev) != 22 {
+		t.Fatalf("timeline has %d entries, want 22", len(ev))
+	}
+	for i, e := range ev[2:] {
+		if e.Text != fmt.Sprint("n", i) {
+			t.Fatalf("entry %d = %q, want n%d: the timeline is not in append order", i+2, e.Text, i)
+		}
+	}
+	for _, e := range timeline(t, s, 2) {
+		if e.Kind == escalation.EvNote && e.Text[:5] != "other" {
+			t.Fatalf("incident 2's timeline holds %q", e.Text)
+		}
+	}
+}
+
+func testUpdateNoChange(t *testing.T, s escalation.Store) {
+	ingest(t, s, Note("g", "firing"), NoDecide)
+	before := timeline(t, s, 1)
+	inc, ch, err := s.Update(ctx(t), 1, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
+		inc.Title = "changed in memory only"
+		return escalation.Change{}, escalation.ErrNoChange
+	})
+	if err != nil || !ch.Empty() || inc.ID != 1 || inc.Title == "changed in memory only" {
+		t.Fatalf("no-change update = %+v %+v %v", inc, ch, err)
+	}
+	stored, _ := s.Incident(ctx(t), 1)
+	if stored.Title == "changed in memory only" {
+		t.Fatal("ErrNoChange wrote the incident")
+	}
+	if after := timeline(t, s, 1); len(after) != len(before) {
+		t.Fatal("ErrNoChange wrote the timeline")
+	}
+}
+
+func testUpdateUnknown(t *testing.T, s escalation.Store) {
+	_, _, err := s.Update(ctx(t), 7, note(escalation.EvNote, "x"))
+	if !errors.Is(err, escalation.ErrNotFound) {
+		t.Fatalf("err = %v, want ErrNotFound", err)
+	}
+}
+
+func testUpdateError(t *testing.T, s escalation.Store) {
+	ingest(t, s, Note("g", "firing"), NoDecide)
+	boom := errors.New("boom")
+	_, _, err := s.Update(ctx(t), 1, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
+		inc.State = escalation.Acknowledged
+		return escalation.Change{Events: []escalation.Event{{At: now, Kind: escalation.EvNote}}}, boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v", err)
+	}
+	inc, _ := s.Incident(ctx(t), 1)
+	if inc.State != escalation.Open || len(timeline(t, s, 1)) != 2 {
+		t.Fatalf("a failed update wrote something: state %s, %d entries", inc.State, len(timeline(t, s, 1)))
+	}
+}
+
+func testOutbox(t *testing.T, s escalation.Store) {
+	ingest(t, s, Note("g", "firing"), NoDecide)
+	_, ch := update(t, s, 1, func(inc *escalation.Incident, pages []escalation.PageRecord) (escalation.Change, error) {
+		return escalation.Change{Pages: []escalation.PageRecord{
+			{Channel: "matrix", Kind: notifiers.KindPage, Status: escalation.PagePending, Recipient: notifiers.Recipient{PersonID: "alice"}},
+			{Channel: "phone", Kind: notifiers.KindPage, Status: escalation.PagePending, Recipient: notifiers.Recipient{PersonID: "bob"}},
+		}}, nil
+	})
+	if len(ch.Pages) != 2 || ch.Pages[0].ID != "1-1" || ch.Pages[1].ID != "1-2" || ch.Pages[1].Incident != 1 {
+		t.Fatalf("returned change does not carry the assigned ids: %+v", ch.Pages)
+	}
+	update(t, s, 1, func(inc *escalation.Incident, pages []escalation.PageRecord) (escalation.Change, error) {
+		if len(pages) != 2 {
+			t.Errorf("fn sees %d pages, want 2", len(pages))
+		}
+		p := pages[0]
+		p.Status, p.Attempts, p.ProviderID = escalation.PageSent, 1, "evt-1"
+		return escalation.Change{Pages: []escalation.PageRecord{p, {Channel: "pagerduty", Kind: notifiers.KindPage, Status: escalation.PagePending}}}, nil
+	})
+	pages, err := s.Pages(ctx(t), 1)
+	if err != nil || len(pages) != 3 {
+		t.Fatalf("pages %+v %v", pages, err)
+	}
+	if pages[0].Status != escalation.PageSent || pages[0].ProviderID != "evt-1" || pages[2].ID != "1-3" || pages[2].Channel != "pagerduty" {
+		t.Fatalf("outbox after update: %+v", pages)
+	}
+	if other, err := s.Pages(ctx(t), 9); err != nil || len(other) != 0 {
+		t.Fatalf("pages of an unknown incident: %v %v", other, err)
+	}
+}
+
+func testManualResolve(t *testing.T, s escalation.Store) {
+	ingest(t, s, Note("g", "firing"), NoDecide)
+	inc, _ := update(t, s, 1, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
+		inc.State, inc.ResolvedAt = escalation.Resolved, now
+		var ch escalation.Change
+		ch.Note(now, escalation.EvResolved, "by hand")
+		return ch, nil
+	})
+	if inc.State != escalation.Resolved {
+		t.Fatalf("returned incident %s", inc.State)
+	}
+	n := Note("g", "firing")
+	n.Alerts[0].StartsAt = now.Add(time.Minute)
+	if res := ingest(t, s, n, NoDecide); res.Incident != 2 || !res.Opened {
+		t.Fatalf("firing after a manual resolve = %+v, want a new incident", res)
+	}
+}
+
+func testSchedule(t *testing.T, s escalation.Store) {
+	for _, g := range []string{"a", "b", "c"} {
+		ingest(t, s, Note(g, "firing"), NoDecide)
+	}
+	next := now.Add(3 * time.Minute)
+	retry := now.Add(30 * time.Second)
+	update(t, s, 1, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
+		inc.Escalation.NextAt = next
+		return escalation.Change{Pages: []escalation.PageRecord{
+			{Channel: "matrix", Kind: notifiers.KindPage, Status: escalation.PagePending, Recipient: notifiers.Recipient{PersonID: "alice"}},
+			{Channel: "phone", Kind: notifiers.KindPage, Status: escalation.PageTempFail, NextTry: retry, Recipient: notifiers.Recipient{PersonID: "bob"}},
+			{Channel: "sms", Kind: notifiers.KindPage, Status: escalation.PageDeferred, Recipient: notifiers.Recipient{PersonID: "carol"}},
+			{Channel: "pagerduty", Kind: notifiers.KindPage, Status: escalation.PageSent},
+		}}, nil
+	})
+	update(t, s, 2, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
+		inc.State, inc.Escalation.NextAt = escalation.Acknowledged, time.Time{}
+		return escalation.Change{Events: []escalation.Event{{At: now, Kind: escalation.EvAcknowledged}}}, nil
+	})
+	ingest(t, s, Note("c", "resolved"), NoDecide)
+	var got []escalation.Due
+	if err := s.Schedule(ctx(t), func(d escalation.Due) error { got = append(got, d); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Incident != 1 || got[1].Incident != 2 {
+		t.Fatalf("schedule %+v: want incidents 1 and 2 in id order, not the resolved 3", got)
+	}
+	d := got[0]
+	if d.State != escalation.Open || !d.NextAt.Equal(next) {
+		t.Fatalf("incident 1 due %+v", d)
+	}
+	want := []escalation.DuePage{
+		{ID: "1-1", Person: "alice", Channel: "matrix"},
+		{ID: "1-2", NextTry: retry, Person: "bob", Channel: "phone"},
+		{ID: "1-3", Deferred: true, Person: "carol", Channel: "sms"},
+	}
+	if len(d.Pages) != len(want) {
+		t.Fatalf("unfinished pages %+v, want %+v", d.Pages, want)
+	}
+	for i := range want {
+		if p := d.Pages[i]; p.ID != want[i].ID || !p.NextTry.Equal(want[i].NextTry) || p.Deferred != want[i].Deferred || p.Person != want[i].Person || p.Channel != want[i].Channel {
+			t.Fatalf("page %d = %+v, want %+v", i, p, want[i])
+		}
+	}
+	if got[1].State != escalation.Acknowledged || !got[1].NextAt.IsZero() || len(got[1].Pages) != 0 {
+		t.Fatalf("incident 2 due %+v", got[1])
+	}
+	// Finishing a page takes it out of the index.
+	update(t, s, 1, func(inc *escalation.Incident, pages []escalation.PageRecord) (escalation.Change, error) {
+		p := pages[0]
+		p.Status = escalation.PageSent
+		return escalation.Change{Pages: []escalation.PageRecord{p}}, nil
+	})
+	got = nil
+	stop := errors.New("stop")
+	err := s.Schedule(ctx(t), func(d escalation.Due) error { got = append(got, d); return stop })
+	if !errors.Is(err, stop) || len(got) != 1 {
+		t.Fatalf("fn's error must end the walk: %v after %d", err, len(got))
+	}
+	if len(got[0].Pages) != 2 || got[0].Pages[0].ID != "1-2" {
+		t.Fatalf("after finishing 1-1: %+v", got[0].Pages)
+	}
+}
+
+func testIncidents(t *testing.T, s escalation.Store) {
+	const n = 12
+	for i := 1; i <= n; i++ {
+		ingest(t, s, Note(fmt.Sprint("g", i), "firing"), NoDecide)
+	}
+	for _, i := range []int{2, 5, 9} {
+		ingest(t, s, Note(fmt.Sprint("g", i), "resolved"), NoDecide)
+	}
+	update(t, s, 7, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
+		inc.State = escalation.Acknowledged
+		return escalation.Change{}, nil
+	})
+	list := func(f escalation.Filter) []uint64 {
+		t.Helper()
+		l, err := s.Incidents(ctx(t), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []uint64
+		for _, inc := range l {
+			ids = append(ids, inc.ID)
+		}
+		return ids
+	}
+	cases := []struct {
+		f    escalation.Filter
+		want []uint64
+	}{
+		{escalation.Filter{}, []uint64{12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}},
+		{escalation.Filter{Limit: 3}, []uint64{12, 11, 10}},
+		{escalation.Filter{Limit: 3, Before: 10}, []uint64{9, 8, 7}},
+		{escalation.Filter{Before: 100}, []uint64{12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}},
+		{escalation.Filter{State: escalation.Resolved}, []uint64{9, 5, 2}},
+		{escalation.Filter{State: escalation.Open, Limit: 4}, []uint64{12, 11, 10, 8}},
+		{escalation.Filter{State: escalation.Open, Before: 8}, []uint64{6, 4, 3, 1}},
+		{escalation.Filter{State: escalation.Acknowledged}, []uint64{7}},
+		{escalation.Filter{State: escalation.Resolved, Before: 5}, []uint64{2}},
+	}
+	for _, c := range cases {
+		if got := list(c.f); !slices.Equal(got, c.want) {
+			t.Errorf("Incidents(%+v) = %v, want %v", c.f, got, c.want)
+		}
+	}
+}
+
+func testCounts(t *testing.T, s escalation.Store) {
+	counts, err := s.Counts(ctx(t))
+	want := map[escalation.State]int{escalation.Open: 0, escalation.Acknowledged: 0, escalation.Resolved: 0}
+	if err != nil || !maps.Equal(counts, want) {
+		t.Fatalf("empty store counts %v %v", counts, err)
+	}
+	for i := range 5 {
+		ingest(t, s, Note(fmt.Sprint("g", i), "firing"), NoDecide)
+	}
+	ingest(t, s, Note("g0", "resolved"), NoDecide)
+	update(t, s, 2, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
+		inc.State = escalation.Acknowledged
+		return escalation.Change{}, nil
+	})
+	counts, _ = s.Counts(ctx(t))
+	want = map[escalation.State]int{escalation.Open: 3, escalation.Acknowledged: 1, escalation.Resolved: 1}
+	if !maps.Equal(counts, want) {
+		t.Fatalf("counts %v, want %v", counts, want)
+	}
+}
+
+func testConcurrentIngest(t *testing.T, s escalation.Store) {
+	const n = 40
+	ids := make([]uint64, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			res, err := s.Ingest(ctx(t), Note(fmt.Sprint("g", i), "firing"), now, NoDecide)
+			if err != nil {
+				t.Error(err)
+			}
+			ids[i] = res.Incident
+		})
+	}
+	wg.Wait()
+	slices.Sort(ids)
+	for i, id := range ids {
+		if id != uint64(i+1) {
+			t.Fatalf("ids %v: want 1..%d each once", ids, n)
+		}
+	}
+}
+
+func testConcurrentSameGroup(t *testing.T, s escalation.Store) {
+	const n = 20
+	opened := make([]bool, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			res, err := s.Ingest(ctx(t), Note("same", "firing"), now, NoDecide)
+			if err != nil {
+				t.Error(err)
+			}
+			opened[i] = res.Opened
+		})
+	}
+	wg.Wait()
+	if c := len(slices.DeleteFunc(opened, func(b bool) bool { return !b })); c != 1 {
+		t.Fatalf("%d deliveries opened an incident, want exactly 1", c)
+	}
+	counts, _ := s.Counts(ctx(t))
+	if counts[escalation.Open] != 1 || counts[escalation.Resolved] != 0 {
+		t.Fatalf("counts %v", counts)
+	}
+	if got := len(timeline(t, s, 1)); got != 2 {
+		t.Fatalf("timeline has %d entries, want 2 (duplicates wrote nothing)", got)
+	}
+}
+
+func testConcurrentUpdates(t *testing.T, s escalation.Store) {
+	ingest(t, s, Note("g", "firing"), NoDecide)
+	const n = 20
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, _, err := s.Update(ctx(t), 1, func(inc *escalation.Incident, pages []escalation.PageRecord) (escalation.Change, error) {
+				inc.Escalation.Generation++
+				return escalation.Change{
+					Events: []escalation.Event{{At: now, Kind: escalation.EvNote, Text: fmt.Sprint(i)}},
+					Pages:  []escalation.PageRecord{{Channel: "matrix", Status: escalation.PagePending}},
+				}, nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	inc, _ := s.Incident(ctx(t), 1)
+	if inc.Escalation.Generation != n {
+		t.Fatalf("generation %d after %d updates: an update was lost", inc.Escalation.Generation, n)
+	}
+	if got := len(timeline(t, s, 1)); got != n+2 {
+		t.Fatalf("timeline has %d entries, want %d", got, n+2)
+	}
+	pages, _ := s.Pages(ctx(t), 1)
+	for i, p := range pages {
+		if p.Seq != i+1 {
+			t.Fatalf("page seqs not 1..%d: %+v", n, pages)
+		}
+	}
+	if len(pages) != n {
+		t.Fatalf("%d pages, want %d", len(pages), n)
+	}
+}
+
+func testStateStore(t *testing.T, s escalation.Store) {
+	c := ctx(t)
+	if v, err := s.GetState(c, "matrix", "next_batch"); v != nil || err != nil {
+		t.Fatalf("missing key = %q %v, want nil nil", v, err)
+	}
+	if err := s.PutState(c, "matrix", "next_batch", []byte("s42")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutState(c, "other", "next_batch", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.GetState(c, "matrix", "next_batch"); string(v) != "s42" || err != nil {
+		t.Fatalf("get = %q %v", v, err)
+	}
+	if err := s.PutState(c, "matrix", "next_batch", []byte("s43")); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.GetState(c, "matrix", "next_batch"); string(v) != "s43" {
+		t.Fatalf("overwrite = %q", v)
+	}
+	if err := s.PutState(c, "matrix", "next_batch", nil); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.GetState(c, "matrix", "next_batch"); v != nil {
+		t.Fatalf("after delete = %q", v)
+	}
+	if v, _ := s.GetState(c, "other", "next_batch"); string(v) != "x" {
+		t.Fatalf("buckets are not separate: %q", v)
+	}
+	big := make([]byte, 64<<10)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	if err := s.PutState(c, "b", "big", big); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.GetState(c, "b", "big"); !slices.Equal(v, big) {
+		t.Fatal("binary value changed in the store")
+	}
+}
+
+func testPing(t *testing.T, s escalation.Store) {
+	if err := s.Ping(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testCanceled(t *testing.T, s escalation.Store) {
+	c, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Ingest(c, Note("g", "firing"), now, NoDecide); err == nil {
+		t.Fatal("ingest with a canceled context succeeded")
+	}
+	if err := s.Ping(c); err == nil {
+		t.Fatal("ping with a canceled context succeeded")
+	}
+	if _, err := s.Incident(ctx(t), 1); !errors.Is(err, escalation.ErrNotFound) {
+		t.Fatalf("a canceled ingest wrote incident 1: %v", err)
+	}
+}
+
+func testHeld(t *testing.T, s escalation.Store) {
+	for _, g := range []string{"a", "b", "c"} {
+		ingest(t, s, Note(g, "firing"), NoDecide)
+	}
+	hold := func(id uint64, person string, ch notifiers.Channel, st escalation.PageStatus) {
+		update(t, s, id, func(*escalation.Incident, []escalation.PageRecord) (escalation.Change, error) {
+			return escalation.Change{Pages: []escalation.PageRecord{{Channel: ch, Kind: notifiers.KindPage, Status: st, Recipient: notifiers.Recipient{PersonID: person}}}}, nil
+		})
+	}
+	hold(1, "alice", "sms", escalation.PageDeferred)
+	hold(2, "alice", "sms", escalation.PageDeferred)
+	hold(2, "alice", "sms", escalation.PageDeferred)
+	hold(3, "alice", "sms", escalation.PageDeferred)
+	hold(3, "alice", "phone", escalation.PageDeferred) // another channel
+	hold(3, "bob", "sms", escalation.PageDeferred)     // another person
+	hold(3, "alice", "sms", escalation.PagePending)    // not held
+	h, err := s.Held(ctx(t), "alice", "sms", 2)
+	if err != nil || h.Count != 4 || !slices.Equal(h.Newest, []uint64{3, 2}) {
+		t.Fatalf("Held(alice, sms, 2) = %+v %v, want 4 held, newest incidents [3 2]", h, err)
+	}
+	if h, _ := s.Held(ctx(t), "carol", "sms", 2); h.Count != 0 || len(h.Newest) != 0 {
+		t.Fatalf("Held(carol) = %+v, want none", h)
+	}
+}
+
+func testPrune(t *testing.T, s escalation.Store) {
+	day := 24 * time.Hour
+	for i, g := range []string{"old", "recent", "open"} {
+		at := now.Add(time.Duration(i) * day)
+		n := Note(g, "firing")
+		n.Alerts[0].StartsAt = at
+		if _, err := s.Ingest(ctx(t), n, at, NoDecide); err != nil {
+			t.Fatal(err)
+		}
+		if g != "open" {
+			r := Note(g, "resolved")
+			r.Alerts[0].StartsAt, r.Alerts[0].EndsAt = at, at.Add(time.Minute)
+			if _, err := s.Ingest(ctx(t), r, at.Add(time.Minute), NoDecide); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, k := range []string{"seen:1", "seen:2", "keep"} {
+		if err := s.PutState(ctx(t), "twilio", k, []byte{1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.Prune(ctx(t), escalation.Prune{ResolvedBefore: now.Add(day / 2),
+		State: []escalation.StatePrune{{Bucket: "twilio", Prefix: "seen:", Before: time.Now().Add(time.Hour)}}})
+	if err != nil || n.Incidents != 1 || n.Groups != 1 || n.StateKeys != 2 {
+		t.Fatalf("Prune = %+v %v, want 1 incident, 1 group, 2 state keys", n, err)
+	}
+	if _, err := s.Incident(ctx(t), 1); !errors.Is(err, escalation.ErrNotFound) {
+		t.Fatalf("the old resolved incident is still there: %v", err)
+	}
+	if _, err := s.Timeline(ctx(t), 1); !errors.Is(err, escalation.ErrNotFound) {
+		t.Fatalf("the old incident's timeline is still there: %v", err)
+	}
+	for _, id := range []uint64{2, 3} {
+		if _, err := s.Incident(ctx(t), id); err != nil {
+			t.Fatalf("incident %d was pruned: %v", id, err)
+		}
+	}
+	if v, _ := s.GetState(ctx(t), "twilio", "keep"); v == nil {
+		t.Fatal("a state key outside the prefix was pruned")
+	}
+	if v, _ := s.GetState(ctx(t), "twilio", "seen:1"); v != nil {
+		t.Fatal("an expired state key is still there")
+	}
+	// The pruned group is forgotten: its next firing opens a new incident.
+	if res := ingest(t, s, Note("old", "firing"), NoDecide); !res.Opened || res.Incident != 4 {
+		t.Fatalf("firing of a pruned group = %+v, want incident 4 opened", res)
+	}
+}
