@@ -14,7 +14,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,6 +55,7 @@ type serveConfig struct {
 	webAuthProxies                                            []netip.Prefix
 	store                                                     string
 	etcd                                                      etcdConfig
+	memoryLimit                                               int64 // bytes; 0: leave the Go runtime's
 }
 
 func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
@@ -97,6 +100,8 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.BoolVar(&c.insecure, "insecure-no-auth", false, "waive the webhook and API tokens: anyone who reaches Klaxon can open and acknowledge incidents (env KLAXON_INSECURE_NO_AUTH)")
 	env["insecure-no-auth"] = "KLAXON_INSECURE_NO_AUTH"
 	c.channels.declare(fs, env)
+	memLimit := fs.String("memory-limit", "80MiB", "soft memory limit of the Go runtime: garbage is collected harder as the heap nears it, so an alert storm does not swell Klaxon; 0 leaves Go's default; GOMEMLIMIT, if set, wins (env KLAXON_MEMORY_LIMIT)")
+	env["memory-limit"] = "KLAXON_MEMORY_LIMIT"
 	fs.StringVar(&c.store, "store", "bolt", "where incidents are kept: bolt (one file in --data) or etcd (several replicas, one leader) (env KLAXON_STORE)")
 	env["store"] = "KLAXON_STORE"
 	c.etcd.declare(fs, env)
@@ -158,10 +163,40 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	default:
 		return nil, fmt.Errorf("--store %q: want bolt or etcd", c.store)
 	}
+	if c.memoryLimit, err = parseBytes(*memLimit); err != nil {
+		return nil, fmt.Errorf("--memory-limit: %w", err)
+	}
+	if c.memoryLimit != 0 && c.memoryLimit < 32<<20 {
+		return nil, fmt.Errorf("--memory-limit %s is too small (at least 32MiB, or 0)", *memLimit)
+	}
+	if os.Getenv("GOMEMLIMIT") != "" {
+		c.memoryLimit = 0 // the runtime read it at start
+	}
 	if c.maxBody < 1024 {
 		return nil, fmt.Errorf("--max-body %d is too small (at least 1024 bytes)", c.maxBody)
 	}
 	return c, nil
+}
+
+// parseBytes parses a size: a number of bytes, or one with a B, KiB, MiB or
+// GiB suffix (as GOMEMLIMIT does).
+func parseBytes(orig string) (int64, error) {
+	v := strings.TrimSpace(orig)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"B", 1}} {
+		if n, ok := strings.CutSuffix(v, u.suffix); ok {
+			v, mult = n, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil || n < 0 || n > (1<<50)/mult {
+		return 0, fmt.Errorf("%q is not a size like 80MiB", orig)
+	}
+	return n * mult, nil
 }
 
 // parseProxies parses --web-auth-proxy: addresses and CIDR prefixes.
@@ -221,6 +256,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		fmt.Fprintln(stderr, "klaxon serve:", err)
 		return 2
+	}
+	if cfg.memoryLimit > 0 {
+		debug.SetMemoryLimit(cfg.memoryLimit)
 	}
 	if err := serve(ctx, cfg, log, serveHooks{}); err != nil {
 		log.Error("klaxon stopped", "error", err)

@@ -57,6 +57,10 @@ type Options struct {
 	// the disk (nil) or could not be committed (disk full, read-only file):
 	// the store's own writes are its writability check.
 	OnCommitResult func(error)
+	// ReleaseMapEvery is how often the store gives back the pages of its
+	// memory map that reads have made resident (default 2s; negative
+	// never). See ReleaseMap.
+	ReleaseMapEvery time.Duration
 }
 
 // Store is an escalation.Store on a bbolt file.
@@ -68,6 +72,9 @@ type Store struct {
 
 	mu        sync.Mutex
 	commitErr error // the last write's commit failure, nil once one succeeds
+
+	stopRelease chan struct{} // closed by Close; nil when not releasing
+	released    sync.WaitGroup
 }
 
 var _ escalation.Store = (*Store)(nil)
@@ -111,12 +118,51 @@ func Open(dir string, o Options) (*Store, error) {
 			return nil, fmt.Errorf("initialising %s: %w", path, err)
 		}
 	}
+	if o.ReleaseMapEvery == 0 {
+		o.ReleaseMapEvery = 2 * time.Second
+	}
+	if o.ReleaseMapEvery > 0 {
+		s.stopRelease = make(chan struct{})
+		s.released.Go(func() { s.releaseLoop(o.ReleaseMapEvery) })
+	}
 	return s, nil
+}
+
+// releaseLoop calls ReleaseMap every d until Close.
+func (s *Store) releaseLoop(d time.Duration) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopRelease:
+			return
+		case <-t.C:
+			_ = s.ReleaseMap()
+		}
+	}
+}
+
+// ReleaseMap drops the resident pages of bbolt's read-only memory map of the
+// file. They are the kernel's page cache: the data stays cached and a later
+// read maps it again (a minor fault), but while mapped each counts in
+// Klaxon's RSS, and copy-on-write commits scatter the pages reads touch
+// across the whole file, so without this a store of 100,000 incidents keeps
+// most of its 270 MiB file resident. It runs inside a read transaction,
+// which holds off bbolt's remapping, so the range it names is the map.
+func (s *Store) ReleaseMap() error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		return releaseMapped(s.db.Info().Data, uintptr(tx.Size()))
+	})
 }
 
 // Close closes the database file. Writes still queued fail with
 // bolt.ErrDatabaseNotOpen.
 func (s *Store) Close() error {
+	if s.stopRelease != nil {
+		close(s.stopRelease)
+		s.released.Wait()
+		s.stopRelease = nil
+	}
 	if s.group != nil {
 		s.group.stop()
 	}

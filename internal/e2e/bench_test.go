@@ -131,9 +131,10 @@ func benchWorld(b *testing.B, limited bool) (*faketwilio.Server, *arrivals, *har
 	arr := newArrivals(tw)
 	addr := harness.FreeAddr(b)
 	k := harness.StartKlaxon(b, harness.KlaxonConfig{
-		Listen: addr,
-		Rota:   benchRota(b, limited),
-		Args:   []string{"--log-level", "info"},
+		Listen:  addr,
+		DataDir: os.Getenv("KLAXON_BENCH_DATA"), // kept for inspection when set (must be empty)
+		Rota:    benchRota(b, limited),
+		Args:    []string{"--log-level", "info"},
 		Env: []string{
 			"KLAXON_TWILIO_ACCOUNT_SID=" + tw.AccountSID(),
 			"KLAXON_TWILIO_AUTH_TOKEN=" + twilioToken,
@@ -148,12 +149,13 @@ func benchWorld(b *testing.B, limited bool) (*faketwilio.Server, *arrivals, *har
 // sender posts webhooks over keep-alive connections.
 type sender struct {
 	url    string
+	token  string
 	client *http.Client
 	next   atomic.Int64
 }
 
 func newSender(k *harness.Klaxon, conns int) *sender {
-	return &sender{url: k.URL() + "/webhook/alertmanager",
+	return &sender{url: k.URL() + "/webhook/alertmanager", token: k.WebhookToken(),
 		client: &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}}}
 }
 
@@ -165,8 +167,14 @@ func (s *sender) fire() (time.Time, time.Duration, uint64, error) {
 "commonLabels":{"alertname":"Storm","severity":"critical","g":%q},"commonAnnotations":{"summary":"Disk full on db-1"},
 "alerts":[{"status":"firing","labels":{"alertname":"Storm","severity":"critical","g":%q},"annotations":{"summary":"Disk full on db-1"},
 "startsAt":"2026-11-26T23:33:00Z","fingerprint":%q}]}`, group, group, group, group, "fp-"+group)
+	req, err := http.NewRequest("POST", s.url, bytes.NewReader(body))
+	if err != nil {
+		return time.Time{}, 0, 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+s.token)
 	t0 := time.Now()
-	resp, err := s.client.Post(s.url, "application/json", bytes.NewReader(body))
+	resp, err := s.client.Do(req)
 	if err != nil {
 		return t0, 0, 0, err
 	}
@@ -350,6 +358,30 @@ func procMemory(pid int) (rss, anon float64, err error) {
 	return rss, anon, sc.Err()
 }
 
+// mappedRSS is the resident size, in MiB, of the process's mappings of files
+// whose path ends in name (bbolt's memory map of klaxon.db).
+func mappedRSS(pid int, name string) (float64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	in, total := false, 0.0
+	for sc.Scan() {
+		line := sc.Text()
+		if fields := strings.Fields(line); len(fields) > 0 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":") {
+			in = strings.HasSuffix(line, "/"+name)
+			continue
+		}
+		if v, ok := strings.CutPrefix(line, "Rss:"); ok && in {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			total += kb / 1024
+		}
+	}
+	return total, sc.Err()
+}
+
 // BenchmarkE2EStorm: 100,000 new incidents (KLAXON_BENCH_STORM to change)
 // all routed to the one person on call, whose texts are rate limited (3 per
 // 15 minutes), from 64 senders. It logs klaxon serve's RSS and anonymous
@@ -368,14 +400,27 @@ func BenchmarkE2EStorm(b *testing.B) {
 		b.StopTimer()
 		_, arr, k := benchWorld(b, true)
 		s := newSender(k, senders)
-		sample := func(done int) {
+		var peakMu sync.Mutex
+		peak := func() (r, a float64) {
 			r, a, err := procMemory(k.PID())
 			if err != nil {
-				b.Fatal(err)
+				b.Error(err)
+				return 0, 0
 			}
-			rss, anon = r, a
+			peakMu.Lock()
 			peakRSS, peakAnon = max(peakRSS, r), max(peakAnon, a)
-			b.Logf("%6d incidents: RSS %.0f MiB, anonymous %.0f MiB", done, r, a)
+			peakMu.Unlock()
+			return r, a
+		}
+		sample := func(done int) {
+			r, a := peak()
+			rss, anon = r, a
+			dbRSS, _ := mappedRSS(k.PID(), "klaxon.db")
+			var dbSize float64
+			if fi, err := os.Stat(filepath.Join(k.DataDir(), "klaxon.db")); err == nil {
+				dbSize = float64(fi.Size()) / (1 << 20)
+			}
+			b.Logf("%6d incidents: RSS %.0f MiB, anonymous %.0f MiB, klaxon.db resident %.0f MiB of %.0f MiB", done, r, a, dbRSS, dbSize)
 		}
 		sample(0)
 		b.StartTimer()
@@ -383,6 +428,40 @@ func BenchmarkE2EStorm(b *testing.B) {
 		var sampleMu sync.Mutex
 		step := max(n/10, 1)
 		var wg sync.WaitGroup
+		// Peaks between the logged samples: every 100ms while the storm lasts.
+		stopPeaks := make(chan struct{})
+		var peaks sync.WaitGroup
+		peaks.Go(func() {
+			t := time.NewTicker(100 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-stopPeaks:
+					return
+				case <-t.C:
+					peak()
+				}
+			}
+		})
+		// Half way through, someone acknowledges one incident and resolves
+		// another from the API: the storm must not lock them out.
+		var actMs []float64
+		act := func() {
+			for _, a := range []struct {
+				id     int
+				action string
+			}{{1, "ack"}, {2, "resolve"}} {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				t0 := time.Now()
+				code, err := k.Do(ctx, "POST", fmt.Sprintf("/api/v1/incidents/%d/%s", a.id, a.action), nil, nil)
+				cancel()
+				if err != nil || code != 200 {
+					b.Errorf("%s of incident %d during the storm: %d %v", a.action, a.id, code, err)
+					continue
+				}
+				actMs = append(actMs, float64(time.Since(t0).Microseconds())/1000)
+			}
+		}
 		start := time.Now()
 		for range senders {
 			wg.Go(func() {
@@ -390,6 +469,9 @@ func BenchmarkE2EStorm(b *testing.B) {
 					i := sent.Add(1)
 					if i > int64(n) {
 						return
+					}
+					if i == int64(n/2) {
+						wg.Go(act)
 					}
 					if _, _, _, err := s.fire(); err != nil {
 						b.Error(err)
@@ -406,6 +488,12 @@ func BenchmarkE2EStorm(b *testing.B) {
 		wg.Wait()
 		rate = float64(n) / time.Since(start).Seconds()
 		b.StopTimer()
+		close(stopPeaks)
+		peaks.Wait()
+		b.Logf("during the storm: ack and resolve answered in %v ms", actMs)
+		if len(actMs) > 0 {
+			b.ReportMetric(slices.Max(actMs), "act-max-ms")
+		}
 		if arr.count() == 0 {
 			b.Fatal("the person on call got no text at all during the storm")
 		}
@@ -417,6 +505,15 @@ func BenchmarkE2EStorm(b *testing.B) {
 		cancel()
 		sample(n)
 		b.Logf("texts sent during the storm: %d", arr.count())
+		if os.Getenv("KLAXON_BENCH_GCTRACE") != "" {
+			var gc []string
+			for _, l := range strings.Split(k.Logs(), "\n") {
+				if strings.HasPrefix(l, "gc ") {
+					gc = append(gc, l)
+				}
+			}
+			b.Logf("last GC lines:\n%s", strings.Join(gc[max(len(gc)-5, 0):], "\n"))
+		}
 		// Killed when the benchmark ends: after a storm a graceful stop
 		// takes longer than the harness waits for it (see the issue).
 	}
