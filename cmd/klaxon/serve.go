@@ -188,6 +188,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, ready func(a
 		}
 		return out, err
 	})
+	m.Registry.MustRegister(metrics.NewBuildInfo(version))
 	rw.register(m)
 
 	responder := &lateResponder{}

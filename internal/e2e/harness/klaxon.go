@@ -59,6 +59,7 @@ type KlaxonConfig struct {
 	APIToken     string   // optional
 	Args         []string // more flags for klaxon serve
 	Env          []string // more environment (KEY=VALUE)
+	Binary       string   // default: cmd/klaxon built from this checkout
 }
 
 // Klaxon is a `klaxon serve` subprocess on 127.0.0.1.
@@ -84,7 +85,11 @@ func StartKlaxon(tb testing.TB, cfg KlaxonConfig) *Klaxon {
 	if cfg.Rota == "" {
 		cfg.Rota = filepath.Join(testtools.Root(), "rota.yaml")
 	}
-	k := &Klaxon{tb: tb, cfg: cfg, bin: KlaxonBinary(tb), client: &http.Client{Timeout: 30 * time.Second}}
+	bin := cfg.Binary
+	if bin == "" {
+		bin = KlaxonBinary(tb)
+	}
+	k := &Klaxon{tb: tb, cfg: cfg, bin: bin, client: &http.Client{Timeout: 30 * time.Second}}
 	k.start()
 	tb.Cleanup(func() {
 		k.Kill()
