@@ -36,7 +36,11 @@ func KlaxonBinary(tb testing.TB) string {
 			klaxonErr = err.Error()
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "klaxon"), "./cmd/klaxon")
+		// Static and -trimpath, as a release builds it, so that the
+		// packaging and image tests (internal/deploytest) reuse the compiled
+		// packages and only link again.
+		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, "klaxon"), "./cmd/klaxon")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		cmd.Dir = testtools.Root()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			klaxonErr = fmt.Sprintf("building klaxon: %v\n%s", err, out)
