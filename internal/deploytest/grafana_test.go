@@ -172,7 +172,7 @@ owners: [alice]
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for _, alert := range []string{"Watchdog", "DiskFull"} {
-		body := fmt.Appendf(nil, `{"version":"4","groupKey":"{}:{alertname=%q}","status":"firing","receiver":"klaxon",
+		body := fmt.Appendf(nil, `{"version":"4","groupKey":"group-%[1]s","status":"firing","receiver":"klaxon",
 "groupLabels":{"alertname":%[1]q},"commonLabels":{"alertname":%[1]q},"alerts":[{"status":"firing","labels":{"alertname":%[1]q},
 "startsAt":"2026-11-26T23:33:00Z","fingerprint":"fp-%[1]s"}]}`, alert)
 		if code, err := k.Do(ctx, "POST", "/webhook/alertmanager", body, nil); err != nil || code != 200 {
