@@ -18,8 +18,11 @@ import (
 var wantAlerts = []string{"KlaxonDown", "KlaxonCannotPage", "KlaxonChannelDown", "KlaxonWatchdogSilent",
 	"KlaxonRotaInvalid", "KlaxonWebhookErrors", "KlaxonPagesFailing", "KlaxonIncidentsExhausted", "KlaxonHeartbeatFailing"}
 
+// promtool builds promtool without its service-discovery plugins (AWS, Azure,
+// GCE, Kubernetes, ...), which rule checks and tests never use and which are
+// most of its build time.
 func promtool(t *testing.T) string {
-	return testtools.Tool(t, "prometheus", "github.com/prometheus/prometheus/cmd/promtool")
+	return testtools.ToolWithTags(t, "prometheus", "github.com/prometheus/prometheus/cmd/promtool", "remove_all_sd")
 }
 
 // TestAlertingRulesPassPromtool runs `promtool check rules` on the rules and
