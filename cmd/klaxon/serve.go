@@ -391,6 +391,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 		}
 		return out, err
 	})
+	m.Registry.MustRegister(metrics.NewBuildInfo(version))
 	rw.register(m)
 
 	responder := &lateResponder{}

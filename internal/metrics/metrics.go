@@ -4,6 +4,7 @@ package metrics
 
 import (
 	"context"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -118,4 +119,16 @@ func (c *incidentCollector) Collect(ch chan<- prometheus.Metric) {
 	for state, n := range counts {
 		ch <- prometheus.MustNewConstMetric(incidentsDesc, prometheus.GaugeValue, float64(n), state)
 	}
+}
+
+// NewBuildInfo returns the klaxon_build_info gauge (always 1) labelled with the
+// version stamped at build time (-ldflags "-X main.version=..."), as `klaxon
+// --version` prints it, and the Go version. go_build_info carries the module
+// version Go records from version control instead.
+func NewBuildInfo(version string) prometheus.Collector {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "klaxon_build_info", Help: "Klaxon's version as stamped at build time; always 1.",
+	}, []string{"version", "goversion"})
+	g.WithLabelValues(version, runtime.Version()).Set(1)
+	return g
 }

@@ -132,6 +132,13 @@ func New(cfg Config) (*Monitor, error) {
 		people:       map[personChannel]string{},
 		heartbeats:   newHeartbeatCounter(),
 	}
+	if cfg.HeartbeatURL != "" {
+		// Export every result from the start, so that increase() in an alerting
+		// rule (KlaxonHeartbeatFailing) sees the very first failure.
+		for _, result := range []string{"ok", "failed", "withheld"} {
+			m.heartbeats.WithLabelValues(result)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	saved := map[notifiers.Channel]*channelRecord{}

@@ -39,7 +39,11 @@ func KlaxonBinary(tb testing.TB) string {
 			klaxonErr = err.Error()
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "klaxon"), "./cmd/klaxon")
+		// Static and -trimpath, as a release builds it, so that the
+		// packaging and image tests (internal/deploytest) reuse the compiled
+		// packages and only link again.
+		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, "klaxon"), "./cmd/klaxon")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		cmd.Dir = testtools.Root()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			klaxonErr = fmt.Sprintf("building klaxon: %v\n%s", err, out)
@@ -66,6 +70,7 @@ type KlaxonConfig struct {
 	GeneratedTokens bool
 	Args            []string // more flags for klaxon serve
 	Env             []string // more environment (KEY=VALUE)
+	Binary          string   // default: cmd/klaxon built from this checkout
 }
 
 // Klaxon is a `klaxon serve` subprocess on 127.0.0.1.
@@ -99,7 +104,11 @@ func StartKlaxon(tb testing.TB, cfg KlaxonConfig) *Klaxon {
 			cfg.APIToken = randomToken(tb)
 		}
 	}
-	k := &Klaxon{tb: tb, cfg: cfg, bin: KlaxonBinary(tb), client: &http.Client{Timeout: 30 * time.Second}}
+	bin := cfg.Binary
+	if bin == "" {
+		bin = KlaxonBinary(tb)
+	}
+	k := &Klaxon{tb: tb, cfg: cfg, bin: bin, client: &http.Client{Timeout: 30 * time.Second}}
 	k.start()
 	tb.Cleanup(func() {
 		k.Kill()
