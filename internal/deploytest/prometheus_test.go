@@ -18,57 +18,122 @@ import (
 var wantAlerts = []string{"KlaxonDown", "KlaxonCannotPage", "KlaxonChannelDown", "KlaxonWatchdogSilent",
 	"KlaxonRotaInvalid", "KlaxonWebhookErrors", "KlaxonPagesFailing", "KlaxonIncidentsExhausted", "KlaxonHeartbeatFailing"}
 
-// promtool builds promtool without its service-discovery plugins (AWS, Azure,
-// GCE, Kubernetes, ...), which rule checks and tests never use and which are
-// most of its build time.
-func promtool(t *testing.T) string {
-	return testtools.ToolWithTags(t, "prometheus", "github.com/prometheus/prometheus/cmd/promtool", "remove_all_sd")
+// promrules builds tools/prometheus/promrules: `promtool check rules` and
+// `promtool test rules` on Prometheus's own rulefmt, promql and template
+// packages, without the rest of promtool (service discovery, TSDB, notifier),
+// which made promtool too heavy a build for CI. The test files stay in
+// promtool's format: `promtool test rules deploy/prometheus/tests/*.yaml`
+// runs them too.
+func promrules(t *testing.T) string {
+	return testtools.Tool(t, "prometheus", "klaxon-tools/prometheus/promrules")
 }
 
-// TestAlertingRulesPassPromtool runs `promtool check rules` on the rules and
-// `promtool test rules` on every unit test file.
+// TestAlertingRulesPassPromtool runs `check rules` on the rules and
+// `test rules` on every unit test file.
 func TestAlertingRulesPassPromtool(t *testing.T) {
-	pt := promtool(t)
+	pt := promrules(t)
 	dir := path("deploy/prometheus")
 	out := run(t, dir, nil, pt, "check", "rules", "klaxon-rules.yaml")
 	if !strings.Contains(out, "SUCCESS: 9 rules found") {
-		t.Errorf("promtool check rules: want 9 rules, got\n%s", out)
+		t.Errorf("check rules: want 9 rules, got\n%s", out)
 	}
 	tests, err := filepath.Glob(filepath.Join(dir, "tests", "*.yaml"))
 	if err != nil || len(tests) == 0 {
 		t.Fatalf("no rule tests in deploy/prometheus/tests: %v", err)
 	}
 	args := append([]string{"test", "rules"}, tests...)
-	run(t, dir, nil, pt, args...)
+	out = run(t, dir, nil, pt, args...)
+	if got := strings.Count(out, "  SUCCESS"); got != len(tests) {
+		t.Errorf("test rules: %d of %d files passed:\n%s", got, len(tests), out)
+	}
 }
 
-// TestPromtoolCatchesABrokenRule proves the check above can fail: the rules
-// with one threshold changed fail their unit tests.
-func TestPromtoolCatchesABrokenRule(t *testing.T) {
-	pt := promtool(t)
-	rules, err := os.ReadFile(path("deploy/prometheus/klaxon-rules.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	broken := strings.Replace(string(rules), "klaxon_channels_up{job=\"klaxon\"} == 0", "klaxon_channels_up{job=\"klaxon\"} < 0", 1)
-	if broken == string(rules) {
-		t.Fatal("the KlaxonCannotPage expression moved; update this test")
-	}
+// brokenRuleTest writes the rules and one of their test files, each changed
+// by one replacement, into a temporary copy of deploy/prometheus and runs
+// `test rules` on it.
+func brokenRuleTest(t *testing.T, test string, rulesOld, rulesNew, testOld, testNew string) (string, error) {
+	t.Helper()
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "klaxon-rules.yaml"), []byte(broken), 0o644); err != nil {
-		t.Fatal(err)
+	for _, f := range []struct{ src, dst, old, new string }{
+		{"deploy/prometheus/klaxon-rules.yaml", "klaxon-rules.yaml", rulesOld, rulesNew},
+		{"deploy/prometheus/tests/" + test, "tests/" + test, testOld, testNew},
+	} {
+		b, err := os.ReadFile(path(f.src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := string(b)
+		if f.old != "" {
+			if !strings.Contains(s, f.old) {
+				t.Fatalf("%s no longer holds %q; update this test", f.src, f.old)
+			}
+			s = strings.Replace(s, f.old, f.new, 1)
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, f.dst)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f.dst), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	os.Mkdir(filepath.Join(dir, "tests"), 0o755)
-	test, err := os.ReadFile(path("deploy/prometheus/tests/klaxon-cannot-page.yaml"))
-	if err != nil {
-		t.Fatal(err)
+	return tryRun(dir, nil, promrules(t), "test", "rules", filepath.Join(dir, "tests", test))
+}
+
+// TestRuleTestsCatchMistakes proves the rule tests above can fail: a rule
+// with a changed threshold, hold time or annotation, and a test file whose
+// exp_alerts are wrong, each fail `test rules` and name the alert.
+func TestRuleTestsCatchMistakes(t *testing.T) {
+	for _, tc := range []struct {
+		name, test                           string
+		rulesOld, rulesNew, testOld, testNew string
+		alert                                string
+	}{
+		{name: "threshold", test: "klaxon-cannot-page.yaml", alert: "KlaxonCannotPage",
+			rulesOld: `klaxon_channels_up{job="klaxon"} == 0`, rulesNew: `klaxon_channels_up{job="klaxon"} < 0`},
+		{name: "hold time", test: "klaxon-webhook-errors.yaml", alert: "KlaxonWebhookErrors",
+			rulesOld: "for: 5m\n        labels:\n          severity: warning\n        annotations:\n          summary: Klaxon is rejecting",
+			rulesNew: "for: 10m\n        labels:\n          severity: warning\n        annotations:\n          summary: Klaxon is rejecting"},
+		{name: "annotation template", test: "klaxon-pages-failing.yaml", alert: "KlaxonPagesFailing",
+			rulesOld: "humanizePercentage", rulesNew: "humanize"},
+		{name: "expected alert missing a label", test: "klaxon-webhook-errors.yaml", alert: "KlaxonWebhookErrors",
+			testOld: ", outcome: unauthorized}", testNew: "}"},
+		{name: "expected alert where none fires", test: "klaxon-down.yaml", alert: "KlaxonDown",
+			testOld: "{eval_time: 13m, alertname: KlaxonDown, exp_alerts: []}", testNew: "{eval_time: 13m, alertname: KlaxonDown, exp_alerts: *down}"},
+		{name: "no alert expected where one fires", test: "klaxon-down.yaml", alert: "KlaxonDown",
+			testOld: "{eval_time: 5m, alertname: KlaxonDown, exp_alerts: *down}", testNew: "{eval_time: 5m, alertname: KlaxonDown, exp_alerts: []}"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := brokenRuleTest(t, tc.test, tc.rulesOld, tc.rulesNew, tc.testOld, tc.testNew)
+			if err == nil || !strings.Contains(out, "FAILED") || !strings.Contains(out, "alertname: "+tc.alert) {
+				t.Fatalf("test rules passed a broken %s (err %v):\n%s", tc.alert, err, out)
+			}
+		})
 	}
-	if err := os.WriteFile(filepath.Join(dir, "tests", "t.yaml"), test, 0o644); err != nil {
-		t.Fatal(err)
+	// The unchanged copy passes: the failures above come from the change.
+	if out, err := brokenRuleTest(t, "klaxon-down.yaml", "", "", "", ""); err != nil {
+		t.Fatalf("the unchanged copy fails: %v\n%s", err, out)
 	}
-	out, err := tryRun(dir, nil, pt, "test", "rules", filepath.Join(dir, "tests", "t.yaml"))
-	if err == nil || !strings.Contains(out, "KlaxonCannotPage") {
-		t.Fatalf("promtool test rules passed a broken KlaxonCannotPage rule:\n%s", out)
+}
+
+// TestRuleCheckRejectsInvalidRules: `check rules` fails on a rule file that
+// Prometheus would refuse to load.
+func TestRuleCheckRejectsInvalidRules(t *testing.T) {
+	pt := promrules(t)
+	for name, content := range map[string]string{
+		"not YAML":       "groups:\n  - name: x\n    rules:\n      - alert: A\n        expr: up\n        annotations:\n          summary: a: b\n",
+		"bad expression": "groups:\n  - name: x\n    rules:\n      - alert: A\n        expr: sum(up\n",
+		"unknown field":  "groups:\n  - name: x\n    rules:\n      - alert: A\n        expr: up\n        severity: page\n",
+		"no alert name":  "groups:\n  - name: x\n    rules:\n      - expr: up\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "rules.yaml")
+			if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := tryRun(filepath.Dir(f), nil, pt, "check", "rules", f); err == nil || !strings.Contains(out, "FAILED") {
+				t.Fatalf("check rules accepted it (err %v):\n%s", err, out)
+			}
+		})
 	}
 }
 
