@@ -2,9 +2,13 @@ package deploytest
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/klaxon-oncall/klaxon/internal/testtools"
 )
 
 type nfpmContent struct {
@@ -89,5 +93,37 @@ func TestGoreleaserPackagesMatchNFPMConfig(t *testing.T) {
 		if pair[0] != pair[1] {
 			t.Errorf("%s differs: %q vs %q", name, pair[0], pair[1])
 		}
+	}
+}
+
+// TestGoreleaserConfigDecodesStrictly: .goreleaser.yaml is a goreleaser v2
+// configuration that decodes strictly into goreleaser's own config type
+// (tools/goreleaser/grcheck: goreleaser's config.Load without building
+// goreleaser), and a misspelt key or a wrong version fails that check.
+func TestGoreleaserConfigDecodesStrictly(t *testing.T) {
+	grcheck := testtools.Tool(t, "goreleaser", "klaxon-tools/goreleaser/grcheck")
+	run(t, root, nil, grcheck, path(".goreleaser.yaml"))
+	orig, err := os.ReadFile(path(".goreleaser.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string][2]string{
+		"misspelt key":  {"\nnfpms:", "\nnfmps:"},
+		"nested typo":   {"formats:", "fromats:"},
+		"wrong version": {"version: 2", "version: 1"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			broken := strings.Replace(string(orig), c[0], c[1], 1)
+			if broken == string(orig) {
+				t.Fatalf("%q is no longer in .goreleaser.yaml; update this test", c[0])
+			}
+			f := filepath.Join(t.TempDir(), ".goreleaser.yaml")
+			if err := os.WriteFile(f, []byte(broken), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := tryRun(root, nil, grcheck, f); err == nil {
+				t.Fatalf("grcheck accepted it:\n%s", out)
+			}
+		})
 	}
 }

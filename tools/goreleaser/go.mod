@@ -2,7 +2,12 @@ module klaxon-tools/goreleaser
 
 go 1.26.1
 
-tool github.com/goreleaser/goreleaser/v2
+tool (
+	github.com/goreleaser/goreleaser/v2
+	klaxon-tools/goreleaser/grcheck
+)
+
+require github.com/goreleaser/goreleaser/v2 v2.15.1
 
 require (
 	al.essio.dev/pkg/shellescape v1.6.0 // indirect
@@ -185,7 +190,6 @@ require (
 	github.com/goreleaser/chglog v0.7.4 // indirect
 	github.com/goreleaser/fileglob v1.4.0 // indirect
 	github.com/goreleaser/go-shellwords v1.0.13 // indirect
-	github.com/goreleaser/goreleaser/v2 v2.15.1 // indirect
 	github.com/goreleaser/nfpm/v2 v2.45.2 // indirect
 	github.com/goreleaser/quill v0.0.0-20251224035235-ab943733386f // indirect
 	github.com/gorilla/websocket v1.5.3 // indirect
