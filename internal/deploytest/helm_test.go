@@ -16,15 +16,13 @@ import (
 
 const chart = "deploy/helm/klaxon"
 
-// helm runs the helm binary with its caches and configuration in a temporary
-// directory.
+// helm runs tools/helm/helmcheck, the `helm lint` and `helm template` of helm
+// v3 on helm's own packages (the helm CLI is too heavy a build for CI); the
+// arguments are helm's, so `helm` itself runs the same commands.
 func helm(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	bin := testtools.Tool(t, "helm", "helm.sh/helm/v3/cmd/helm")
-	home := t.TempDir()
-	env := []string{"HELM_CACHE_HOME=" + filepath.Join(home, "cache"), "HELM_CONFIG_HOME=" + filepath.Join(home, "config"),
-		"HELM_DATA_HOME=" + filepath.Join(home, "data")}
-	return tryRun(root, env, bin, args...)
+	bin := testtools.Tool(t, "helm", "klaxon-tools/helm/helmcheck")
+	return tryRun(root, nil, bin, args...)
 }
 
 // kubecheck validates manifests against the Kubernetes API types.
@@ -242,6 +240,37 @@ func TestHelmChartRefusesBadValues(t *testing.T) {
 		if strings.Contains(out, "hunter2") {
 			t.Errorf("helm's error repeats the secret: %s", out)
 		}
+	}
+}
+
+// TestHelmLintCatchesABrokenChart proves `helm lint --strict` above can fail:
+// a copy of the chart with a template that fails to render, or a Chart.yaml
+// without its version, fails it.
+func TestHelmLintCatchesABrokenChart(t *testing.T) {
+	for name, brk := range map[string]struct{ file, old, new string }{
+		"template error": {"templates/service.yaml", "{{", "{{ .Values.nosuch.key }}{{"},
+		"no version":     {"Chart.yaml", "\nversion:", "\nversionx:"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "klaxon")
+			if err := os.CopyFS(dir, os.DirFS(path(chart))); err != nil {
+				t.Fatal(err)
+			}
+			f := filepath.Join(dir, brk.file)
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(b), brk.old) {
+				t.Fatalf("%s no longer holds %q; update this test", brk.file, brk.old)
+			}
+			if err := os.WriteFile(f, []byte(strings.Replace(string(b), brk.old, brk.new, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := helm(t, "lint", "--strict", dir); err == nil {
+				t.Fatalf("helm lint --strict passed a broken chart:\n%s", out)
+			}
+		})
 	}
 }
 
