@@ -6,7 +6,6 @@ package testtools
 
 import (
 	"bytes"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -31,26 +30,15 @@ var (
 // binary's path after building it). It fails the test if the build fails.
 func Tool(tb testing.TB, module, pkg string) string {
 	tb.Helper()
-	return ToolWithTags(tb, module, pkg, "")
-}
-
-// ToolWithTags is Tool with build tags (go build -tags), for tools that can
-// leave out parts the tests do not need: promtool built with remove_all_sd
-// skips every service-discovery plugin and with them most of its build time.
-func ToolWithTags(tb testing.TB, module, pkg, tags string) string {
-	tb.Helper()
 	mu.Lock()
 	defer mu.Unlock()
-	key := module + " " + pkg + " " + tags
+	key := module + " " + pkg
 	if p, ok := built[key]; ok {
 		return p
 	}
 	dir := filepath.Join(Root(), "tools", module)
 	cmd := exec.Command("go", "tool", "-n", pkg)
 	cmd.Dir = dir
-	if tags != "" {
-		cmd.Env = append(os.Environ(), "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -tags="+tags))
-	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
