@@ -98,7 +98,7 @@ func TestRuleTestsCatchMistakes(t *testing.T) {
 		{name: "expected alert missing a label", test: "klaxon-webhook-errors.yaml", alert: "KlaxonWebhookErrors",
 			testOld: ", outcome: unauthorized}", testNew: "}"},
 		{name: "expected alert where none fires", test: "klaxon-down.yaml", alert: "KlaxonDown",
-			testOld: "{eval_time: 13m, alertname: KlaxonDown, exp_alerts: []}", testNew: "{eval_time: 13m, alertname: KlaxonDown, exp_alerts: *down}"},
+			testOld: "{eval_time: 2m, alertname: KlaxonDown, exp_alerts: []}", testNew: "{eval_time: 2m, alertname: KlaxonDown, exp_alerts: *down}"},
 		{name: "no alert expected where one fires", test: "klaxon-down.yaml", alert: "KlaxonDown",
 			testOld: "{eval_time: 5m, alertname: KlaxonDown, exp_alerts: *down}", testNew: "{eval_time: 5m, alertname: KlaxonDown, exp_alerts: []}"},
 	} {
