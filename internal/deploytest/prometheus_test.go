@@ -100,7 +100,22 @@ func TestRuleTestsCatchMistakes(t *testing.T) {
 		{name: "expected alert where none fires", test: "klaxon-down.yaml", alert: "KlaxonDown",
 			testOld: "{eval_time: 2m, alertname: KlaxonDown, exp_alerts: []}", testNew: "{eval_time: 2m, alertname: KlaxonDown, exp_alerts: *down}"},
 		{name: "no alert expected where one fires", test: "klaxon-down.yaml", alert: "KlaxonDown",
-			testOld: "{eval_time: 5m, alertname: KlaxonDown, exp_alerts: *down}", testNew: "{eval_time: 5m, alertname: KlaxonDown, exp_alerts: []}"},
+			testOld: "{eval_time: 3m, alertname: KlaxonDown, exp_alerts: *down}", testNew: "{eval_time: 3m, alertname: KlaxonDown, exp_alerts: []}"},
+		// Each boundary the rules promise is pinned by a test: move it and a test fails.
+		{name: "down waits longer", test: "klaxon-down.yaml", alert: "KlaxonDown",
+			rulesOld: "for: 3m", rulesNew: "for: 4m"},
+		{name: "cannot-page fires sooner", test: "klaxon-cannot-page.yaml", alert: "KlaxonCannotPage",
+			rulesOld: "for: 2m", rulesNew: "for: 1m"},
+		{name: "pages failing needs more", test: "klaxon-pages-failing.yaml", alert: "KlaxonPagesFailing",
+			rulesOld: "> 0.5", rulesNew: "> 0.9"},
+		{name: "pages failing counts half", test: "klaxon-pages-failing.yaml", alert: "KlaxonPagesFailing",
+			rulesOld: "> 0.5", rulesNew: ">= 0.5"},
+		{name: "heartbeat tolerates more", test: "klaxon-heartbeat-failing.yaml", alert: "KlaxonHeartbeatFailing",
+			rulesOld: "[15m])) > 2", rulesNew: "[15m])) > 5"},
+		{name: "heartbeat tolerates less", test: "klaxon-heartbeat-failing.yaml", alert: "KlaxonHeartbeatFailing",
+			rulesOld: "[15m])) > 2", rulesNew: "[15m])) > 1"},
+		{name: "exhausted forgets sooner", test: "klaxon-incidents-exhausted.yaml", alert: "KlaxonIncidentsExhausted",
+			rulesOld: "[30m]) > 0", rulesNew: "[3m]) > 0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := brokenRuleTest(t, tc.test, tc.rulesOld, tc.rulesNew, tc.testOld, tc.testNew)
