@@ -79,8 +79,12 @@ type Engine struct {
 	queue   wakeQueue
 	wakes   map[uint64]time.Time // incident → its scheduled wake
 	retries map[string]time.Time // page id → its scheduled retry
-	waiting map[uint64]bool      // incidents nobody can be paged for yet
-	results map[string]result    // page id → a send result whose write failed
+	// holds is when to look again at the pages a rate limit holds back for
+	// a person on a channel: one wake per person and channel, however many
+	// pages are held (they stay in the store, read back in chunks).
+	holds   map[limitKey]time.Time
+	waiting map[uint64]bool   // incidents nobody can be paged for yet
+	results map[string]result // page id → a send result whose write failed
 	kick    chan struct{}
 	workers chan struct{} // bounds concurrent wake-ups and retries
 	senders map[notifiers.Channel]*sendQueue
@@ -119,6 +123,7 @@ func New(cfg Config) *Engine {
 		channels: map[notifiers.Channel]notifiers.Notifier{},
 		wakes:    map[uint64]time.Time{},
 		retries:  map[string]time.Time{},
+		holds:    map[limitKey]time.Time{},
 		waiting:  map[uint64]bool{},
 		results:  map[string]result{},
 		kick:     make(chan struct{}, 1),
@@ -540,6 +545,10 @@ func hasEvent(evs []Event, k EventKind) bool {
 type sendJob struct {
 	inc *Incident
 	p   PageRecord
+	// id alone, with inc and p empty, is a job queued behind a long
+	// backlog: the page is read back from the store when its turn comes,
+	// so a storm's backlog costs a page id each, not its record.
+	id string
 }
 
 // sendQueue is a channel's backlog and its fixed pool of senders: at most max
@@ -553,14 +562,14 @@ type sendQueue struct {
 }
 
 // keepIncidentBelow is the backlog length up to which queued pages keep their
-// incident in memory.
+// incident and page record in memory; behind it they keep their id.
 const keepIncidentBelow = 256
 
 func (q *sendQueue) push(j sendJob) (startWorker bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.jobs)-q.head >= keepIncidentBelow {
-		j.inc = nil
+		j = sendJob{id: j.p.ID}
 	}
 	q.jobs = append(q.jobs, j)
 	if q.busy < q.max {
@@ -607,6 +616,10 @@ func (e *Engine) dispatch(ctx context.Context, inc *Incident, p PageRecord) {
 			j, ok := q.pop()
 			if !ok {
 				return
+			}
+			if j.id != "" {
+				e.retry(ctx, j.id) // reads the page (and its incident) back
+				continue
 			}
 			e.send(ctx, j.inc, j.p)
 		}
@@ -850,7 +863,11 @@ func (e *Engine) settle(ctx context.Context, p PageRecord, r result) {
 	}
 	for _, q := range ch.Pages {
 		if q.ID == p.ID && !q.Status.Done() && !q.NextTry.IsZero() {
-			e.scheduleRetry(q.ID, q.NextTry)
+			if q.Status == PageDeferred {
+				e.scheduleHold(keyOf(q), q.NextTry)
+			} else {
+				e.scheduleRetry(q.ID, q.NextTry)
+			}
 		}
 	}
 	e.after(ctx, inc, ch)

@@ -362,6 +362,12 @@ type Store interface {
 	// Held counts the pages held back by a rate limit for person on channel,
 	// with the incidents of the newest few (at most newest).
 	Held(ctx context.Context, person string, ch notifiers.Channel, newest int) (Held, error)
+	// HeldPages lists the ids of pages held back by a rate limit for person
+	// on channel, in outbox order (oldest incident first), starting after
+	// page id after ("" from the start), at most limit of them: the engine
+	// reads a person's held pages from the store in chunks instead of
+	// keeping one retry each in memory.
+	HeldPages(ctx context.Context, person string, ch notifiers.Channel, after string, limit int) ([]string, error)
 	// Prune deletes what retention no longer keeps (see Prune).
 	Prune(ctx context.Context, p Prune) (Pruned, error)
 	// Counts returns the number of incidents by state.

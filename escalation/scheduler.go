@@ -7,11 +7,13 @@ import (
 	"time"
 )
 
-// wakeItem is a scheduled look at an incident (page == "") or a page retry.
+// wakeItem is a scheduled look at an incident (page == "" and hold nil), a
+// page retry, or a look at the pages held for a person on a channel.
 type wakeItem struct {
 	at   time.Time
 	inc  uint64
 	page string
+	hold *limitKey
 }
 
 type wakeQueue []wakeItem
@@ -55,6 +57,27 @@ func (e *Engine) scheduleRetry(id string, at time.Time) {
 	e.poke()
 }
 
+// scheduleHold makes the engine look at the pages held for k at t, unless
+// it already looks earlier (that look reads every page held for k).
+func (e *Engine) scheduleHold(k limitKey, at time.Time) {
+	e.mu.Lock()
+	pushed := e.holdLocked(k, at, func(it wakeItem) { heap.Push(&e.queue, it) })
+	e.mu.Unlock()
+	if pushed {
+		e.poke()
+	}
+}
+
+// holdLocked is scheduleHold with e.mu held, queueing through push.
+func (e *Engine) holdLocked(k limitKey, at time.Time, push func(wakeItem)) bool {
+	if cur, ok := e.holds[k]; ok && !at.Before(cur) {
+		return false
+	}
+	e.holds[k] = at
+	push(wakeItem{at: at, hold: &k})
+	return true
+}
+
 func (e *Engine) poke() {
 	select {
 	case e.kick <- struct{}{}:
@@ -78,6 +101,10 @@ func (e *Engine) NextDeadline() (time.Time, bool) {
 
 // live reports whether a queue item is still the current schedule for its key.
 func (e *Engine) live(it wakeItem) bool {
+	if it.hold != nil {
+		at, ok := e.holds[*it.hold]
+		return ok && at.Equal(it.at)
+	}
 	if it.page != "" {
 		at, ok := e.retries[it.page]
 		return ok && at.Equal(it.at)
@@ -96,7 +123,9 @@ func (e *Engine) due(now time.Time) []wakeItem {
 		if !e.live(it) {
 			continue
 		}
-		if it.page != "" {
+		if it.hold != nil {
+			delete(e.holds, *it.hold)
+		} else if it.page != "" {
 			delete(e.retries, it.page)
 		} else {
 			delete(e.wakes, it.inc)
@@ -128,6 +157,10 @@ func (e *Engine) RunDue(ctx context.Context) int {
 }
 
 func (e *Engine) handle(ctx context.Context, it wakeItem) {
+	if it.hold != nil {
+		e.releaseHeld(ctx, *it.hold)
+		return
+	}
 	if it.page != "" {
 		e.retry(ctx, it.page)
 		return
@@ -150,6 +183,33 @@ func (e *Engine) wake(ctx context.Context, id uint64) {
 		return
 	}
 	e.after(ctx, inc, ch)
+}
+
+// heldChunk is how many held page ids releaseHeld reads from the store at once.
+const heldChunk = 256
+
+// releaseHeld looks at every page held back for k, oldest first, one at a
+// time: the first to find room in the limit is sent as the carrier with a
+// summary of the rest, which then fold into it; pages that still find no
+// room are held again (and schedule the next look). They are read from the
+// store in chunks, so a storm's held pages cost no memory here.
+func (e *Engine) releaseHeld(ctx context.Context, k limitKey) {
+	after := ""
+	for {
+		ids, err := e.cfg.Store.HeldPages(ctx, k.person, k.ch, after, heldChunk)
+		if err != nil {
+			e.log.Error("reading held pages; trying again", "person", k.person, "channel", k.ch, "in", storeRetry, "error", err)
+			e.scheduleHold(k, e.cfg.Clock.Now().Add(storeRetry))
+			return
+		}
+		for _, id := range ids {
+			e.retry(ctx, id)
+		}
+		if len(ids) < heldChunk {
+			return
+		}
+		after = ids[len(ids)-1]
+	}
 }
 
 // retry sends a page again after a temporary failure or a rate-limit hold.
@@ -230,6 +290,14 @@ func (e *Engine) track(d Due, now time.Time, replace bool, push func(wakeItem)) 
 		push(wakeItem{at: next, inc: d.Incident})
 	}
 	for _, p := range d.Pages {
+		if p.Deferred {
+			at := p.NextTry
+			if at.IsZero() || at.Before(now) {
+				at = now
+			}
+			e.holdLocked(limitKey{p.Person, p.Channel}, at, push)
+			continue
+		}
 		if _, live := e.retries[p.ID]; live && !replace {
 			continue
 		}

@@ -723,6 +723,34 @@ func (s *Store) Held(ctx context.Context, person string, ch notifiers.Channel, n
 	return h, err
 }
 
+// HeldPages implements escalation.Store from the unfinished-page index.
+func (s *Store) HeldPages(ctx context.Context, person string, ch notifiers.Channel, after string, limit int) ([]string, error) {
+	want := string(ch) + "\x00" + person
+	var out []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bPending).Cursor()
+		k, v := c.First()
+		if after != "" {
+			id, seq, ok := escalation.ParsePageID(after)
+			if !ok {
+				return fmt.Errorf("held pages after %q: not a page id", after)
+			}
+			start := subKey(id, seq)
+			if k, v = c.Seek(start); k != nil && bytes.Equal(k, start) {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil && len(out) < limit; k, v = c.Next() {
+			if len(k) != 12 || len(v) < 10 || v[8] != 1 || string(v[9:]) != want {
+				continue
+			}
+			out = append(out, escalation.PageID(binary.BigEndian.Uint64(k), int(binary.BigEndian.Uint32(k[8:]))))
+		}
+		return ctx.Err()
+	})
+	return out, err
+}
+
 // Counts implements escalation.Store.
 func (s *Store) Counts(ctx context.Context) (map[escalation.State]int, error) {
 	out := map[escalation.State]int{escalation.Open: 0, escalation.Acknowledged: 0, escalation.Resolved: 0}

@@ -664,7 +664,17 @@ func (s *Store) Incidents(ctx context.Context, f escalation.Filter) ([]escalatio
 
 // rangeAll calls fn for every key under prefix at revision rev, in key order.
 func (s *Store) rangeAll(ctx context.Context, prefix string, rev int64, fn func(k, v []byte) error) error {
-	key, end := prefix, prefixEnd(prefix)
+	return s.rangeAt(ctx, prefix, prefixEnd(prefix), rev, fn)
+}
+
+// rangeFrom calls fn for every key in [key, end), in key order.
+func (s *Store) rangeFrom(ctx context.Context, key, end string, fn func(k, v []byte) error) error {
+	return s.rangeAt(ctx, key, end, 0, fn)
+}
+
+// rangeAt calls fn for every key in [key, end) at revision rev (0: now), in
+// key order, pageSize keys per request.
+func (s *Store) rangeAt(ctx context.Context, key, end string, rev int64, fn func(k, v []byte) error) error {
 	for {
 		resp, err := s.cli.Get(ctx, key, clientv3.WithRange(end), clientv3.WithRev(rev), clientv3.WithLimit(pageSize))
 		if err != nil {
@@ -878,6 +888,39 @@ func (s *Store) Held(ctx context.Context, person string, ch notifiers.Channel, n
 		}
 	}
 	return h, err
+}
+
+// HeldPages implements escalation.Store from the unfinished-page index.
+func (s *Store) HeldPages(ctx context.Context, person string, ch notifiers.Channel, after string, limit int) ([]string, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	from := s.k("pend/")
+	if after != "" {
+		id, seq, ok := escalation.ParsePageID(after)
+		if !ok {
+			return nil, fmt.Errorf("held pages after %q: not a page id", after)
+		}
+		from = s.k("pend/", subKey(id, seq), "\x00")
+	}
+	var out []string
+	done := errors.New("enough")
+	err := s.rangeFrom(ctx, from, prefixEnd(s.k("pend/")), func(k, v []byte) error {
+		p, _, _, err := decodePend(k, v)
+		if err != nil {
+			return err
+		}
+		if p.Deferred && p.Channel == ch && p.Person == person {
+			out = append(out, p.ID)
+			if len(out) >= limit {
+				return done
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, done) {
+		err = nil
+	}
+	return out, err
 }
 
 // Prune implements escalation.Store: each resolved incident goes in its own

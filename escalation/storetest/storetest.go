@@ -700,6 +700,36 @@ func testHeld(t *testing.T, s escalation.Store) {
 	if h, _ := s.Held(ctx(t), "carol", "sms", 2); h.Count != 0 || len(h.Newest) != 0 {
 		t.Fatalf("Held(carol) = %+v, want none", h)
 	}
+	// HeldPages lists the same pages by id, oldest first, in chunks.
+	all, err := s.HeldPages(ctx(t), "alice", "sms", "", 100)
+	if want := []string{"1-1", "2-1", "2-2", "3-1"}; err != nil || !slices.Equal(all, want) {
+		t.Fatalf("HeldPages(alice, sms) = %v %v, want %v", all, err, want)
+	}
+	var chunked []string
+	after := ""
+	for range 10 {
+		ids, err := s.HeldPages(ctx(t), "alice", "sms", after, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chunked = append(chunked, ids...)
+		if len(ids) < 3 {
+			break
+		}
+		after = ids[len(ids)-1]
+	}
+	if !slices.Equal(chunked, all) {
+		t.Fatalf("HeldPages in chunks of 3 = %v, want %v", chunked, all)
+	}
+	if ids, err := s.HeldPages(ctx(t), "alice", "sms", "2-1", 1); err != nil || !slices.Equal(ids, []string{"2-2"}) {
+		t.Fatalf("HeldPages(after 2-1, 1) = %v %v, want [2-2]", ids, err)
+	}
+	if ids, err := s.HeldPages(ctx(t), "bob", "sms", "", 10); err != nil || !slices.Equal(ids, []string{"3-3"}) {
+		t.Fatalf("HeldPages(bob) = %v %v, want [3-3]", ids, err)
+	}
+	if _, err := s.HeldPages(ctx(t), "alice", "sms", "nonsense", 10); err == nil {
+		t.Fatal("HeldPages after a malformed page id: no error")
+	}
 }
 
 func testPrune(t *testing.T, s escalation.Store) {
