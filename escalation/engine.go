@@ -544,7 +544,7 @@ func hasEvent(evs []Event, k EventKind) bool {
 // costs a few words per page instead of a copy of its incident.
 type sendJob struct {
 	inc *Incident
-	p   PageRecord
+	p   *PageRecord // a pointer: a storm's backlog holds many jobs
 	// id alone, with inc and p empty, is a job queued behind a long
 	// backlog: the page is read back from the store when its turn comes,
 	// so a storm's backlog costs a page id each, not its record.
@@ -605,7 +605,7 @@ func (e *Engine) dispatch(ctx context.Context, inc *Incident, p PageRecord) {
 		e.send(ctx, inc, p) // not configured: recorded as failed without a send
 		return
 	}
-	if !q.push(sendJob{inc: inc, p: p}) {
+	if !q.push(sendJob{inc: inc, p: &p}) {
 		return
 	}
 	e.wg.Add(1)
@@ -621,7 +621,7 @@ func (e *Engine) dispatch(ctx context.Context, inc *Incident, p PageRecord) {
 				e.retry(ctx, j.id) // reads the page (and its incident) back
 				continue
 			}
-			e.send(ctx, j.inc, j.p)
+			e.send(ctx, j.inc, *j.p)
 		}
 	}()
 }
