@@ -290,20 +290,16 @@ func (e *Engine) track(d Due, now time.Time, replace bool, push func(wakeItem)) 
 		push(wakeItem{at: next, inc: d.Incident})
 	}
 	for _, p := range d.Pages {
+		at := p.NextTry
+		if at.IsZero() || at.Before(now) {
+			at = now
+		}
 		if p.Deferred {
-			at := p.NextTry
-			if at.IsZero() || at.Before(now) {
-				at = now
-			}
 			e.holdLocked(limitKey{p.Person, p.Channel}, at, push)
 			continue
 		}
 		if _, live := e.retries[p.ID]; live && !replace {
 			continue
-		}
-		at := p.NextTry
-		if at.IsZero() || at.Before(now) {
-			at = now
 		}
 		e.retries[p.ID] = at
 		push(wakeItem{at: at, inc: d.Incident, page: p.ID})

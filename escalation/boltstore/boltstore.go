@@ -14,13 +14,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/klaxon-oncall/klaxon/escalation"
+	"github.com/klaxon-oncall/klaxon/escalation/internal/index"
 	"github.com/klaxon-oncall/klaxon/notifiers"
 )
 
@@ -178,13 +178,6 @@ func be64(v uint64) []byte {
 	return b
 }
 
-func subKey(id uint64, seq int) []byte {
-	b := make([]byte, 12)
-	binary.BigEndian.PutUint64(b, id)
-	binary.BigEndian.PutUint32(b[8:], uint32(seq))
-	return b
-}
-
 // batch runs fn in a shared write transaction (see groupCommit) and reports
 // its duration. fn may run more than once: it must be idempotent and free of
 // outside effects.
@@ -261,21 +254,7 @@ func saveIncident(tx *bolt.Tx, inc *escalation.Incident) error {
 	if inc.State == escalation.Resolved {
 		return tx.Bucket(bOpen).Delete(be64(inc.ID))
 	}
-	return tx.Bucket(bOpen).Put(be64(inc.ID), append(be64(unixNano(inc.Escalation.NextAt)), inc.State...))
-}
-
-func unixNano(t time.Time) uint64 {
-	if t.IsZero() {
-		return 0
-	}
-	return uint64(t.UnixNano())
-}
-
-func fromUnixNano(v uint64) time.Time {
-	if v == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, int64(v)).UTC()
+	return tx.Bucket(bOpen).Put(be64(inc.ID), append(be64(index.UnixNano(inc.Escalation.NextAt)), inc.State...))
 }
 
 // openState reads an entry of the schedule index.
@@ -283,32 +262,23 @@ func openState(v []byte) (escalation.State, time.Time) {
 	if len(v) < 8 {
 		return escalation.State(v), time.Time{}
 	}
-	return escalation.State(v[8:]), fromUnixNano(binary.BigEndian.Uint64(v))
+	return escalation.State(v[8:]), index.FromUnixNano(binary.BigEndian.Uint64(v))
 }
 
 // indexPage keeps the index of unfinished pages in step with p.
 func indexPage(tx *bolt.Tx, p *escalation.PageRecord) error {
 	b := tx.Bucket(bPending)
-	k := subKey(p.Incident, p.Seq)
+	k := index.SubKey(p.Incident, p.Seq)
 	if p.Status.Done() {
 		return b.Delete(k)
 	}
-	v := be64(unixNano(p.NextTry))
-	if p.Status == escalation.PageDeferred {
-		v = append(v, 1)
-	} else {
-		v = append(v, 0)
-	}
-	v = append(v, p.Channel...)
-	v = append(v, 0)
-	v = append(v, p.Recipient.PersonID...)
-	return b.Put(k, v)
+	return b.Put(k, index.Pending(p))
 }
 
 // lastSeq finds the highest sequence under id's prefix in bucket b.
 func lastSeq(b *bolt.Bucket, id uint64) int {
 	c := b.Cursor()
-	k, _ := c.Seek(subKey(id+1, 0))
+	k, _ := c.Seek(index.SubKey(id+1, 0))
 	if k == nil {
 		k, _ = c.Last()
 	} else {
@@ -369,7 +339,7 @@ func applyChange(tx *bolt.Tx, inc *escalation.Incident, extra []escalation.Event
 	seq := lastSeq(tl, inc.ID)
 	for _, e := range ch.Events {
 		seq++
-		if err := putJSON(tl, subKey(inc.ID, seq), e); err != nil {
+		if err := putJSON(tl, index.SubKey(inc.ID, seq), e); err != nil {
 			return ch, err
 		}
 	}
@@ -383,7 +353,7 @@ func applyChange(tx *bolt.Tx, inc *escalation.Incident, extra []escalation.Event
 			p.Incident = inc.ID
 			p.ID = escalation.PageID(inc.ID, p.Seq)
 		}
-		if err := putJSON(pb, subKey(inc.ID, p.Seq), p); err != nil {
+		if err := putJSON(pb, index.SubKey(inc.ID, p.Seq), p); err != nil {
 			return ch, err
 		}
 		if err := indexPage(tx, p); err != nil {
@@ -687,12 +657,11 @@ func schedule(ctx context.Context, c, pc cursor, fn func(escalation.Due) error) 
 			if len(pv) < 10 {
 				return fmt.Errorf("pending page %x: short index entry", pk)
 			}
-			ch, person, _ := strings.Cut(string(pv[9:]), "\x00")
-			d.Pages = append(d.Pages, escalation.DuePage{
-				ID:      escalation.PageID(id, int(binary.BigEndian.Uint32(pk[8:]))),
-				NextTry: fromUnixNano(binary.BigEndian.Uint64(pv)), Deferred: pv[8] == 1,
-				Channel: notifiers.Channel(ch), Person: person,
-			})
+			p, _, _, err := index.ParsePending(pk, pv)
+			if err != nil {
+				return err
+			}
+			d.Pages = append(d.Pages, p)
 		}
 		if err := fn(d); err != nil {
 			return err
@@ -706,11 +675,10 @@ func schedule(ctx context.Context, c, pc cursor, fn func(escalation.Due) error) 
 // called once per carrier page, which a rate limit makes rare.
 func (s *Store) Held(ctx context.Context, person string, ch notifiers.Channel, newest int) (escalation.Held, error) {
 	var h escalation.Held
-	want := string(ch) + "\x00" + person
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bPending).Cursor()
 		for k, v := c.Last(); k != nil; k, v = c.Prev() {
-			if len(v) < 10 || v[8] != 1 || string(v[9:]) != want {
+			if !index.HeldFor(v, person, ch) {
 				continue
 			}
 			h.Count++
@@ -725,7 +693,6 @@ func (s *Store) Held(ctx context.Context, person string, ch notifiers.Channel, n
 
 // HeldPages implements escalation.Store from the unfinished-page index.
 func (s *Store) HeldPages(ctx context.Context, person string, ch notifiers.Channel, after string, limit int) ([]string, error) {
-	want := string(ch) + "\x00" + person
 	var out []string
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bPending).Cursor()
@@ -735,16 +702,17 @@ func (s *Store) HeldPages(ctx context.Context, person string, ch notifiers.Chann
 			if !ok {
 				return fmt.Errorf("held pages after %q: not a page id", after)
 			}
-			start := subKey(id, seq)
+			start := index.SubKey(id, seq)
 			if k, v = c.Seek(start); k != nil && bytes.Equal(k, start) {
 				k, v = c.Next()
 			}
 		}
 		for ; k != nil && len(out) < limit; k, v = c.Next() {
-			if len(k) != 12 || len(v) < 10 || v[8] != 1 || string(v[9:]) != want {
+			if len(k) != 12 || !index.HeldFor(v, person, ch) {
 				continue
 			}
-			out = append(out, escalation.PageID(binary.BigEndian.Uint64(k), int(binary.BigEndian.Uint32(k[8:]))))
+			id, seq, _ := index.ParseSubKey(k)
+			out = append(out, escalation.PageID(id, seq))
 		}
 		return ctx.Err()
 	})
@@ -959,7 +927,7 @@ func (s *Store) Prune(ctx context.Context, p escalation.Prune) (escalation.Prune
 			var old [][]byte
 			c := tb.Cursor()
 			for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-				if len(v) == 8 && fromUnixNano(binary.BigEndian.Uint64(v)).Before(sp.Before) {
+				if len(v) == 8 && index.FromUnixNano(binary.BigEndian.Uint64(v)).Before(sp.Before) {
 					old = append(old, append([]byte(nil), k...))
 				}
 			}

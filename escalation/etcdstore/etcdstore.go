@@ -37,6 +37,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/klaxon-oncall/klaxon/escalation"
+	"github.com/klaxon-oncall/klaxon/escalation/internal/index"
 	"github.com/klaxon-oncall/klaxon/notifiers"
 )
 
@@ -122,13 +123,6 @@ func be64(v uint64) []byte {
 	return b
 }
 
-func subKey(id uint64, seq int) string {
-	b := make([]byte, 12)
-	binary.BigEndian.PutUint64(b, id)
-	binary.BigEndian.PutUint32(b[8:], uint32(seq))
-	return string(b)
-}
-
 func (s *Store) k(parts ...string) string { return s.prefix + strings.Join(parts, "") }
 
 func (s *Store) kSeq() string                { return s.k("meta/seq") }
@@ -148,26 +142,15 @@ func (s *Store) kState(bucket, key string) string {
 	return s.k("state/", string(b), bucket, key)
 }
 
+// subKey is index.SubKey as a string, for etcd keys.
+func subKey(id uint64, seq int) string { return string(index.SubKey(id, seq)) }
+
 // prefixEnd is the end of the range of keys starting with p.
 func prefixEnd(p string) string { return clientv3.GetPrefixRangeEnd(p) }
 
-func unixNano(t time.Time) uint64 {
-	if t.IsZero() {
-		return 0
-	}
-	return uint64(t.UnixNano())
-}
-
-func fromUnixNano(v uint64) time.Time {
-	if v == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, int64(v)).UTC()
-}
-
 // openValue encodes a schedule index entry.
 func (s *Store) openValue(inc *escalation.Incident) string {
-	v := be64(unixNano(inc.Escalation.NextAt))
+	v := be64(index.UnixNano(inc.Escalation.NextAt))
 	v = append(v, inc.State...)
 	v = append(v, 0)
 	v = append(v, s.writer...)
@@ -180,41 +163,18 @@ func decodeOpen(v []byte) (escalation.State, time.Time, string) {
 		return "", time.Time{}, ""
 	}
 	st, writer, _ := strings.Cut(string(v[8:]), "\x00")
-	return escalation.State(st), fromUnixNano(binary.BigEndian.Uint64(v)), writer
+	return escalation.State(st), index.FromUnixNano(binary.BigEndian.Uint64(v)), writer
 }
 
-// pendValue encodes an unfinished-page index entry.
+// pendValue encodes an unfinished-page index entry: the shared entry, and
+// the writer that wrote it (the leader's watch skips its own writes).
 func (s *Store) pendValue(p *escalation.PageRecord) string {
-	v := be64(unixNano(p.NextTry))
-	if p.Status == escalation.PageDeferred {
-		v = append(v, 1)
-	} else {
-		v = append(v, 0)
-	}
-	v = append(v, p.Channel...)
-	v = append(v, 0)
-	v = append(v, p.Recipient.PersonID...)
-	v = append(v, 0)
-	v = append(v, s.writer...)
-	return string(v)
+	return string(index.Pending(p)) + "\x00" + s.writer
 }
 
-// decodePend reads an unfinished-page index entry.
+// decodePend reads an unfinished-page index entry and its writer.
 func decodePend(k, v []byte) (escalation.DuePage, uint64, string, error) {
-	if len(k) < 12 || len(v) < 9 {
-		return escalation.DuePage{}, 0, "", fmt.Errorf("pending page %x: short index entry", k)
-	}
-	k = k[len(k)-12:]
-	id := binary.BigEndian.Uint64(k)
-	parts := strings.SplitN(string(v[9:]), "\x00", 3)
-	for len(parts) < 3 {
-		parts = append(parts, "")
-	}
-	return escalation.DuePage{
-		ID:      escalation.PageID(id, int(binary.BigEndian.Uint32(k[8:]))),
-		NextTry: fromUnixNano(binary.BigEndian.Uint64(v)), Deferred: v[8] == 1,
-		Channel: notifiers.Channel(parts[0]), Person: parts[1],
-	}, id, parts[2], nil
+	return index.ParsePending(k, v)
 }
 
 func idOf(key []byte) uint64 {
@@ -1021,7 +981,7 @@ func (s *Store) Prune(ctx context.Context, p escalation.Prune) (escalation.Prune
 		prefix := s.kStateTime(sp.Bucket, sp.Prefix)
 		var old []string
 		err := s.rangeAll(ctx, prefix, 0, func(k, v []byte) error {
-			if len(v) == 8 && fromUnixNano(binary.BigEndian.Uint64(v)).Before(sp.Before) {
+			if len(v) == 8 && index.FromUnixNano(binary.BigEndian.Uint64(v)).Before(sp.Before) {
 				old = append(old, string(k))
 			}
 			return nil
