@@ -31,6 +31,7 @@ type etcdConfig struct {
 	leaderTTL                             time.Duration
 	replica                               string
 	passwordFile                          string
+	maxTxnOps                             int
 }
 
 func (c *etcdConfig) declare(fs *flag.FlagSet, env map[string]string) {
@@ -42,11 +43,12 @@ func (c *etcdConfig) declare(fs *flag.FlagSet, env map[string]string) {
 	fs.StringVar(&c.certFile, "etcd-cert-file", "", "client certificate for etcd (env KLAXON_ETCD_CERT_FILE)")
 	fs.StringVar(&c.keyFile, "etcd-key-file", "", "client certificate's private key for etcd (env KLAXON_ETCD_KEY_FILE)")
 	fs.DurationVar(&c.leaderTTL, "leader-ttl", 5*time.Second, "lease of the elected leader: a dead leader is replaced within about this long (env KLAXON_LEADER_TTL)")
+	fs.IntVar(&c.maxTxnOps, "etcd-max-txn-ops", etcdstore.DefaultMaxTxnOps, "the cluster's --max-txn-ops: concurrent webhooks are committed together in transactions of up to this many operations; raise both together for more webhooks/s (env KLAXON_ETCD_MAX_TXN_OPS)")
 	fs.StringVar(&c.replica, "replica-name", "", "this replica's name in the election and in status (default host name and listen address) (env KLAXON_REPLICA_NAME)")
 	for k, v := range map[string]string{"etcd-endpoints": "KLAXON_ETCD_ENDPOINTS", "etcd-prefix": "KLAXON_ETCD_PREFIX",
 		"etcd-username": "KLAXON_ETCD_USERNAME", "etcd-password-file": "KLAXON_ETCD_PASSWORD_FILE", "etcd-ca-file": "KLAXON_ETCD_CA_FILE",
 		"etcd-cert-file": "KLAXON_ETCD_CERT_FILE", "etcd-key-file": "KLAXON_ETCD_KEY_FILE", "leader-ttl": "KLAXON_LEADER_TTL",
-		"replica-name": "KLAXON_REPLICA_NAME"} {
+		"replica-name": "KLAXON_REPLICA_NAME", "etcd-max-txn-ops": "KLAXON_ETCD_MAX_TXN_OPS"} {
 		env[k] = v
 	}
 }
@@ -72,6 +74,9 @@ func (c *etcdConfig) resolve(listen string) error {
 	}
 	if c.leaderTTL < 2*time.Second || c.leaderTTL%time.Second != 0 {
 		return fmt.Errorf("--leader-ttl %s: want whole seconds, at least 2s (etcd leases count in seconds)", c.leaderTTL)
+	}
+	if c.maxTxnOps < 16 {
+		return fmt.Errorf("--etcd-max-txn-ops %d: want at least 16 (etcd's default is %d)", c.maxTxnOps, etcdstore.DefaultMaxTxnOps)
 	}
 	if c.replica == "" {
 		host, _ := os.Hostname()

@@ -355,7 +355,8 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 			return err
 		}
 		defer cli.Close()
-		es = etcdstore.New(cli, etcdstore.Options{Prefix: cfg.etcd.prefix, Writer: "replica:" + cfg.etcd.replica, OnCommit: observe})
+		es = etcdstore.New(cli, etcdstore.Options{Prefix: cfg.etcd.prefix, Writer: "replica:" + cfg.etcd.replica, OnCommit: observe,
+			MaxTxnOps: cfg.etcd.maxTxnOps, Logger: log})
 		store = es
 	} else {
 		bs, err = openStore(cfg.dataDir, observe, func(err error) {

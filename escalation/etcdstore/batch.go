@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/klaxon-oncall/klaxon/escalation"
@@ -21,12 +23,14 @@ import (
 // their groups and the counter, one transaction that compares everything it
 // read. A lone call goes at once; there is no batching delay.
 
-// maxBatch bounds the calls in one transaction; maxBatchOps keeps it under
-// etcd's default --max-txn-ops (128).
-const (
-	maxBatch    = 24
-	maxBatchOps = 120
-)
+// DefaultMaxTxnOps is etcd's default --max-txn-ops: the most operations
+// (and, separately, compares) one transaction may carry unless the cluster
+// allows more.
+const DefaultMaxTxnOps = 128
+
+// maxBatch bounds the calls in one transaction; the cluster's operation
+// limit (Options.MaxTxnOps) usually bounds it first.
+const maxBatch = 256
 
 type ingestCall struct {
 	ctx    context.Context
@@ -78,12 +82,13 @@ func (b *batcher) run(s *Store) {
 		// must see the earlier one's result.
 		var batch, rest []*ingestCall
 		seen := map[string]bool{}
+		most := min(maxBatch, int(s.maxTxnOps.Load())-1) // the read takes the counter and one group a call
 		for _, c := range b.pending {
 			if c.ctx.Err() != nil {
 				c.done <- ingestResult{err: c.ctx.Err()}
 				continue
 			}
-			if len(batch) < maxBatch && !seen[c.n.GroupKey] {
+			if len(batch) < most && !seen[c.n.GroupKey] {
 				seen[c.n.GroupKey] = true
 				batch = append(batch, c)
 			} else {
@@ -132,6 +137,9 @@ func (s *Store) ingestBatch(calls []*ingestCall) (back []*ingestCall) {
 		ops = append(ops, clientv3.OpGet(s.kGroup(c.n.GroupKey)))
 	}
 	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+	if s.tooLarge(err, len(ops)) {
+		return calls // again, in smaller batches
+	}
 	if err != nil {
 		return fail(fmt.Errorf("etcd: %w", err))
 	}
@@ -170,6 +178,7 @@ func (s *Store) ingestBatch(calls []*ingestCall) (back []*ingestCall) {
 	}
 	var answers []answer
 	next := seq
+	limit := int(s.maxTxnOps.Load())
 	for i, c := range calls {
 		if c == nil {
 			continue
@@ -183,7 +192,9 @@ func (s *Store) ingestBatch(calls []*ingestCall) (back []*ingestCall) {
 			answers = append(answers, answer{c, p.res})
 			continue
 		}
-		if len(writes)+len(p.ops)+1 > maxBatchOps && len(writes) > 0 {
+		// Room for the call's writes and compares, the counter's write and
+		// compare, and the fence.
+		if (len(writes)+len(p.ops)+1 > limit || len(cmps)+2+2 > limit) && len(writes) > 0 {
 			back = append(back, c) // the next batch takes it
 			continue
 		}
@@ -203,6 +214,9 @@ func (s *Store) ingestBatch(calls []*ingestCall) (back []*ingestCall) {
 	}
 	if len(writes) > 0 {
 		ok, err := s.commit(ctx, cmps, writes)
+		if s.tooLarge(err, max(len(cmps), len(writes))) {
+			ok, err = false, nil // each call again, alone
+		}
 		if err != nil {
 			for _, a := range answers {
 				a.c.done <- ingestResult{err: err}
@@ -223,6 +237,20 @@ func (s *Store) ingestBatch(calls []*ingestCall) (back []*ingestCall) {
 		a.c.done <- ingestResult{res: a.res}
 	}
 	return back
+}
+
+// tooLarge reports whether err is the cluster refusing a transaction of n
+// operations as too large: --etcd-max-txn-ops is above the members'
+// --max-txn-ops. The store then falls back to etcd's default, and says so.
+func (s *Store) tooLarge(err error, n int) bool {
+	if !errors.Is(err, rpctypes.ErrTooManyOps) || n <= DefaultMaxTxnOps {
+		return false
+	}
+	if limit := s.maxTxnOps.Load(); limit > DefaultMaxTxnOps && s.maxTxnOps.CompareAndSwap(limit, DefaultMaxTxnOps) {
+		s.log.Error("etcd refused a transaction as too large: --etcd-max-txn-ops is above the cluster's --max-txn-ops; using etcd's default",
+			"configured", limit, "now", DefaultMaxTxnOps)
+	}
+	return true
 }
 
 // decodeSeq reads the id counter from a range response.

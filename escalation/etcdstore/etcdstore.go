@@ -31,7 +31,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -63,6 +65,14 @@ type Options struct {
 	// Timeout bounds each call (default 5s): without a quorum etcd requests
 	// wait, and a webhook must get its 503 while Alertmanager still listens.
 	Timeout time.Duration
+	// MaxTxnOps is the cluster's --max-txn-ops (default DefaultMaxTxnOps,
+	// etcd's own default): concurrent webhooks are committed together in
+	// transactions of at most this many operations, so a cluster that
+	// allows more takes a storm in fewer, larger commits.
+	MaxTxnOps int
+	// Logger, if set, hears of the cluster refusing a transaction as too
+	// large (MaxTxnOps above the cluster's --max-txn-ops).
+	Logger *slog.Logger
 }
 
 // Store is an escalation.Store on etcd.
@@ -76,7 +86,12 @@ type Store struct {
 	fenceRev int64
 	onCommit func(time.Duration)
 	timeout  time.Duration
-	batcher  *batcher
+	// maxTxnOps bounds the operations (and compares) of one transaction;
+	// shared by the fenced views, and lowered to etcd's default if the
+	// cluster refuses a transaction as too large.
+	maxTxnOps *atomic.Int64
+	log       *slog.Logger
+	batcher   *batcher
 }
 
 var _ escalation.Store = (*Store)(nil)
@@ -89,7 +104,16 @@ func New(cli *clientv3.Client, o Options) *Store {
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
 	}
-	return &Store{cli: cli, prefix: o.Prefix, writer: o.Writer, onCommit: o.OnCommit, timeout: o.Timeout, batcher: &batcher{}}
+	if o.MaxTxnOps <= 0 {
+		o.MaxTxnOps = DefaultMaxTxnOps
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	limit := new(atomic.Int64)
+	limit.Store(int64(o.MaxTxnOps))
+	return &Store{cli: cli, prefix: o.Prefix, writer: o.Writer, onCommit: o.OnCommit, timeout: o.Timeout,
+		maxTxnOps: limit, log: o.Logger, batcher: &batcher{}}
 }
 
 // Fenced returns a view of the store whose every write also requires that

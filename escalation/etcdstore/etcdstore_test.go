@@ -1,9 +1,14 @@
 package etcdstore_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,6 +34,7 @@ func TestEtcdStore(t *testing.T) {
 	t.Run("Contract", testContract)
 	t.Run("FencedWritesStopWithLeadership", testFencedWritesStopWithLeadership)
 	t.Run("WatchWorkSeesOthersWritesOnly", testWatchWorkSeesOthersWritesOnly)
+	t.Run("MaxTxnOpsAboveTheClusters", testMaxTxnOpsAboveTheClusters)
 }
 
 func client(t *testing.T) *clientv3.Client {
@@ -42,7 +48,9 @@ func client(t *testing.T) *clientv3.Client {
 }
 
 func newStore(t *testing.T, writer string) *etcdstore.Store {
-	return etcdstore.New(client(t), etcdstore.Options{Prefix: fmt.Sprintf("/test/%d/", prefixes.Add(1)), Writer: writer})
+	return etcdstore.New(client(t), etcdstore.Options{Prefix: fmt.Sprintf("/test/%d/", prefixes.Add(1)), Writer: writer,
+		MaxTxnOps: harness.EtcdMaxTxnOps}) // the cluster allows it: batches as large as the benchmarks'
+
 }
 
 // testContract runs the Store contract every implementation keeps, against a
@@ -162,4 +170,61 @@ func testWatchWorkSeesOthersWritesOnly(t *testing.T) {
 		t.Fatalf("the watch also reported %+v (the leader's own write?)", d)
 	default:
 	}
+}
+
+// testMaxTxnOpsAboveTheClusters: a store told the cluster allows more
+// operations per transaction than it does (--etcd-max-txn-ops above the
+// members' --max-txn-ops) still takes every webhook of a burst, says so in
+// its log, and falls back to etcd's default.
+func testMaxTxnOpsAboveTheClusters(t *testing.T) {
+	small := harness.StartEtcd(t, harness.EtcdConfig{Members: 1, MaxTxnOps: etcdstore.DefaultMaxTxnOps})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: small.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	s := etcdstore.New(cli, etcdstore.Options{Prefix: "/burst/", MaxTxnOps: 1024,
+		Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// A first call alone, then a burst that queues behind it and is
+	// committed together: far more than 128 operations.
+	const n = 200
+	ids := make([]uint64, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			res, err := s.Ingest(ctx, storetest.Note(fmt.Sprint("burst-", i), "firing"), now, storetest.NoDecide)
+			if err != nil {
+				t.Errorf("webhook %d: %v", i, err)
+			}
+			ids[i] = res.Incident
+		})
+	}
+	wg.Wait()
+	slices.Sort(ids)
+	for i, id := range ids {
+		if id != uint64(i+1) {
+			t.Fatalf("ids %v: want 1..%d each once", ids, n)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "refused a transaction as too large") {
+		t.Errorf("no log of the refused transaction; logs:\n%s", logs.String())
+	}
+}
+
+// lockedWriter serialises a test's log writes.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

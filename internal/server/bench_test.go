@@ -62,7 +62,7 @@ func BenchmarkDurableIngestEtcd(b *testing.B) {
 	// Alertmanager), the leader's work left to it.
 	for _, mode := range []string{"leader", "replica"} {
 		b.Run(mode, func(b *testing.B) {
-			st := etcdstore.New(cli, etcdstore.Options{Prefix: fmt.Sprintf("/bench-%d/", time.Now().UnixNano())})
+			st := etcdstore.New(cli, etcdstore.Options{Prefix: fmt.Sprintf("/bench-%d/", time.Now().UnixNano()), MaxTxnOps: harness.EtcdMaxTxnOps})
 			benchIngest(b, st, mode == "replica")
 		})
 	}
