@@ -14,7 +14,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,6 +28,7 @@ import (
 	"github.com/klaxon-oncall/klaxon/escalation/etcdstore"
 	"github.com/klaxon-oncall/klaxon/escalation/rota"
 	"github.com/klaxon-oncall/klaxon/internal/auth"
+	"github.com/klaxon-oncall/klaxon/internal/gctune"
 	"github.com/klaxon-oncall/klaxon/internal/metrics"
 	"github.com/klaxon-oncall/klaxon/internal/notices"
 	"github.com/klaxon-oncall/klaxon/internal/selftest"
@@ -257,9 +257,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "klaxon serve:", err)
 		return 2
 	}
-	if cfg.memoryLimit > 0 {
-		debug.SetMemoryLimit(cfg.memoryLimit)
-	}
+	gc, _ := gctune.Apply(cfg.memoryLimit)
+	log.Debug("garbage collector", "memory_limit", gc.Limit, "gc_percent", gc.Percent)
 	if err := serve(ctx, cfg, log, serveHooks{}); err != nil {
 		log.Error("klaxon stopped", "error", err)
 		return 1

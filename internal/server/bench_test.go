@@ -21,6 +21,7 @@ import (
 	"github.com/klaxon-oncall/klaxon/escalation/etcdstore"
 	"github.com/klaxon-oncall/klaxon/escalation/rota"
 	"github.com/klaxon-oncall/klaxon/internal/e2e/harness"
+	"github.com/klaxon-oncall/klaxon/internal/gctune"
 	"github.com/klaxon-oncall/klaxon/internal/metrics"
 	"github.com/klaxon-oncall/klaxon/internal/server"
 	"github.com/klaxon-oncall/klaxon/notifiers"
@@ -85,6 +86,8 @@ func benchIngest(b *testing.B, st escalation.Store, recordOnly ...bool) {
 		Logger: slog.New(slog.DiscardHandler)})
 	hs := httptest.NewServer(s)
 	defer hs.Close()
+	_, restore := gctune.Apply(80 << 20) // as klaxon serve's default --memory-limit does
+	defer restore()
 	const senders = 64
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: senders, MaxConnsPerHost: senders}}
 	var next atomic.Int64
