@@ -779,6 +779,10 @@ const maxFallbackAttempts = 30
 // a backoff: a page's outcome is never dropped.
 func (e *Engine) settle(ctx context.Context, p PageRecord, r result) {
 	now := e.cfg.Clock.Now()
+	var state []notifiers.StateWrite // what the channel remembers about a page it sent
+	if r.ev == EvSendOK {
+		state = r.rc.State
+	}
 	inc, ch, err := e.cfg.Store.Update(ctx, p.Incident, func(inc *Incident, pages []PageRecord) (Change, error) {
 		var ch Change
 		cur, ok := findPage(pages, p.ID)
@@ -788,8 +792,14 @@ func (e *Engine) settle(ctx context.Context, p PageRecord, r result) {
 		next := Transition(cur.Status, r.ev)
 		again := pageRank(cur.Status) == 0 && (r.ev == EvHold || r.ev == EvSendTemp) // held or failed once more
 		if next == cur.Status && !again {
+			if len(state) > 0 {
+				// Canceled while in flight, but the text went out: where
+				// its replies go is still news.
+				return Change{State: state}, nil
+			}
 			return ch, ErrNoChange // canceled while in flight, or news already known
 		}
+		ch.State = state
 		ev := Event{At: now, Kind: EvPageResult, Channel: string(p.Channel), Actor: p.Recipient.PersonID, PageID: p.ID}
 		if r.attempted {
 			cur.Attempts++

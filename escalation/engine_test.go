@@ -506,3 +506,70 @@ func TestClearedAlarmSaysWhy(t *testing.T) {
 		}
 	}
 }
+
+// stateNotifier is a Matrix channel whose receipts carry channel state (as
+// Twilio's carry a text's reply routing); during, if set, runs while a page
+// is in flight.
+type stateNotifier struct {
+	during func(p notifiers.Page)
+	err    error
+}
+
+func (n *stateNotifier) Channel() notifiers.Channel { return notifiers.Matrix }
+func (n *stateNotifier) Notify(_ context.Context, p notifiers.Page) (notifiers.Receipt, error) {
+	if during := n.during; during != nil {
+		n.during = nil
+		during(p)
+	}
+	return notifiers.Receipt{ProviderID: "m-" + p.ID, State: []notifiers.StateWrite{
+		{Bucket: "test.route", Key: p.Recipient.PersonID, Value: []byte(p.ID)}}}, n.err
+}
+
+// A sent page's receipt state is written with its result: the route of a
+// page that went out is on disk once the page is recorded as sent, also when
+// an acknowledgement canceled the page while it was in flight, or the
+// provider's delivery report beat the send's answer (the result itself is
+// then no news); a failed send writes none.
+func TestReceiptStateIsWrittenWithThePagesResult(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		midway string // "ack", "delivered"
+		err    error
+		want   string
+		wantTL string
+	}{
+		{"sent", "", nil, "1-1", "paged Alice via matrix: sent"},
+		{"canceled while in flight", "ack", nil, "1-1", "acknowledged"},
+		{"delivered before the send's answer", "delivered", nil, "1-1", "delivered"},
+		{"failed", "", notifiers.Permanent("bad-token", errors.New("refused")), "", "failed-permanent"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := &stateNotifier{err: tc.err}
+			w := newWorldWith(t, defaultPolicy(), func(c *escalation.Config) {
+				c.Notifiers = append([]notifiers.Notifier{n}, c.Notifiers[1:]...)
+			})
+			switch tc.midway {
+			case "ack":
+				n.during = func(notifiers.Page) {
+					if _, err := w.eng.Respond(w.ctx, notifiers.Response{Action: notifiers.Ack, Incident: 1, Channel: notifiers.Phone, From: "+15555550101"}); err != nil {
+						t.Error(err)
+					}
+				}
+			case "delivered":
+				n.during = func(p notifiers.Page) {
+					if err := w.eng.Report(w.ctx, notifiers.Report{PageID: p.ID, Incident: 1, Channel: notifiers.Matrix, Status: notifiers.Delivered}); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+			w.ingest(firing("g", "a"))
+			v, err := w.store.GetState(w.ctx, "test.route", "alice")
+			if err != nil || string(v) != tc.want {
+				t.Fatalf("state = %q, %v; want %q\n%s", v, err, tc.want, w.timeline(1))
+			}
+			if tl := w.timeline(1); !strings.Contains(tl, tc.wantTL) {
+				t.Fatalf("timeline without %q:\n%s", tc.wantTL, tl)
+			}
+		})
+	}
+}

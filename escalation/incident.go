@@ -247,10 +247,13 @@ func ParsePageID(id string) (incident uint64, seq int, ok bool) {
 type Change struct {
 	Events []Event
 	Pages  []PageRecord // new entries (Seq and ID assigned by the store when 0) or updated ones
+	// State is channels' state written with the change (a sent page's
+	// receipt: see notifiers.Receipt.State). Only Store.Update takes it.
+	State []notifiers.StateWrite
 }
 
 // Empty reports whether the change writes nothing.
-func (c *Change) Empty() bool { return len(c.Events) == 0 && len(c.Pages) == 0 }
+func (c *Change) Empty() bool { return len(c.Events) == 0 && len(c.Pages) == 0 && len(c.State) == 0 }
 
 // Note appends a timeline entry.
 func (c *Change) Note(at time.Time, kind EventKind, format string, args ...any) {

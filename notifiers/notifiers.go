@@ -136,6 +136,22 @@ type Receipt struct {
 	ProviderID string
 	// Detail is a short human description for the timeline ("call queued").
 	Detail string
+	// State is what the channel must remember about this page (where
+	// replies to a text go), written to its StateStore in the same
+	// transaction that records the page as sent: durable exactly when the
+	// page is, at no commit of its own before the engine's.
+	State []StateWrite
+}
+
+// StateWrite is one write to a channel's state (see StateStore) carried by a
+// Receipt.
+type StateWrite struct {
+	Bucket, Key string
+	Value       []byte
+	// Replaces, if set, is asked with the value stored now (nil when none)
+	// whether Value replaces it; false leaves the key alone. It runs inside
+	// the store's transaction, maybe more than once: it must only look.
+	Replaces func(old []byte) bool
 }
 
 // Notifier sends pages on one channel. Notify must honour ctx's deadline and

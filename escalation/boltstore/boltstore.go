@@ -360,6 +360,11 @@ func applyChange(tx *bolt.Tx, inc *escalation.Incident, extra []escalation.Event
 			return ch, err
 		}
 	}
+	for _, w := range ch.State {
+		if err := putState(tx, w); err != nil {
+			return ch, err
+		}
+	}
 	return ch, nil
 }
 
@@ -778,24 +783,36 @@ func (s *Store) GetState(ctx context.Context, bucket, key string) ([]byte, error
 
 // PutState implements notifiers.StateStore.
 func (s *Store) PutState(ctx context.Context, bucket, key string, value []byte) error {
-	v := append([]byte(nil), value...)
+	var v []byte
+	if value != nil {
+		v = append([]byte(nil), value...)
+	}
 	return s.batch(ctx, func(tx *bolt.Tx) error {
-		b, err := tx.Bucket(bState).CreateBucketIfNotExists([]byte(bucket))
-		if err != nil {
-			return err
-		}
-		tk := append(append([]byte(bucket), 0), key...)
-		if v == nil {
-			if err := tx.Bucket(bStateTime).Delete(tk); err != nil {
-				return err
-			}
-			return b.Delete([]byte(key))
-		}
-		if err := tx.Bucket(bStateTime).Put(tk, be64(uint64(time.Now().UnixNano()))); err != nil {
-			return err
-		}
-		return b.Put([]byte(key), v)
+		return putState(tx, notifiers.StateWrite{Bucket: bucket, Key: key, Value: v})
 	})
+}
+
+// putState writes (nil Value: deletes) one state key and when it was
+// written, unless w.Replaces turns the write down.
+func putState(tx *bolt.Tx, w notifiers.StateWrite) error {
+	b, err := tx.Bucket(bState).CreateBucketIfNotExists([]byte(w.Bucket))
+	if err != nil {
+		return err
+	}
+	if w.Replaces != nil && !w.Replaces(b.Get([]byte(w.Key))) {
+		return nil
+	}
+	tk := append(append([]byte(w.Bucket), 0), w.Key...)
+	if w.Value == nil {
+		if err := tx.Bucket(bStateTime).Delete(tk); err != nil {
+			return err
+		}
+		return b.Delete([]byte(w.Key))
+	}
+	if err := tx.Bucket(bStateTime).Put(tk, be64(uint64(time.Now().UnixNano()))); err != nil {
+		return err
+	}
+	return b.Put([]byte(w.Key), w.Value)
 }
 
 // CreateState implements escalation.StateCreator: it stores value under

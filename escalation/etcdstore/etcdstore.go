@@ -465,7 +465,10 @@ func (s *Store) planIngest(n escalation.Notification, now time.Time, decide esca
 	fn := func(inc *escalation.Incident, pages []escalation.PageRecord) (escalation.Change, error) {
 		return decide(inc, pages, ev)
 	}
-	ops, _, err := s.writeChange(sn, ev, fn)
+	ops, ch, err := s.writeChange(sn, ev, fn)
+	if err == nil && len(ch.State) > 0 {
+		return ingestPlan{}, errors.New("etcdstore: channel state is written with Update, not Ingest")
+	}
 	if errors.Is(err, escalation.ErrNoChange) {
 		// A quiet refresh (new annotations): the incident changes, its
 		// escalation does not.
@@ -505,6 +508,13 @@ func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc)
 		}
 		inc := sn.inc
 		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.kInc(id)), "=", sn.incRev)}
+		if len(ch.State) > 0 {
+			scmps, sops, err := s.stateWrites(ctx, ch.State)
+			if err != nil {
+				return escalation.Incident{}, escalation.Change{}, err
+			}
+			cmps, ops = append(cmps, scmps...), append(ops, sops...)
+		}
 		if before != escalation.Resolved && inc.State == escalation.Resolved && inc.GroupKey != "" {
 			// Resolved by hand: detach from the Alertmanager group so its next
 			// firing opens a new incident.
@@ -840,6 +850,38 @@ func (s *Store) PutState(ctx context.Context, bucket, key string, value []byte) 
 		err = errors.New("etcd: state write not committed")
 	}
 	return err
+}
+
+// stateWrites reads the state keys ws write and returns their writes, each
+// compared with the key as read (so a Replaces decision holds at commit).
+func (s *Store) stateWrites(ctx context.Context, ws []notifiers.StateWrite) ([]clientv3.Cmp, []clientv3.Op, error) {
+	gets := make([]clientv3.Op, len(ws))
+	for i, w := range ws {
+		gets[i] = clientv3.OpGet(s.kState(w.Bucket, w.Key))
+	}
+	resp, err := s.cli.Txn(ctx).Then(gets...).Commit()
+	if err != nil {
+		return nil, nil, fmt.Errorf("etcd: %w", err)
+	}
+	var cmps []clientv3.Cmp
+	var ops []clientv3.Op
+	for i, w := range ws {
+		var old []byte
+		var rev int64
+		if kvs := resp.Responses[i].GetResponseRange().Kvs; len(kvs) > 0 {
+			old, rev = kvs[0].Value, kvs[0].ModRevision
+		}
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.kState(w.Bucket, w.Key)), "=", rev))
+		switch {
+		case w.Replaces != nil && !w.Replaces(old):
+		case w.Value == nil:
+			ops = append(ops, clientv3.OpDelete(s.kState(w.Bucket, w.Key)), clientv3.OpDelete(s.kStateTime(w.Bucket, w.Key)))
+		default:
+			ops = append(ops, clientv3.OpPut(s.kState(w.Bucket, w.Key), string(w.Value)),
+				clientv3.OpPut(s.kStateTime(w.Bucket, w.Key), string(be64(uint64(time.Now().UnixNano())))))
+		}
+	}
+	return cmps, ops, nil
 }
 
 // kStateTime keeps when a state key was last written: what retention prunes by.

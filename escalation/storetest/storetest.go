@@ -51,6 +51,7 @@ func Run(t *testing.T, open Open) {
 		{"ConcurrentIngestSameGroupOpensOne", testConcurrentSameGroup},
 		{"ConcurrentUpdatesLoseNothing", testConcurrentUpdates},
 		{"StateStore", testStateStore},
+		{"UpdateWritesChannelStateWithTheChange", testUpdateState},
 		{"HeldCountsDeferredPages", testHeld},
 		{"PruneDeletesWhatRetentionDropsOnly", testPrune},
 		{"Ping", testPing},
@@ -654,6 +655,73 @@ func testStateStore(t *testing.T, s escalation.Store) {
 	}
 	if v, _ := s.GetState(c, "b", "big"); !slices.Equal(v, big) {
 		t.Fatal("binary value changed in the store")
+	}
+}
+
+// testUpdateState: channel state carried by a change (a sent page's receipt)
+// is written in the same update, only when the change is, and only when its
+// Replaces check agrees with what the key holds.
+func testUpdateState(t *testing.T, s escalation.Store) {
+	c := ctx(t)
+	id := ingest(t, s, Note("g", "firing"), NoDecide).Incident
+	newer := func(old []byte) bool { return string(old) < "v2" } // versions compare as strings here
+	withState := func(ws ...notifiers.StateWrite) escalation.UpdateFunc {
+		return func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
+			ch := escalation.Change{State: ws}
+			ch.Note(now, escalation.EvNote, "page sent")
+			return ch, nil
+		}
+	}
+	get := func() string {
+		t.Helper()
+		v, err := s.GetState(c, "twilio.sms-route", "+15550001")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(v)
+	}
+	w := func(v string, replaces func([]byte) bool) notifiers.StateWrite {
+		var b []byte
+		if v != "" {
+			b = []byte(v)
+		}
+		return notifiers.StateWrite{Bucket: "twilio.sms-route", Key: "+15550001", Value: b, Replaces: replaces}
+	}
+	update(t, s, id, withState(w("v1", nil)))
+	if got := get(); got != "v1" {
+		t.Fatalf("state after the update = %q, want v1", got)
+	}
+	if tl := timeline(t, s, id); tl[len(tl)-1].Text != "page sent" {
+		t.Fatalf("the change itself was not written: %+v", tl[len(tl)-1])
+	}
+	update(t, s, id, withState(w("v2", newer)))
+	update(t, s, id, withState(w("v0", newer))) // older: turned down
+	if got := get(); got != "v2" {
+		t.Fatalf("state = %q, want v2 (v0 does not replace it)", got)
+	}
+	// A change that is not written writes no state either.
+	_, _, err := s.Update(c, id, func(*escalation.Incident, []escalation.PageRecord) (escalation.Change, error) {
+		return escalation.Change{State: []notifiers.StateWrite{w("v3", nil)}}, errors.New("decided against it")
+	})
+	if err == nil {
+		t.Fatal("the update's error was lost")
+	}
+	if got := get(); got != "v2" {
+		t.Fatalf("state = %q after a failed update, want v2", got)
+	}
+	// A change of state alone is written.
+	update(t, s, id, func(*escalation.Incident, []escalation.PageRecord) (escalation.Change, error) {
+		return escalation.Change{State: []notifiers.StateWrite{w("v4", nil), {Bucket: "twilio.sms-route", Key: "+15550002", Value: []byte("x")}}}, nil
+	})
+	if got := get(); got != "v4" {
+		t.Fatalf("state = %q, want v4", got)
+	}
+	update(t, s, id, withState(w("", nil))) // nil value: deleted
+	if got := get(); got != "" {
+		t.Fatalf("state = %q after deleting, want none", got)
+	}
+	if v, _ := s.GetState(c, "twilio.sms-route", "+15550002"); string(v) != "x" {
+		t.Fatalf("other key = %q, want x", v)
 	}
 }
 

@@ -176,7 +176,7 @@ func TestNotifyKindsWithNothingToDo(t *testing.T) {
 		p := page(1)
 		p.Kind = k
 		rec, err := e.n.Notify(context.Background(), p)
-		if err != nil || rec != (notifiers.Receipt{}) {
+		if err != nil || rec.ProviderID != "" || rec.Detail != "" || rec.State != nil {
 			t.Errorf("%s: got %+v, %v; want zero receipt and nil", k, rec, err)
 		}
 	}

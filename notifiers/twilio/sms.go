@@ -77,17 +77,22 @@ func (s smsNotifier) Notify(ctx context.Context, p notifiers.Page) (notifiers.Re
 	if sid == "" {
 		return notifiers.Receipt{}, notifiers.Temporary("", 0, errors.New("twilio sms: response has no message SID"))
 	}
+	rc := notifiers.Receipt{ProviderID: sid, Detail: "sms " + orDefault(deref(msg.Status), "queued")}
 	if p.Kind == notifiers.KindPage {
-		// Saved before Notify returns, that is before the engine records the
-		// page as sent: after a crash in between, the page is still in flight
-		// and is texted again, which saves its route then.
-		if err := t.saveRoute(ctx, p.Recipient.Phone, route); err != nil {
-			t.cfg.Logger.Error("twilio: text sent but its reply routing was not saved; replies route only until a restart",
+		// The route goes to disk with the page's result, in the engine's
+		// transaction that records the page as sent: no commit of its own
+		// after the text. A crash before that transaction leaves the page in
+		// flight, and it is texted again, with its route.
+		w, err := t.routeWrite(p.Recipient.Phone, route)
+		if err != nil {
+			t.cfg.Logger.Error("twilio: text sent but its reply routing could not be encoded; replies route only until a restart",
 				"page", p.ID, "incident", p.Incident, "err", err)
+		} else {
+			rc.State = append(rc.State, w)
 		}
 	}
 	t.cfg.Logger.Info("twilio: text sent", "page", p.ID, "incident", p.Incident, "message", sid, "kind", p.Kind)
-	return notifiers.Receipt{ProviderID: sid, Detail: "sms " + orDefault(deref(msg.Status), "queued")}, nil
+	return rc, nil
 }
 
 // smsPageBody: "Klaxon #42 CRITICAL: Disk full on db-1. Reply 1 to ack, 2 to escalate."

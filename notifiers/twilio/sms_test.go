@@ -144,7 +144,7 @@ func TestSMSNoticesAndIgnoredKinds(t *testing.T) {
 	for _, k := range []notifiers.Kind{notifiers.KindNotice, notifiers.KindEscalated, notifiers.KindUnacknowledged} {
 		p := smsPage("x")
 		p.Kind = k
-		if rc, err := e.tw.SMS().Notify(context.Background(), p); err != nil || rc != (notifiers.Receipt{}) {
+		if rc, err := e.tw.SMS().Notify(context.Background(), p); err != nil || rc.ProviderID != "" || rc.Detail != "" || rc.State != nil {
 			t.Errorf("%s: %+v %v", k, rc, err)
 		}
 	}
@@ -277,27 +277,27 @@ func (w *watchedState) PutState(ctx context.Context, bucket, key string, value [
 	return w.memState.PutState(ctx, bucket, key, value)
 }
 
-// No store write sits between the engine's commit and the request to Twilio:
-// the text's reply routing is saved after the API call.
-func TestSMSNothingIsWrittenBeforeTheText(t *testing.T) {
+// No store write sits between the engine's commit and the request to
+// Twilio, nor after it: Notify writes nothing, and the text's reply routing
+// rides in the receipt for the engine's own commit.
+func TestSMSNotifyWritesNothing(t *testing.T) {
 	var ws *watchedState
 	e := newEnv(t, func(c *Config) {
 		ws = &watchedState{memState: newMemState()}
 		c.State = ws
 	})
 	ws.fake = e.fake
-	if _, err := e.tw.SMS().Notify(context.Background(), smsPage("s1")); err != nil {
+	rc, err := e.tw.SMS().Notify(context.Background(), smsPage("s1"))
+	if err != nil {
 		t.Fatal(err)
 	}
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	if len(ws.writes) == 0 {
-		t.Fatal("the route was never saved")
+	if len(ws.writes) != 0 {
+		t.Errorf("Notify wrote to the store itself: %v", ws.writes)
 	}
-	for _, w := range ws.writes {
-		if strings.HasSuffix(w, " 0") {
-			t.Errorf("store written before the text reached Twilio: %s", w)
-		}
+	if len(rc.State) != 1 || !strings.Contains(string(rc.State[0].Value), `"page_id":"s1"`) {
+		t.Errorf("receipt state %+v, want the route to s1", rc.State)
 	}
 }
 
@@ -318,18 +318,45 @@ func TestSMSReplyBeforeTwilioAnswers(t *testing.T) {
 	}
 }
 
-// The route is on disk by the time Notify returns, that is before the engine
-// records the page as sent: a restart after that still routes replies (a
-// crash before it leaves the page in flight, and it is texted again).
+// commitReceipt does what the engine and its store do with a sent page's
+// receipt: write its channel state, each write as its Replaces allows.
+func commitReceipt(t *testing.T, st notifiers.StateStore, rc notifiers.Receipt) {
+	t.Helper()
+	ctx := context.Background()
+	for _, w := range rc.State {
+		old, err := st.GetState(ctx, w.Bucket, w.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.Replaces == nil || w.Replaces(old) {
+			if err := st.PutState(ctx, w.Bucket, w.Key, w.Value); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// Notify writes nothing itself: the route rides in the receipt, which the
+// engine writes in the transaction recording the page as sent. After that a
+// restart still routes replies (a crash before it leaves the page in flight,
+// and it is texted again).
 func TestSMSReplyRoutesAfterARestart(t *testing.T) {
 	state := newMemState()
 	withState := func(c *Config) { c.State = state }
 	first := newEnv(t, withState)
-	if _, err := first.tw.SMS().Notify(context.Background(), smsPage("s1")); err != nil {
+	rc, err := first.tw.SMS().Notify(context.Background(), smsPage("s1"))
+	if err != nil {
 		t.Fatal(err)
 	}
+	if b, _ := state.GetState(context.Background(), bucketSMSRoute, alice); b != nil {
+		t.Fatalf("Notify wrote the route itself (a commit before the engine's): %q", b)
+	}
+	if len(rc.State) != 1 || rc.State[0].Bucket != bucketSMSRoute || rc.State[0].Key != alice {
+		t.Fatalf("receipt state %+v, want alice's route", rc.State)
+	}
+	commitReceipt(t, state, rc)
 	if b, _ := state.GetState(context.Background(), bucketSMSRoute, alice); !strings.Contains(string(b), `"page_id":"s1"`) {
-		t.Fatalf("route not saved when Notify returned: %q", b)
+		t.Fatalf("route not saved with the receipt: %q", b)
 	}
 	// A new process: same store, nothing in memory, same Twilio account.
 	second := newEnv(t, withState, func(c *Config) {
@@ -344,18 +371,19 @@ func TestSMSReplyRoutesAfterARestart(t *testing.T) {
 	}
 }
 
-// Two texts to one number whose API calls finish out of order: the later
+// Two texts to one number whose results are recorded out of order: the later
 // text keeps the route, in memory and on disk.
 func TestSMSOlderTextFinishingLastKeepsNoRoute(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	older := e.tw.routes.begin(alice, "s1", 41, testNow)
 	newer := e.tw.routes.begin(alice, "s2", 42, testNow) // same clock reading: still later
-	if err := e.tw.saveRoute(ctx, alice, newer); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.tw.saveRoute(ctx, alice, older); err != nil {
-		t.Fatal(err)
+	for _, rt := range []smsRoute{newer, older} {
+		w, err := e.tw.routeWrite(alice, rt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		commitReceipt(t, e.tw.state, notifiers.Receipt{State: []notifiers.StateWrite{w}})
 	}
 	rt, ok, err := e.tw.route(ctx, alice)
 	if err != nil || !ok || rt.PageID != "s2" {

@@ -159,17 +159,21 @@ func (r *smsRoutes) get(phone string) (smsRoute, bool) {
 	return rt, ok
 }
 
-// saveRoute makes rt phone's durable route unless a later text's route is
-// already saved.
-func (t *Twilio) saveRoute(ctx context.Context, phone string, rt smsRoute) error {
-	defer t.keys.lock("sms-route:" + phone)()
-	var cur smsRoute
-	if ok, err := t.getJSON(ctx, bucketSMSRoute, phone, &cur); err != nil {
-		return err
-	} else if ok && cur.Seq >= rt.Seq {
-		return nil
+// routeWrite is the state write that makes rt phone's durable route unless
+// a later text's route is already saved (the engine commits it with the
+// page's result; see notifiers.Receipt.State).
+func (t *Twilio) routeWrite(phone string, rt smsRoute) (notifiers.StateWrite, error) {
+	data, err := json.Marshal(rt)
+	if err != nil {
+		return notifiers.StateWrite{}, err
 	}
-	return t.putJSON(ctx, bucketSMSRoute, phone, rt)
+	return notifiers.StateWrite{Bucket: bucketSMSRoute, Key: phone, Value: data, Replaces: func(old []byte) bool {
+		var cur smsRoute
+		if old == nil || json.Unmarshal(old, &cur) != nil {
+			return true // none, or unreadable: this one is better
+		}
+		return cur.Seq < rt.Seq
+	}}, nil
 }
 
 // route finds where a reply from phone goes: the latest text begun in this
