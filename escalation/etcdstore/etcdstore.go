@@ -31,6 +31,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -92,6 +93,7 @@ type Store struct {
 	maxTxnOps *atomic.Int64
 	log       *slog.Logger
 	batcher   *batcher
+	updates   *updateBatcher
 }
 
 var _ escalation.Store = (*Store)(nil)
@@ -113,7 +115,7 @@ func New(cli *clientv3.Client, o Options) *Store {
 	limit := new(atomic.Int64)
 	limit.Store(int64(o.MaxTxnOps))
 	return &Store{cli: cli, prefix: o.Prefix, writer: o.Writer, onCommit: o.OnCommit, timeout: o.Timeout,
-		maxTxnOps: limit, log: o.Logger, batcher: &batcher{}}
+		maxTxnOps: limit, log: o.Logger, batcher: &batcher{}, updates: &updateBatcher{}}
 }
 
 // Fenced returns a view of the store whose every write also requires that
@@ -123,7 +125,7 @@ func (s *Store) Fenced(key string, rev int64, writer string) *Store {
 	f := *s
 	f.fence = []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", rev)}
 	f.fenceKey, f.fenceRev, f.writer = key, rev, writer
-	f.batcher = &batcher{}
+	f.batcher, f.updates = &batcher{}, &updateBatcher{}
 	return &f
 }
 
@@ -246,16 +248,25 @@ type snapshot struct {
 
 // readIncident reads incident id, its timeline sequence and its pages at one revision.
 func (s *Store) readIncident(ctx context.Context, id uint64) (*snapshot, error) {
-	pp := s.k("page/", string(be64(id)))
-	resp, err := s.cli.Txn(ctx).Then(
-		clientv3.OpGet(s.kInc(id)),
-		clientv3.OpGet(s.kTLSeq(id)),
-		clientv3.OpGet(pp, clientv3.WithRange(prefixEnd(pp))),
-	).Commit()
+	resp, err := s.cli.Txn(ctx).Then(s.incidentReads(id)...).Commit()
 	if err != nil {
 		return nil, fmt.Errorf("etcd: %w", err)
 	}
-	r := resp.Responses
+	return s.decodeIncident(id, resp.Responses)
+}
+
+// incidentReads are the three reads of readIncident.
+func (s *Store) incidentReads(id uint64) []clientv3.Op {
+	pp := s.k("page/", string(be64(id)))
+	return []clientv3.Op{
+		clientv3.OpGet(s.kInc(id)),
+		clientv3.OpGet(s.kTLSeq(id)),
+		clientv3.OpGet(pp, clientv3.WithRange(prefixEnd(pp))),
+	}
+}
+
+// decodeIncident makes a snapshot of the responses to incidentReads(id).
+func (s *Store) decodeIncident(id uint64, r []*etcdserverpb.ResponseOp) (*snapshot, error) {
 	incKV := r[0].GetResponseRange().Kvs
 	if len(incKV) == 0 {
 		return nil, escalation.ErrNotFound
@@ -485,10 +496,23 @@ func (s *Store) planIngest(n escalation.Notification, now time.Time, decide esca
 	return p, nil
 }
 
-// Update implements escalation.Store.
+// Update implements escalation.Store. Concurrent updates of different
+// incidents share transactions (see updates.go).
 func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc) (escalation.Incident, escalation.Change, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
+	if err := ctx.Err(); err != nil {
+		return escalation.Incident{}, escalation.Change{}, err
+	}
+	r := s.updates.update(s, &updateCall{ctx: ctx, id: id, fn: fn, done: make(chan updateResult, 1)})
+	if !r.alone {
+		return r.inc, r.ch, r.err
+	}
+	return s.updateAlone(ctx, id, fn)
+}
+
+// updateAlone is Update in its own transactions, retried on conflicts.
+func (s *Store) updateAlone(ctx context.Context, id uint64, fn escalation.UpdateFunc) (escalation.Incident, escalation.Change, error) {
 	for range maxRetries {
 		if err := ctx.Err(); err != nil {
 			return escalation.Incident{}, escalation.Change{}, err
@@ -855,20 +879,33 @@ func (s *Store) PutState(ctx context.Context, bucket, key string, value []byte) 
 // stateWrites reads the state keys ws write and returns their writes, each
 // compared with the key as read (so a Replaces decision holds at commit).
 func (s *Store) stateWrites(ctx context.Context, ws []notifiers.StateWrite) ([]clientv3.Cmp, []clientv3.Op, error) {
+	resp, err := s.cli.Txn(ctx).Then(s.stateReads(ws)...).Commit()
+	if err != nil {
+		return nil, nil, fmt.Errorf("etcd: %w", err)
+	}
+	cmps, ops := s.stateOps(ws, resp.Responses)
+	return cmps, ops, nil
+}
+
+// stateReads are the reads stateOps needs, one per write.
+func (s *Store) stateReads(ws []notifiers.StateWrite) []clientv3.Op {
 	gets := make([]clientv3.Op, len(ws))
 	for i, w := range ws {
 		gets[i] = clientv3.OpGet(s.kState(w.Bucket, w.Key))
 	}
-	resp, err := s.cli.Txn(ctx).Then(gets...).Commit()
-	if err != nil {
-		return nil, nil, fmt.Errorf("etcd: %w", err)
-	}
+	return gets
+}
+
+// stateOps turns ws into compares and writes given the responses to their
+// stateReads: each key compared with its revision as read, and written
+// unless its Replaces turns the value as read down.
+func (s *Store) stateOps(ws []notifiers.StateWrite, read []*etcdserverpb.ResponseOp) ([]clientv3.Cmp, []clientv3.Op) {
 	var cmps []clientv3.Cmp
 	var ops []clientv3.Op
 	for i, w := range ws {
 		var old []byte
 		var rev int64
-		if kvs := resp.Responses[i].GetResponseRange().Kvs; len(kvs) > 0 {
+		if kvs := read[i].GetResponseRange().Kvs; len(kvs) > 0 {
 			old, rev = kvs[0].Value, kvs[0].ModRevision
 		}
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.kState(w.Bucket, w.Key)), "=", rev))
@@ -881,7 +918,7 @@ func (s *Store) stateWrites(ctx context.Context, ws []notifiers.StateWrite) ([]c
 				clientv3.OpPut(s.kStateTime(w.Bucket, w.Key), string(be64(uint64(time.Now().UnixNano())))))
 		}
 	}
-	return cmps, ops, nil
+	return cmps, ops
 }
 
 // kStateTime keeps when a state key was last written: what retention prunes by.

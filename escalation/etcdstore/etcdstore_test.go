@@ -35,6 +35,7 @@ func TestEtcdStore(t *testing.T) {
 	t.Run("FencedWritesStopWithLeadership", testFencedWritesStopWithLeadership)
 	t.Run("WatchWorkSeesOthersWritesOnly", testWatchWorkSeesOthersWritesOnly)
 	t.Run("MaxTxnOpsAboveTheClusters", testMaxTxnOpsAboveTheClusters)
+	t.Run("UpdatesShareTransactions", testUpdatesShareTransactions)
 }
 
 func client(t *testing.T) *clientv3.Client {
@@ -227,4 +228,35 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// testUpdatesShareTransactions: concurrent updates of different incidents (a
+// leader recording many pages' results) are committed together, not one
+// quorum commit each.
+func testUpdatesShareTransactions(t *testing.T) {
+	var commits atomic.Int64
+	s := etcdstore.New(client(t), etcdstore.Options{Prefix: fmt.Sprintf("/test/%d/", prefixes.Add(1)),
+		MaxTxnOps: harness.EtcdMaxTxnOps, OnCommit: func(time.Duration) { commits.Add(1) }})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const n = 64
+	for i := range n {
+		if _, err := s.Ingest(ctx, storetest.Note(fmt.Sprint("g", i), "firing"), now, storetest.NoDecide); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commits.Store(0)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if _, _, err := s.Update(ctx, uint64(i+1), addPage(notifiers.Matrix)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := commits.Load(); got >= n/2 {
+		t.Errorf("%d commits for %d concurrent updates of different incidents: they are not shared", got, n)
+	}
+	t.Logf("%d commits for %d updates", commits.Load(), n)
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -50,6 +51,7 @@ func Run(t *testing.T, open Open) {
 		{"ConcurrentIngestDistinctGroups", testConcurrentIngest},
 		{"ConcurrentIngestSameGroupOpensOne", testConcurrentSameGroup},
 		{"ConcurrentUpdatesLoseNothing", testConcurrentUpdates},
+		{"ConcurrentUpdatesOfManyIncidents", testConcurrentUpdatesMany},
 		{"StateStore", testStateStore},
 		{"UpdateWritesChannelStateWithTheChange", testUpdateState},
 		{"HeldCountsDeferredPages", testHeld},
@@ -614,6 +616,69 @@ func testConcurrentUpdates(t *testing.T, s escalation.Store) {
 	}
 	if len(pages) != n {
 		t.Fatalf("%d pages, want %d", len(pages), n)
+	}
+}
+
+// testConcurrentUpdatesMany: updates of many incidents at once (which a
+// store may commit together) each apply exactly once, with their channel
+// state; one that changes nothing writes nothing, and writes of one state key
+// keep the latest by their Replaces check.
+func testConcurrentUpdatesMany(t *testing.T, s escalation.Store) {
+	const incidents, each = 30, 4
+	for i := range incidents {
+		ingest(t, s, Note(fmt.Sprint("g", i), "firing"), NoDecide)
+	}
+	newer := func(v int) func([]byte) bool {
+		return func(old []byte) bool {
+			n, err := strconv.Atoi(string(old))
+			return old == nil || err != nil || n < v
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range incidents {
+		for j := range each + 1 {
+			wg.Go(func() {
+				id := uint64(i + 1)
+				_, ch, err := s.Update(ctx(t), id, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
+					if j == each {
+						inc.Title = "changed in memory only"
+						return escalation.Change{}, escalation.ErrNoChange
+					}
+					inc.Escalation.Generation++
+					v := i*each + j
+					return escalation.Change{
+						Events: []escalation.Event{{At: now, Kind: escalation.EvNote, Text: fmt.Sprint(v)}},
+						State: []notifiers.StateWrite{
+							{Bucket: "test", Key: "shared", Value: []byte(strconv.Itoa(v)), Replaces: newer(v)},
+							{Bucket: "test", Key: fmt.Sprint("inc-", id), Value: []byte(strconv.Itoa(v)), Replaces: newer(v)},
+						},
+					}, nil
+				})
+				if err != nil {
+					t.Error(err)
+				}
+				if j == each && !ch.Empty() {
+					t.Errorf("an update that changed nothing returned %+v", ch)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for i := range incidents {
+		id := uint64(i + 1)
+		inc, err := s.Incident(ctx(t), id)
+		if err != nil || inc.Escalation.Generation != each || inc.Title == "changed in memory only" {
+			t.Fatalf("incident %d: generation %d, title %q, %v; want %d updates applied once, none in memory only", id, inc.Escalation.Generation, inc.Title, err, each)
+		}
+		if got := len(timeline(t, s, id)); got != each+2 { // the ingest wrote two
+			t.Fatalf("incident %d: timeline has %d entries, want %d", id, got, each+2)
+		}
+		if v, _ := s.GetState(ctx(t), "test", fmt.Sprint("inc-", id)); string(v) != strconv.Itoa(i*each+each-1) {
+			t.Fatalf("incident %d's state %q, want its latest write %d", id, v, i*each+each-1)
+		}
+	}
+	if v, _ := s.GetState(ctx(t), "test", "shared"); string(v) != strconv.Itoa(incidents*each-1) {
+		t.Fatalf("shared state %q, want the latest write %d", v, incidents*each-1)
 	}
 }
 
