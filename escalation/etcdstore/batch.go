@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -45,21 +44,26 @@ type ingestResult struct {
 	err error
 }
 
+// batcher queues webhooks for shared ingest transactions.
 type batcher struct {
-	mu      sync.Mutex
-	pending []*ingestCall
-	running bool
+	q callQueue[*ingestCall, string]
 }
 
 // ingest queues c and waits for its result.
 func (b *batcher) ingest(ctx context.Context, s *Store, c *ingestCall) (escalation.IngestResult, error) {
-	b.mu.Lock()
-	b.pending = append(b.pending, c)
-	if !b.running {
-		b.running = true
-		go b.run(s)
-	}
-	b.mu.Unlock()
+	b.q.push(c, func() {
+		b.q.drain(
+			func() int { return min(maxBatch, int(s.maxTxnOps.Load())-1) }, // the read takes the counter and one group a call
+			func(c *ingestCall) string { return c.n.GroupKey },
+			func(c *ingestCall) bool {
+				if err := c.ctx.Err(); err != nil {
+					c.done <- ingestResult{err: err}
+					return true
+				}
+				return false
+			},
+			s.ingestBatch)
+	})
 	select {
 	case r := <-c.done:
 		return r.res, r.err
@@ -68,49 +72,6 @@ func (b *batcher) ingest(ctx context.Context, s *Store, c *ingestCall) (escalati
 		// Alertmanager's retry finds it (ingest is idempotent).
 		return escalation.IngestResult{}, ctx.Err()
 	}
-}
-
-func (b *batcher) run(s *Store) {
-	for {
-		b.mu.Lock()
-		if len(b.pending) == 0 {
-			b.running = false
-			b.mu.Unlock()
-			return
-		}
-		// One call per group per batch: a later delivery for the same group
-		// must see the earlier one's result.
-		var batch, rest []*ingestCall
-		seen := map[string]bool{}
-		most := min(maxBatch, int(s.maxTxnOps.Load())-1) // the read takes the counter and one group a call
-		for _, c := range b.pending {
-			if c.ctx.Err() != nil {
-				c.done <- ingestResult{err: c.ctx.Err()}
-				continue
-			}
-			if len(batch) < most && !seen[c.n.GroupKey] {
-				seen[c.n.GroupKey] = true
-				batch = append(batch, c)
-			} else {
-				rest = append(rest, c)
-			}
-		}
-		b.pending = rest
-		b.mu.Unlock()
-		if len(batch) > 0 {
-			b.pending0(s.ingestBatch(batch))
-		}
-	}
-}
-
-// pending0 puts calls a batch could not take back at the front of the queue.
-func (b *batcher) pending0(back []*ingestCall) {
-	if len(back) == 0 {
-		return
-	}
-	b.mu.Lock()
-	b.pending = append(back, b.pending...)
-	b.mu.Unlock()
 }
 
 // ingestBatch commits calls (distinct groups) in one transaction and answers

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -192,25 +191,7 @@ func testMaxTxnOpsAboveTheClusters(t *testing.T) {
 	defer cancel()
 	// A first call alone, then a burst that queues behind it and is
 	// committed together: far more than 128 operations.
-	const n = 200
-	ids := make([]uint64, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			res, err := s.Ingest(ctx, storetest.Note(fmt.Sprint("burst-", i), "firing"), now, storetest.NoDecide)
-			if err != nil {
-				t.Errorf("webhook %d: %v", i, err)
-			}
-			ids[i] = res.Incident
-		})
-	}
-	wg.Wait()
-	slices.Sort(ids)
-	for i, id := range ids {
-		if id != uint64(i+1) {
-			t.Fatalf("ids %v: want 1..%d each once", ids, n)
-		}
-	}
+	storetest.IngestBurst(t, s, ctx, 200, "burst-")
 	mu.Lock()
 	defer mu.Unlock()
 	if !strings.Contains(logs.String(), "refused a transaction as too large") {

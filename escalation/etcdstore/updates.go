@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -36,61 +35,32 @@ type updateResult struct {
 	alone bool
 }
 
+// updateBatcher queues updates for shared transactions.
 type updateBatcher struct {
-	mu      sync.Mutex
-	pending []*updateCall
-	running bool
+	q callQueue[*updateCall, uint64]
 }
 
 // update queues c and waits for its result.
 func (b *updateBatcher) update(s *Store, c *updateCall) updateResult {
-	b.mu.Lock()
-	b.pending = append(b.pending, c)
-	if !b.running {
-		b.running = true
-		go b.run(s)
-	}
-	b.mu.Unlock()
+	b.q.push(c, func() {
+		b.q.drain(
+			func() int { return min(maxBatch, int(s.maxTxnOps.Load())/3) }, // a read takes three keys a call
+			func(c *updateCall) uint64 { return c.id },
+			func(c *updateCall) bool {
+				if err := c.ctx.Err(); err != nil {
+					c.done <- updateResult{err: err}
+					return true
+				}
+				return false
+			},
+			s.updateBatch)
+	})
 	select {
 	case r := <-c.done:
 		return r
 	case <-c.ctx.Done():
 		// The write may still commit; the caller's error says it may not.
 		return updateResult{err: c.ctx.Err()}
-	}
-}
-
-func (b *updateBatcher) run(s *Store) {
-	for {
-		b.mu.Lock()
-		if len(b.pending) == 0 {
-			b.running = false
-			b.mu.Unlock()
-			return
-		}
-		// One call per incident per batch; a read takes three keys a call.
-		most := min(maxBatch, int(s.maxTxnOps.Load())/3)
-		var batch, rest []*updateCall
-		seen := map[uint64]bool{}
-		for _, c := range b.pending {
-			if c.ctx.Err() != nil {
-				c.done <- updateResult{err: c.ctx.Err()}
-				continue
-			}
-			if len(batch) < most && !seen[c.id] {
-				seen[c.id] = true
-				batch = append(batch, c)
-			} else {
-				rest = append(rest, c)
-			}
-		}
-		b.pending = rest
-		b.mu.Unlock()
-		if back := s.updateBatch(batch); len(back) > 0 {
-			b.mu.Lock()
-			b.pending = append(back, b.pending...)
-			b.mu.Unlock()
-		}
 	}
 }
 

@@ -535,14 +535,20 @@ func testCounts(t *testing.T, s escalation.Store) {
 }
 
 func testConcurrentIngest(t *testing.T, s escalation.Store) {
-	const n = 40
+	IngestBurst(t, s, ctx(t), 40, "g")
+}
+
+// IngestBurst ingests n new groups (prefix0, prefix1, ...) at once and
+// checks that they opened incidents 1..n, each once.
+func IngestBurst(t *testing.T, s escalation.Store, c context.Context, n int, prefix string) {
+	t.Helper()
 	ids := make([]uint64, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			res, err := s.Ingest(ctx(t), Note(fmt.Sprint("g", i), "firing"), now, NoDecide)
+			res, err := s.Ingest(c, Note(fmt.Sprint(prefix, i), "firing"), now, NoDecide)
 			if err != nil {
-				t.Error(err)
+				t.Errorf("webhook %d: %v", i, err)
 			}
 			ids[i] = res.Incident
 		})
