@@ -124,9 +124,17 @@ func (s *Store) updateBatch(calls []*updateCall) (back []*updateCall) {
 			alone(c) // resolved by hand: its group is read and detached too
 			continue
 		}
-		clash := false
+		// etcd refuses two writes of one key in a transaction: a key another
+		// call of the batch writes waits for the next batch.
+		clash, own := false, map[string]bool{}
 		for _, w := range ch.State {
-			clash = clash || stateKeys[s.kState(w.Bucket, w.Key)]
+			k := s.kState(w.Bucket, w.Key)
+			clash = clash || stateKeys[k] || own[k]
+			own[k] = true
+		}
+		if clash && len(own) < len(ch.State) {
+			alone(c) // writes one key twice itself: no batch can take it
+			continue
 		}
 		// Room for its writes (a state write takes two) and compares, and
 		// the state reads.
