@@ -235,6 +235,17 @@ func testUpdatesShareTransactions(t *testing.T) {
 			}
 		})
 	}
+	// One more, writing one state key twice: etcd refuses that in any
+	// transaction, and the update must say so rather than wait in the queue.
+	twice := notifiers.StateWrite{Bucket: "b", Key: "k", Value: []byte("v")}
+	wg.Go(func() {
+		_, _, err := s.Update(ctx, 1, func(*escalation.Incident, []escalation.PageRecord) (escalation.Change, error) {
+			return escalation.Change{State: []notifiers.StateWrite{twice, twice}}, nil
+		})
+		if err == nil || ctx.Err() != nil {
+			t.Errorf("an update writing one key twice: %v (context: %v), want etcd's refusal", err, ctx.Err())
+		}
+	})
 	wg.Wait()
 	if got := commits.Load(); got >= n/2 {
 		t.Errorf("%d commits for %d concurrent updates of different incidents: they are not shared", got, n)
