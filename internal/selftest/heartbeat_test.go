@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/klaxon-oncall/klaxon/internal/testtools"
 	"github.com/klaxon-oncall/klaxon/notifiers"
 )
 
@@ -113,9 +114,7 @@ func (hangingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func TestHeartbeatFailures(t *testing.T) {
-	refused := httptest.NewServer(http.NotFoundHandler())
-	refusedURL := refused.URL
-	refused.Close() // nothing listens there any more
+	refusedURL := testtools.RefusedURL(t) // nothing listens, and no later server gets the port
 	tests := []struct {
 		name   string
 		url    string

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klaxon-oncall/klaxon/internal/testtools"
 	"github.com/klaxon-oncall/klaxon/notifiers"
 )
 
@@ -82,8 +83,7 @@ func TestErrorClassification(t *testing.T) {
 
 func TestNetworkErrorsAreTemporary(t *testing.T) {
 	t.Run("connection refused", func(t *testing.T) {
-		srv := httptest.NewServer(http.NotFoundHandler())
-		srv.Close()
+		srv := &httptest.Server{URL: testtools.RefusedURL(t)} // nothing listens, and no later server gets the port
 		n, _, _, _ := newTestNotifier(t, &fakeHS{srv: srv}, func(c *Config) { c.HTTPClient = nil })
 		_, err := n.Notify(context.Background(), testPage())
 		if err == nil || notifiers.IsPermanent(err) {

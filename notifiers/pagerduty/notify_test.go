@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	fakepd "github.com/klaxon-oncall/klaxon/internal/fakes/pagerduty"
+	"github.com/klaxon-oncall/klaxon/internal/testtools"
 	"github.com/klaxon-oncall/klaxon/notifiers"
 )
 
@@ -279,9 +280,7 @@ func TestNotifyNetworkFailuresAreTemporary(t *testing.T) {
 	}))
 	t.Cleanup(slow.Close)
 	t.Cleanup(func() { close(release) }) // runs first
-	closed := httptest.NewServer(http.NotFoundHandler())
-	closedURL := closed.URL
-	closed.Close()
+	closedURL := testtools.RefusedURL(t) // nothing listens, and no later server gets the port
 
 	cases := []struct {
 		name string
