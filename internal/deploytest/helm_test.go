@@ -53,8 +53,13 @@ type object struct {
 					Image           string         `yaml:"image"`
 					SecurityContext map[string]any `yaml:"securityContext"`
 					Env             []struct {
-						Name  string `yaml:"name"`
-						Value string `yaml:"value"`
+						Name      string `yaml:"name"`
+						Value     string `yaml:"value"`
+						ValueFrom struct {
+							FieldRef struct {
+								FieldPath string `yaml:"fieldPath"`
+							} `yaml:"fieldRef"`
+						} `yaml:"valueFrom"`
 					} `yaml:"env"`
 					Ports []struct {
 						ContainerPort int `yaml:"containerPort"`
@@ -105,9 +110,10 @@ func decodeAll(t *testing.T, manifests string) map[string]object {
 }
 
 // TestHelmChartLintsAndRendersValidKubernetesObjects: helm lint --strict
-// passes, and helm template's output (defaults, and a configuration with an
-// existing rota ConfigMap, more secrets and settings) decodes strictly into the
-// Kubernetes API types and is the single-writer StatefulSet Klaxon needs.
+// passes, and helm template's output (defaults; a configuration with an
+// existing rota ConfigMap, more secrets and settings; 3 replicas on etcd over
+// TLS) decodes strictly into the Kubernetes API types and is the StatefulSet
+// Klaxon needs: one writer on bbolt, or replicas sharing etcd.
 func TestHelmChartLintsAndRendersValidKubernetesObjects(t *testing.T) {
 	if out, err := helm(t, "lint", "--strict", chart); err != nil {
 		t.Fatalf("helm lint: %v\n%s", err, out)
@@ -117,11 +123,13 @@ func TestHelmChartLintsAndRendersValidKubernetesObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := []struct {
-		name       string
-		args       []string
-		rotaCM     string
-		wantSecret string
-		wantEnv    map[string]string
+		name         string
+		args         []string
+		rotaCM       string
+		wantSecret   string
+		wantEnv      map[string]string
+		wantReplicas int // 0: 1
+		wantEtcdTLS  bool
 	}{
 		{name: "defaults", rotaCM: "oncall-klaxon-rota", wantSecret: "klaxon", wantEnv: map[string]string{
 			"KLAXON_WEBHOOK_TOKEN_FILE": "/etc/klaxon/secrets/webhook-token",
@@ -136,6 +144,24 @@ func TestHelmChartLintsAndRendersValidKubernetesObjects(t *testing.T) {
 		}, wantEnv: map[string]string{
 			"KLAXON_PAGERDUTY_ROUTING_KEY_FILE": "/etc/klaxon/secrets/pd-key",
 			"KLAXON_PUBLIC_URL":                 "https://klaxon.example.org",
+		}},
+		{name: "3 replicas on etcd", rotaCM: "oncall-klaxon-rota", wantSecret: "klaxon", wantReplicas: 3, wantEtcdTLS: true, args: []string{
+			"--set", "store=etcd", "--set", "replicas=3",
+			"--set", "etcd.endpoints={https://etcd-0.etcd:2379,https://etcd-1.etcd:2379,https://etcd-2.etcd:2379}",
+			"--set", "etcd.username=klaxon", "--set", "secretFiles.KLAXON_ETCD_PASSWORD=etcd-password",
+			"--set", "etcd.maxTxnOps=1024", "--set", "etcd.tlsSecret=klaxon-etcd-client",
+		}, wantEnv: map[string]string{
+			"KLAXON_STORE":              "etcd",
+			"KLAXON_ETCD_ENDPOINTS":     "https://etcd-0.etcd:2379,https://etcd-1.etcd:2379,https://etcd-2.etcd:2379",
+			"KLAXON_ETCD_PREFIX":        "/klaxon/",
+			"KLAXON_ETCD_USERNAME":      "klaxon",
+			"KLAXON_ETCD_PASSWORD_FILE": "/etc/klaxon/secrets/etcd-password",
+			"KLAXON_ETCD_MAX_TXN_OPS":   "1024",
+			"KLAXON_LEADER_TTL":         "5s",
+			"KLAXON_ETCD_CA_FILE":       "/etc/klaxon/etcd-tls/ca.crt",
+			"KLAXON_ETCD_CERT_FILE":     "/etc/klaxon/etcd-tls/tls.crt",
+			"KLAXON_ETCD_KEY_FILE":      "/etc/klaxon/etcd-tls/tls.key",
+			"KLAXON_WEBHOOK_TOKEN_FILE": "/etc/klaxon/secrets/webhook-token",
 		}},
 	}
 	for _, c := range cases {
@@ -157,8 +183,9 @@ func TestHelmChartLintsAndRendersValidKubernetesObjects(t *testing.T) {
 			if !ok {
 				t.Fatalf("no StatefulSet oncall-klaxon in %v", keys(objs))
 			}
-			if ss.Spec.Replicas == nil || *ss.Spec.Replicas != 1 {
-				t.Errorf("replicas %v, want exactly 1 (bbolt allows one writer)", ss.Spec.Replicas)
+			want := max(c.wantReplicas, 1)
+			if ss.Spec.Replicas == nil || *ss.Spec.Replicas != want {
+				t.Errorf("replicas %v, want %d (bbolt allows one writer)", ss.Spec.Replicas, want)
 			}
 			if len(ss.Spec.VolumeClaimTemplates) != 1 || ss.Spec.VolumeClaimTemplates[0].Metadata.Name != "data" {
 				t.Errorf("want one volumeClaimTemplate named data, got %+v", ss.Spec.VolumeClaimTemplates)
@@ -183,6 +210,15 @@ func TestHelmChartLintsAndRendersValidKubernetesObjects(t *testing.T) {
 			env := map[string]string{}
 			for _, e := range ctr.Env {
 				env[e.Name] = e.Value
+				if e.Name == "KLAXON_REPLICA_NAME" && e.ValueFrom.FieldRef.FieldPath != "metadata.name" {
+					t.Errorf("KLAXON_REPLICA_NAME from %+v, want the pod's name", e.ValueFrom)
+				}
+			}
+			if _, named := env["KLAXON_REPLICA_NAME"]; named != (c.wantReplicas > 1) {
+				t.Errorf("KLAXON_REPLICA_NAME set: %v, want it exactly with etcd replicas", named)
+			}
+			if _, etcd := env["KLAXON_STORE"]; etcd != (c.wantReplicas > 1) {
+				t.Errorf("KLAXON_STORE set: %v, want it exactly with etcd replicas", etcd)
 			}
 			for k, v := range c.wantEnv {
 				if env[k] != v {
@@ -204,16 +240,21 @@ func TestHelmChartLintsAndRendersValidKubernetesObjects(t *testing.T) {
 			if mounts["data"] != "/data" || mounts["rota"] != "/etc/klaxon/rota" || mounts["secrets"] != "/etc/klaxon/secrets" {
 				t.Errorf("mounts %v", mounts)
 			}
+			if got := mounts["etcd-tls"]; (got == "/etc/klaxon/etcd-tls") != c.wantEtcdTLS {
+				t.Errorf("etcd-tls mounted at %q, want it exactly with etcd over TLS", got)
+			}
 			for _, v := range pod.Volumes {
 				switch {
 				case v.Name == "secrets" && (v.Secret == nil || v.Secret.SecretName != c.wantSecret):
 					t.Errorf("secrets volume %+v, want Secret %s", v.Secret, c.wantSecret)
 				case v.Name == "rota" && (v.ConfigMap == nil || v.ConfigMap.Name != c.rotaCM):
 					t.Errorf("rota volume %+v, want ConfigMap %s", v.ConfigMap, c.rotaCM)
+				case v.Name == "etcd-tls" && (v.Secret == nil || v.Secret.SecretName != "klaxon-etcd-client"):
+					t.Errorf("etcd-tls volume %+v, want Secret klaxon-etcd-client", v.Secret)
 				}
 			}
 			cm, rendered := objs["ConfigMap/"+c.rotaCM]
-			if c.name == "defaults" {
+			if c.rotaCM == "oncall-klaxon-rota" { // the chart's own
 				if !rendered || cm.Data["rota.yaml"] != string(rota) {
 					t.Errorf("the default rota ConfigMap does not hold the example rota.yaml")
 				}
@@ -229,7 +270,13 @@ func TestHelmChartLintsAndRendersValidKubernetesObjects(t *testing.T) {
 func TestHelmChartRefusesBadValues(t *testing.T) {
 	for _, args := range [][]string{
 		{"--set", "env.KLAXON_API_TOKEN=hunter2"},
+		{"--set", "env.KLAXON_ETCD_PASSWORD=hunter2"},
 		{"--set", "existingSecret="},
+		{"--set", "replicas=3"},                                          // on bbolt
+		{"--set", "store=etcd"},                                          // without endpoints
+		{"--set", "store=etcd", "--set", "etcd.endpoints={etcd-0:2379}"}, // not a URL
+		{"--set", "store=etcd", "--set", "etcd.endpoints={https://a:2379}", "--set", "etcd.leaderTTL=5000ms"},
+		{"--set", "store=sqlite"},
 		{"--set", "persistance.size=1Gi"},
 		{"--set", "service.port=99999"},
 	} {
