@@ -783,10 +783,7 @@ func (s *Store) GetState(ctx context.Context, bucket, key string) ([]byte, error
 
 // PutState implements notifiers.StateStore.
 func (s *Store) PutState(ctx context.Context, bucket, key string, value []byte) error {
-	var v []byte
-	if value != nil {
-		v = append([]byte(nil), value...)
-	}
+	v := append([]byte(nil), value...) // nil for nil or empty: a delete
 	return s.batch(ctx, func(tx *bolt.Tx) error {
 		return putState(tx, notifiers.StateWrite{Bucket: bucket, Key: key, Value: v})
 	})

@@ -44,35 +44,19 @@ type ingestResult struct {
 	err error
 }
 
-// batcher queues webhooks for shared ingest transactions.
-type batcher struct {
-	q callQueue[*ingestCall, string]
+func (c *ingestCall) key() string { return c.n.GroupKey }
+
+func (c *ingestCall) abandoned() bool {
+	if err := c.ctx.Err(); err != nil {
+		c.done <- ingestResult{err: err}
+		return true
+	}
+	return false
 }
 
-// ingest queues c and waits for its result.
-func (b *batcher) ingest(ctx context.Context, s *Store, c *ingestCall) (escalation.IngestResult, error) {
-	b.q.push(c, func() {
-		b.q.drain(
-			func() int { return min(maxBatch, int(s.maxTxnOps.Load())-1) }, // the read takes the counter and one group a call
-			func(c *ingestCall) string { return c.n.GroupKey },
-			func(c *ingestCall) bool {
-				if err := c.ctx.Err(); err != nil {
-					c.done <- ingestResult{err: err}
-					return true
-				}
-				return false
-			},
-			s.ingestBatch)
-	})
-	select {
-	case r := <-c.done:
-		return r.res, r.err
-	case <-ctx.Done():
-		// The write may still commit: the caller answers 503 and
-		// Alertmanager's retry finds it (ingest is idempotent).
-		return escalation.IngestResult{}, ctx.Err()
-	}
-}
+// ingestBatchSize is the most webhooks one batch takes: its read takes the
+// counter and one group a call.
+func (s *Store) ingestBatchSize() int { return min(maxBatch, int(s.maxTxnOps.Load())-1) }
 
 // ingestBatch commits calls (distinct groups) in one transaction and answers
 // them; calls that did not fit are returned. On a conflict with another

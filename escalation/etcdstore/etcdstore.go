@@ -31,12 +31,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"log/slog"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/klaxon-oncall/klaxon/escalation"
@@ -92,8 +92,8 @@ type Store struct {
 	// cluster refuses a transaction as too large.
 	maxTxnOps *atomic.Int64
 	log       *slog.Logger
-	batcher   *batcher
-	updates   *updateBatcher
+	ingests   *callQueue[*ingestCall, string]
+	updates   *callQueue[*updateCall, uint64]
 }
 
 var _ escalation.Store = (*Store)(nil)
@@ -114,8 +114,17 @@ func New(cli *clientv3.Client, o Options) *Store {
 	}
 	limit := new(atomic.Int64)
 	limit.Store(int64(o.MaxTxnOps))
-	return &Store{cli: cli, prefix: o.Prefix, writer: o.Writer, onCommit: o.OnCommit, timeout: o.Timeout,
-		maxTxnOps: limit, log: o.Logger, batcher: &batcher{}, updates: &updateBatcher{}}
+	s := &Store{cli: cli, prefix: o.Prefix, writer: o.Writer, onCommit: o.OnCommit, timeout: o.Timeout,
+		maxTxnOps: limit, log: o.Logger}
+	s.queues()
+	return s
+}
+
+// queues gives s its own queues of calls waiting for shared transactions
+// (a fenced view commits with its fence, so it needs its own).
+func (s *Store) queues() {
+	s.ingests = newCallQueue(s.ingestBatchSize, s.ingestBatch)
+	s.updates = newCallQueue(s.updateBatchSize, s.updateBatch)
 }
 
 // Fenced returns a view of the store whose every write also requires that
@@ -125,7 +134,7 @@ func (s *Store) Fenced(key string, rev int64, writer string) *Store {
 	f := *s
 	f.fence = []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", rev)}
 	f.fenceKey, f.fenceRev, f.writer = key, rev, writer
-	f.batcher, f.updates = &batcher{}, &updateBatcher{}
+	f.queues()
 	return &f
 }
 
@@ -193,14 +202,10 @@ func decodeOpen(v []byte) (escalation.State, time.Time, string) {
 }
 
 // pendValue encodes an unfinished-page index entry: the shared entry, and
-// the writer that wrote it (the leader's watch skips its own writes).
+// the writer that wrote it (the leader's watch skips its own writes), which
+// index.ParsePending returns as the rest.
 func (s *Store) pendValue(p *escalation.PageRecord) string {
 	return string(index.Pending(p)) + "\x00" + s.writer
-}
-
-// decodePend reads an unfinished-page index entry and its writer.
-func decodePend(k, v []byte) (escalation.DuePage, uint64, string, error) {
-	return index.ParsePending(k, v)
 }
 
 func idOf(key []byte) uint64 {
@@ -394,7 +399,16 @@ func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.
 	if err := ctx.Err(); err != nil {
 		return escalation.IngestResult{}, err
 	}
-	return s.batcher.ingest(ctx, s, &ingestCall{ctx: ctx, n: n, now: now, decide: decide, done: make(chan ingestResult, 1)})
+	c := &ingestCall{ctx: ctx, n: n, now: now, decide: decide, done: make(chan ingestResult, 1)}
+	s.ingests.push(c)
+	select {
+	case r := <-c.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		// The write may still commit: the caller answers 503 and
+		// Alertmanager's retry finds it (ingest is idempotent).
+		return escalation.IngestResult{}, ctx.Err()
+	}
 }
 
 // ingestSingle is Ingest alone in its transaction, retried on conflicts.
@@ -504,9 +518,16 @@ func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc)
 	if err := ctx.Err(); err != nil {
 		return escalation.Incident{}, escalation.Change{}, err
 	}
-	r := s.updates.update(s, &updateCall{ctx: ctx, id: id, fn: fn, done: make(chan updateResult, 1)})
-	if !r.alone {
-		return r.inc, r.ch, r.err
+	c := &updateCall{ctx: ctx, id: id, fn: fn, done: make(chan updateResult, 1)}
+	s.updates.push(c)
+	select {
+	case r := <-c.done:
+		if !r.alone {
+			return r.inc, r.ch, r.err
+		}
+	case <-ctx.Done():
+		// The write may still commit; the caller's error says it may not.
+		return escalation.Incident{}, escalation.Change{}, ctx.Err()
 	}
 	return s.updateAlone(ctx, id, fn)
 }
@@ -727,7 +748,7 @@ func (s *Store) ScheduleRev(ctx context.Context, fn func(escalation.Due) error) 
 	rev := head.Header.Revision
 	pages := map[uint64][]escalation.DuePage{}
 	err = s.rangeAll(ctx, s.k("pend/"), rev, func(k, v []byte) error {
-		p, id, _, err := decodePend(k, v)
+		p, id, _, err := index.ParsePending(k, v)
 		if err == nil {
 			pages[id] = append(pages[id], p)
 		}
@@ -786,7 +807,7 @@ func (s *Store) WatchWork(ctx context.Context, from int64, self string, fn func(
 				d := get(idOf(ev.Kv.Key))
 				d.State, d.NextAt = st, at
 			case strings.HasPrefix(key, pendP) && ev.Kv.Version == 1:
-				p, id, w, err := decodePend(ev.Kv.Key, ev.Kv.Value)
+				p, id, w, err := index.ParsePending(ev.Kv.Key, ev.Kv.Value)
 				if err != nil || w == self {
 					continue
 				}
@@ -864,12 +885,7 @@ func (s *Store) PutState(ctx context.Context, bucket, key string, value []byte) 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	ops := []clientv3.Op{clientv3.OpPut(s.kState(bucket, key), string(value)),
-		clientv3.OpPut(s.kStateTime(bucket, key), string(be64(uint64(time.Now().UnixNano()))))}
-	if value == nil {
-		ops = []clientv3.Op{clientv3.OpDelete(s.kState(bucket, key)), clientv3.OpDelete(s.kStateTime(bucket, key))}
-	}
-	ok, err := s.commit(ctx, nil, ops)
+	ok, err := s.commit(ctx, nil, s.stateWriteOps(bucket, key, value))
 	if err == nil && !ok {
 		err = errors.New("etcd: state write not committed")
 	}
@@ -909,16 +925,21 @@ func (s *Store) stateOps(ws []notifiers.StateWrite, read []*etcdserverpb.Respons
 			old, rev = kvs[0].Value, kvs[0].ModRevision
 		}
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.kState(w.Bucket, w.Key)), "=", rev))
-		switch {
-		case w.Replaces != nil && !w.Replaces(old):
-		case w.Value == nil:
-			ops = append(ops, clientv3.OpDelete(s.kState(w.Bucket, w.Key)), clientv3.OpDelete(s.kStateTime(w.Bucket, w.Key)))
-		default:
-			ops = append(ops, clientv3.OpPut(s.kState(w.Bucket, w.Key), string(w.Value)),
-				clientv3.OpPut(s.kStateTime(w.Bucket, w.Key), string(be64(uint64(time.Now().UnixNano())))))
+		if w.Replaces == nil || w.Replaces(old) {
+			ops = append(ops, s.stateWriteOps(w.Bucket, w.Key, w.Value)...)
 		}
 	}
 	return cmps, ops
+}
+
+// stateWriteOps writes value (nil: deletes) under bucket/key, with when it
+// was written (what retention prunes by).
+func (s *Store) stateWriteOps(bucket, key string, value []byte) []clientv3.Op {
+	if value == nil {
+		return []clientv3.Op{clientv3.OpDelete(s.kState(bucket, key)), clientv3.OpDelete(s.kStateTime(bucket, key))}
+	}
+	return []clientv3.Op{clientv3.OpPut(s.kState(bucket, key), string(value)),
+		clientv3.OpPut(s.kStateTime(bucket, key), string(be64(uint64(time.Now().UnixNano()))))}
 }
 
 // kStateTime keeps when a state key was last written: what retention prunes by.
@@ -935,7 +956,7 @@ func (s *Store) Held(ctx context.Context, person string, ch notifiers.Channel, n
 	var h escalation.Held
 	var ids []uint64
 	err := s.rangeAll(ctx, s.k("pend/"), 0, func(k, v []byte) error {
-		p, id, _, err := decodePend(k, v)
+		p, id, _, err := index.ParsePending(k, v)
 		if err != nil {
 			return err
 		}
@@ -968,7 +989,7 @@ func (s *Store) HeldPages(ctx context.Context, person string, ch notifiers.Chann
 	var out []string
 	done := errors.New("enough")
 	err := s.rangeFrom(ctx, from, prefixEnd(s.k("pend/")), func(k, v []byte) error {
-		p, _, _, err := decodePend(k, v)
+		p, _, _, err := index.ParsePending(k, v)
 		if err != nil {
 			return err
 		}

@@ -2,33 +2,48 @@ package etcdstore
 
 import "sync"
 
+// queued is a call waiting in a callQueue.
+type queued[K comparable] interface {
+	// key is what a batch holds at most one call of: a later call with the
+	// same key must see the earlier one's result.
+	key() K
+	// abandoned answers the call with its context's error if its caller has
+	// gone, and reports whether it did.
+	abandoned() bool
+}
+
 // callQueue holds the calls waiting for a shared transaction (webhooks for
-// the ingest batcher, updates for the update batcher). One runner goroutine
-// at a time drains it, batch after batch, and ends when it is empty.
-type callQueue[C any, K comparable] struct {
+// ingest, updates). One runner goroutine at a time drains it, batch after
+// batch, and ends when it is empty.
+type callQueue[C queued[K], K comparable] struct {
+	most   func() int          // the most calls one batch takes
+	commit func(batch []C) []C // handles a batch; returns the calls it could not take
+
 	mu      sync.Mutex
 	pending []C
 	running bool
 }
 
-// push queues c and starts drain in a goroutine unless a runner is at work.
-func (q *callQueue[C, K]) push(c C, drain func()) {
+func newCallQueue[C queued[K], K comparable](most func() int, commit func([]C) []C) *callQueue[C, K] {
+	return &callQueue[C, K]{most: most, commit: commit}
+}
+
+// push queues c and starts a runner unless one is at work.
+func (q *callQueue[C, K]) push(c C) {
 	q.mu.Lock()
 	q.pending = append(q.pending, c)
 	start := !q.running
 	q.running = true
 	q.mu.Unlock()
 	if start {
-		go drain()
+		go q.drain()
 	}
 }
 
 // drain is the runner. Each batch takes, in order, up to most() calls with
-// distinct keys (a later call for the same key must see the earlier one's
-// result); ended reports, and answers, calls whose caller has gone. commit
-// handles a batch and returns the calls it could not take, which go back to
-// the front of the queue.
-func (q *callQueue[C, K]) drain(most func() int, key func(C) K, ended func(C) bool, commit func([]C) []C) {
+// distinct keys, dropping abandoned ones; the calls commit could not take
+// go back to the front of the queue.
+func (q *callQueue[C, K]) drain() {
 	for {
 		q.mu.Lock()
 		if len(q.pending) == 0 {
@@ -36,14 +51,14 @@ func (q *callQueue[C, K]) drain(most func() int, key func(C) K, ended func(C) bo
 			q.mu.Unlock()
 			return
 		}
-		n := most()
+		n := q.most()
 		var batch, rest []C
 		seen := map[K]bool{}
 		for _, c := range q.pending {
-			if ended(c) {
+			if c.abandoned() {
 				continue
 			}
-			if k := key(c); len(batch) < n && !seen[k] {
+			if k := c.key(); len(batch) < n && !seen[k] {
 				seen[k] = true
 				batch = append(batch, c)
 			} else {
@@ -55,7 +70,7 @@ func (q *callQueue[C, K]) drain(most func() int, key func(C) K, ended func(C) bo
 		if len(batch) == 0 {
 			continue
 		}
-		if back := commit(batch); len(back) > 0 {
+		if back := q.commit(batch); len(back) > 0 {
 			q.mu.Lock()
 			q.pending = append(back, q.pending...)
 			q.mu.Unlock()

@@ -35,34 +35,19 @@ type updateResult struct {
 	alone bool
 }
 
-// updateBatcher queues updates for shared transactions.
-type updateBatcher struct {
-	q callQueue[*updateCall, uint64]
+func (c *updateCall) key() uint64 { return c.id }
+
+func (c *updateCall) abandoned() bool {
+	if err := c.ctx.Err(); err != nil {
+		c.done <- updateResult{err: err}
+		return true
+	}
+	return false
 }
 
-// update queues c and waits for its result.
-func (b *updateBatcher) update(s *Store, c *updateCall) updateResult {
-	b.q.push(c, func() {
-		b.q.drain(
-			func() int { return min(maxBatch, int(s.maxTxnOps.Load())/3) }, // a read takes three keys a call
-			func(c *updateCall) uint64 { return c.id },
-			func(c *updateCall) bool {
-				if err := c.ctx.Err(); err != nil {
-					c.done <- updateResult{err: err}
-					return true
-				}
-				return false
-			},
-			s.updateBatch)
-	})
-	select {
-	case r := <-c.done:
-		return r
-	case <-c.ctx.Done():
-		// The write may still commit; the caller's error says it may not.
-		return updateResult{err: c.ctx.Err()}
-	}
-}
+// updateBatchSize is the most updates one batch takes: its read takes three
+// keys a call.
+func (s *Store) updateBatchSize() int { return min(maxBatch, int(s.maxTxnOps.Load())/3) }
 
 // updateBatch commits calls (distinct incidents) in one transaction and
 // answers them; calls that did not fit are returned.

@@ -148,7 +148,7 @@ func TestDashboardQueriesOnlyMetricsKlaxonExports(t *testing.T) {
 	defer heartbeat.Close()
 	pd := fakepagerduty.New(t)
 	rota := filepath.Join(t.TempDir(), "rota.yaml")
-	os.WriteFile(rota, []byte(`timezone: UTC
+	if err := os.WriteFile(rota, []byte(`timezone: UTC
 people:
   alice: {name: Alice Archer, phone: "+15555550101", pagerduty: PALICE1}
 rotations:
@@ -163,7 +163,9 @@ policies:
 routes:
   - policy: default
 owners: [alice]
-`), 0o600)
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	k := harness.StartKlaxon(t, harness.KlaxonConfig{Rota: rota, WebhookToken: "dash-webhook", APIToken: "dash-api", Env: []string{
 		"KLAXON_PAGERDUTY_ROUTING_KEY=" + pd.RoutingKey(), "KLAXON_PAGERDUTY_API_TOKEN=" + pd.APIToken(),
 		"KLAXON_PAGERDUTY_EVENTS_URL=" + pd.URL(), "KLAXON_PAGERDUTY_API_URL=" + pd.URL(),

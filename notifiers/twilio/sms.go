@@ -83,13 +83,7 @@ func (s smsNotifier) Notify(ctx context.Context, p notifiers.Page) (notifiers.Re
 		// transaction that records the page as sent: no commit of its own
 		// after the text. A crash before that transaction leaves the page in
 		// flight, and it is texted again, with its route.
-		w, err := t.routeWrite(p.Recipient.Phone, route)
-		if err != nil {
-			t.cfg.Logger.Error("twilio: text sent but its reply routing could not be encoded; replies route only until a restart",
-				"page", p.ID, "incident", p.Incident, "err", err)
-		} else {
-			rc.State = append(rc.State, w)
-		}
+		rc.State = append(rc.State, t.routeWrite(p.Recipient.Phone, route))
 	}
 	t.cfg.Logger.Info("twilio: text sent", "page", p.ID, "incident", p.Incident, "message", sid, "kind", p.Kind)
 	return rc, nil

@@ -379,11 +379,7 @@ func TestSMSOlderTextFinishingLastKeepsNoRoute(t *testing.T) {
 	older := e.tw.routes.begin(alice, "s1", 41, testNow)
 	newer := e.tw.routes.begin(alice, "s2", 42, testNow) // same clock reading: still later
 	for _, rt := range []smsRoute{newer, older} {
-		w, err := e.tw.routeWrite(alice, rt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		commitReceipt(t, e.tw.state, notifiers.Receipt{State: []notifiers.StateWrite{w}})
+		commitReceipt(t, e.tw.state, notifiers.Receipt{State: []notifiers.StateWrite{e.tw.routeWrite(alice, rt)}})
 	}
 	rt, ok, err := e.tw.route(ctx, alice)
 	if err != nil || !ok || rt.PageID != "s2" {

@@ -162,18 +162,15 @@ func (r *smsRoutes) get(phone string) (smsRoute, bool) {
 // routeWrite is the state write that makes rt phone's durable route unless
 // a later text's route is already saved (the engine commits it with the
 // page's result; see notifiers.Receipt.State).
-func (t *Twilio) routeWrite(phone string, rt smsRoute) (notifiers.StateWrite, error) {
-	data, err := json.Marshal(rt)
-	if err != nil {
-		return notifiers.StateWrite{}, err
-	}
+func (t *Twilio) routeWrite(phone string, rt smsRoute) notifiers.StateWrite {
+	data, _ := json.Marshal(rt) // strings and integers: it cannot fail
 	return notifiers.StateWrite{Bucket: bucketSMSRoute, Key: phone, Value: data, Replaces: func(old []byte) bool {
 		var cur smsRoute
 		if old == nil || json.Unmarshal(old, &cur) != nil {
 			return true // none, or unreadable: this one is better
 		}
 		return cur.Seq < rt.Seq
-	}}, nil
+	}}
 }
 
 // route finds where a reply from phone goes: the latest text begun in this

@@ -6,6 +6,7 @@
 package index
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"strings"
@@ -84,11 +85,13 @@ func ParsePending(k, v []byte) (p escalation.DuePage, incident uint64, rest stri
 
 // HeldFor reports whether index entry v is a page a rate limit holds for
 // person on ch.
+// It runs on every entry of the index when a held page is sent, so it
+// compares bytes in place rather than decode the entry.
 func HeldFor(v []byte, person string, ch notifiers.Channel) bool {
 	if len(v) < 10 || v[8] != 1 {
 		return false
 	}
-	c, rest, _ := strings.Cut(string(v[9:]), "\x00")
-	p, _, _ := strings.Cut(rest, "\x00")
-	return c == string(ch) && p == person
+	c, rest, _ := bytes.Cut(v[9:], []byte{0})
+	p, _, _ := bytes.Cut(rest, []byte{0})
+	return string(c) == string(ch) && string(p) == person
 }
