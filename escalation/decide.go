@@ -84,7 +84,7 @@ func Decide(inc *Incident, pages []PageRecord, s Situation) Change {
 		inc.State = Open
 		ch.Note(now, EvRepaged, "still firing %s after the acknowledgement by %s: paging again from the first step", s.ackTimeout(), inc.AckedBy)
 		inc.AckedAt, inc.AckedBy, inc.AckedVia = time.Time{}, "", ""
-		*e = Escalation{Policy: e.Policy, Generation: e.Generation + 1}
+		e.restart()
 	}
 	if s.Policy == nil || len(s.Policy.Steps) == 0 {
 		wait(inc, s, &ch, "no escalation policy applies to it")
@@ -153,7 +153,7 @@ func Decide(inc *Incident, pages []PageRecord, s Situation) Change {
 			return ch
 		}
 	}
-	if e.Attempts == 0 {
+	if !Attempted(pages, e.Since) {
 		// Nothing was ever really attempted: exhausting now would make the
 		// incident silent. Wait, and try the policy again.
 		e.Step, e.Round = 0, 0
@@ -162,6 +162,22 @@ func Decide(inc *Incident, pages []PageRecord, s Situation) Change {
 	}
 	exhaust(inc, pol, s, &ch)
 	return ch
+}
+
+// Attempted reports whether a channel was really asked to send any page of
+// the escalation that began in generation since (whatever the result).
+func Attempted(pages []PageRecord, since uint64) bool {
+	for _, p := range pages {
+		if p.Kind == notifiers.KindPage && p.Attempts > 0 && p.Generation >= since {
+			return true
+		}
+	}
+	return false
+}
+
+// restart begins a new escalation from the first step, in a new generation.
+func (e *Escalation) restart() {
+	*e = Escalation{Policy: e.Policy, Generation: e.Generation + 1, Since: e.Generation + 1}
 }
 
 // wait marks an incident nobody can be paged for: it is planned again every

@@ -29,7 +29,10 @@ type Config struct {
 	Logger   *slog.Logger
 	// SendTimeout bounds each attempt to hand a page to a provider (default 20s).
 	SendTimeout time.Duration
-	// MaxInFlight bounds concurrent sends per channel (default 32).
+	// MaxInFlight bounds concurrent requests to each channel's provider
+	// (default 32). Recording a result does not hold a slot: a page whose
+	// send returned waits for its durable record while the next one is sent,
+	// so a slow disk does not slow the pages down.
 	MaxInFlight int
 	// Inline runs sends and due work in the calling goroutine instead of in
 	// the background: deterministic, for `klaxon simulate` and tests.
@@ -141,7 +144,7 @@ func New(cfg Config) *Engine {
 	}, cfg.Store)
 	for _, n := range cfg.Notifiers {
 		e.channels[n.Channel()] = n
-		e.senders[n.Channel()] = &sendQueue{max: cfg.MaxInFlight}
+		e.senders[n.Channel()] = &sendQueue{max: cfg.MaxInFlight * recordersPerSend, notify: make(chan struct{}, cfg.MaxInFlight)}
 	}
 	return e
 }
@@ -373,7 +376,7 @@ func (e *Engine) apply(ctx context.Context, id uint64, action notifiers.Action, 
 			inc.State, inc.AckedAt, inc.AckedBy, inc.AckedVia = Open, time.Time{}, "", ""
 			ev.Kind, ev.Text = EvUnack, fmt.Sprintf("acknowledgement withdrawn by %s via %s: paging again from the first step", actor, via)
 			ch.Events = append(ch.Events, ev)
-			inc.Escalation = Escalation{Policy: inc.Escalation.Policy, Generation: inc.Escalation.Generation + 1}
+			inc.Escalation.restart()
 			TellVia(inc, pages, notifiers.KindUnacknowledged, fmt.Sprintf("Incident %d un-acknowledged by %s.", inc.ID, actor), viaCh, now, &ch)
 			d := Decide(inc, pages, e.situation(inc, now))
 			ch.Events, ch.Pages = append(ch.Events, d.Events...), append(ch.Pages, d.Pages...)
@@ -552,14 +555,23 @@ type sendJob struct {
 }
 
 // sendQueue is a channel's backlog and its fixed pool of senders: at most max
-// goroutines send on a channel at once, however many pages are due.
+// goroutines send and record pages of a channel at once, however many pages
+// are due, and of those at most cap(notify) talk to its provider.
 type sendQueue struct {
-	max  int
-	mu   sync.Mutex
-	jobs []sendJob
-	head int
-	busy int
+	max    int
+	notify chan struct{} // a slot per provider request in flight
+	mu     sync.Mutex
+	jobs   []sendJob
+	head   int
+	busy   int
 }
+
+// recordersPerSend is how many pages per provider slot a channel's senders
+// may hold between their provider's answer and its durable record: with a
+// commit taking a few milliseconds under load, a pool limited to MaxInFlight
+// would send no faster than MaxInFlight per commit, and a storm's pages
+// would fall behind its webhooks.
+const recordersPerSend = 4
 
 // keepIncidentBelow is the backlog length up to which queued pages keep their
 // incident and page record in memory; behind it they keep their id.
@@ -671,10 +683,12 @@ func (e *Engine) send(ctx context.Context, inc *Incident, p PageRecord) {
 	if summary != "" {
 		page.Text = summary
 	}
+	release := e.providerSlot(p.Channel)
 	sctx, cancel := context.WithTimeout(ctx, e.cfg.SendTimeout)
 	start := time.Now()
 	rc, err := n.Notify(sctx, page)
 	took := time.Since(start)
+	release()
 	if err != nil && !notifiers.IsPermanent(err) && sctx.Err() != nil && ctx.Err() == nil {
 		err = notifiers.Temporary("timeout", 0, fmt.Errorf("no answer from %s within %s: %w", p.Channel, e.cfg.SendTimeout, err))
 	}
@@ -704,6 +718,17 @@ func (e *Engine) send(ctx context.Context, inc *Incident, p PageRecord) {
 		e.log.Warn("page failed", "incident", p.Incident, "page", p.ID, "channel", p.Channel, "to", p.Recipient.PersonID, "result", outcome, "error", err)
 	}
 	e.settle(ctx, p, r)
+}
+
+// providerSlot waits for one of the channel's MaxInFlight provider slots and
+// returns its release.
+func (e *Engine) providerSlot(ch notifiers.Channel) (release func()) {
+	q := e.senders[ch]
+	if q == nil {
+		return func() {}
+	}
+	q.notify <- struct{}{}
+	return func() { <-q.notify }
 }
 
 // evidence tells the self-tests what a page's send says about its channel:
@@ -803,9 +828,6 @@ func (e *Engine) settle(ctx context.Context, p PageRecord, r result) {
 		ev := Event{At: now, Kind: EvPageResult, Channel: string(p.Channel), Actor: p.Recipient.PersonID, PageID: p.ID}
 		if r.attempted {
 			cur.Attempts++
-			if cur.Kind == notifiers.KindPage {
-				inc.Escalation.Attempts++
-			}
 		}
 		cur.Status = next
 		cur.NextTry = time.Time{}

@@ -3,8 +3,11 @@ package escalation_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -217,6 +220,28 @@ func TestAckTimeoutRepagesFromFirstStep(t *testing.T) {
 	}
 	if w.incident(1).State != escalation.Open {
 		t.Fatal("incident not open again after the ack timeout")
+	}
+}
+
+// TestRepageWithNobodyReachableWaits: an acknowledgement that times out
+// starts a new escalation. If none of its pages can be handed to a channel,
+// the incident waits for one instead of being exhausted on the strength of
+// the pages sent before the acknowledgement.
+func TestRepageWithNobodyReachableWaits(t *testing.T) {
+	w := newWorld(t, defaultPolicy())
+	w.ingest(firing("g", "a"))
+	if len(w.paged()) == 0 {
+		t.Fatal("nothing paged before the acknowledgement")
+	}
+	if _, err := w.eng.Act(w.ctx, 1, notifiers.Ack, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	w.tweak = func(c *escalation.Config) { c.Notifiers = nil } // restarted with no channel configured
+	w.restart()
+	w.advance(5 * time.Hour)
+	inc := w.incident(1)
+	if inc.Escalation.Exhausted || !inc.Escalation.Waiting || inc.State != escalation.Open {
+		t.Fatalf("escalation %+v, want open and waiting, not exhausted\n%s", inc.Escalation, w.timeline(1))
 	}
 }
 
@@ -571,5 +596,91 @@ func TestReceiptStateIsWrittenWithThePagesResult(t *testing.T) {
 				t.Fatalf("timeline without %q:\n%s", tc.wantTL, tl)
 			}
 		})
+	}
+}
+
+// gatedStore holds every Update (a page's result being recorded) until open
+// is closed.
+type gatedStore struct {
+	escalation.Store
+	open chan struct{}
+}
+
+func (s *gatedStore) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc) (escalation.Incident, escalation.Change, error) {
+	<-s.open
+	return s.Store.Update(ctx, id, fn)
+}
+
+// countingNotifier counts the sends inside Notify at once, and lets each
+// one return only when the test says so.
+type countingNotifier struct {
+	ch      notifiers.Channel
+	mu      sync.Mutex
+	inside  int
+	most    int
+	sent    int
+	proceed chan struct{}
+	done    chan struct{} // a send returned (buffered)
+}
+
+func (n *countingNotifier) Channel() notifiers.Channel { return n.ch }
+
+func (n *countingNotifier) Notify(ctx context.Context, p notifiers.Page) (notifiers.Receipt, error) {
+	n.mu.Lock()
+	n.inside++
+	n.most = max(n.most, n.inside)
+	n.mu.Unlock()
+	<-n.proceed
+	n.mu.Lock()
+	n.inside--
+	n.sent++
+	n.mu.Unlock()
+	n.done <- struct{}{}
+	return notifiers.Receipt{}, nil
+}
+
+func (n *countingNotifier) state() (inside, most, sent int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.inside, n.most, n.sent
+}
+
+// TestSlowRecordsDoNotHoldBackSends: at most MaxInFlight pages are with a
+// channel's provider at once, and a page whose send returned waits for its
+// durable record without holding a provider slot, so a slow disk does not
+// stop the next pages going out.
+func TestSlowRecordsDoNotHoldBackSends(t *testing.T) {
+	const inFlight, pages = 2, 8 // 8: what the senders may hold unrecorded with 2 slots
+	w := newWorld(t, defaultPolicy())
+	gate := &gatedStore{Store: w.store, open: make(chan struct{})}
+	n := &countingNotifier{ch: notifiers.Matrix, proceed: make(chan struct{}), done: make(chan struct{}, pages)}
+	eng := escalation.New(escalation.Config{Store: gate, Rota: func() escalation.Rota { return w.rota },
+		Notifiers: []notifiers.Notifier{n}, Clock: w.clock, MaxInFlight: inFlight, SendTimeout: time.Hour})
+	defer eng.Wait()
+	defer close(gate.open)
+	defer close(n.proceed) // on failure, lets blocked sends return
+	for i := range pages {
+		if _, err := eng.Ingest(w.ctx, firing(fmt.Sprintf("g%d", i), "a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		inside, most, sent := n.state()
+		if most > inFlight {
+			t.Fatalf("%d sends with the provider at once, want at most %d", most, inFlight)
+		}
+		if sent == pages {
+			break
+		}
+		if inside == min(inFlight, pages-sent) {
+			n.proceed <- struct{}{} // the provider answers one
+			<-n.done
+			continue
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d pages sent while their records waited; %d with the provider", sent, pages, inside)
+		}
+		runtime.Gosched()
 	}
 }

@@ -83,10 +83,14 @@ type Escalation struct {
 	Exhausted bool `json:"exhausted,omitempty"`
 	// Fallback is set once the fallback list has been paged.
 	Fallback bool `json:"fallback,omitempty"`
-	// Attempts counts the pages of this escalation a channel was really asked
-	// to send (whatever the result). An incident is never exhausted while it
-	// is 0: with nothing attempted, it waits instead.
-	Attempts int `json:"attempts,omitempty"`
+	// Since is the generation this escalation began in: 0 for the first,
+	// and the new generation when an acknowledgement timed out or was
+	// withdrawn and paging starts again from the first step. An incident is
+	// never exhausted while none of its pages since then was really handed
+	// to a channel (whatever the result): with nothing attempted, it waits
+	// instead. The pages say so (see Attempted), so recording a page's
+	// result does not rewrite its incident.
+	Since uint64 `json:"since,omitempty"`
 	// Waiting is set while nobody can be paged (no channel configured for the
 	// policy's people, or no policy applies): the incident is re-planned when a
 	// channel comes up, the rota reloads, and every RecheckEvery.

@@ -312,8 +312,11 @@ func loadPages(tx *bolt.Tx, id uint64, unfinishedOnly bool) ([]escalation.PageRe
 // open incidents the file, and the memory map the engine touches, is smaller.
 const fillPercent = 0.9
 
-// applyChange runs fn and writes the incident and its change.
-func applyChange(tx *bolt.Tx, inc *escalation.Incident, extra []escalation.Event, fn escalation.UpdateFunc) (escalation.Change, error) {
+// applyChange runs fn and writes the incident and its change. stored, when
+// not nil, is the incident as stored before fn changed inc: if inc is still
+// the same, it is not written again (a page's result usually changes only
+// the page).
+func applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, extra []escalation.Event, fn escalation.UpdateFunc) (escalation.Change, error) {
 	for _, name := range [][]byte{bIncidents, bOpen, bPending, bTimeline, bPages} {
 		tx.Bucket(name).FillPercent = fillPercent
 	}
@@ -332,8 +335,10 @@ func applyChange(tx *bolt.Tx, inc *escalation.Incident, extra []escalation.Event
 		}
 	}
 	ch.Events = append(extra, ch.Events...)
-	if err := saveIncident(tx, inc); err != nil {
-		return ch, err
+	if stored == nil || !inc.Same(stored) {
+		if err := saveIncident(tx, inc); err != nil {
+			return ch, err
+		}
 	}
 	tl := tx.Bucket(bTimeline)
 	seq := lastSeq(tl, inc.ID)
@@ -408,7 +413,7 @@ func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.
 		fn := func(inc *escalation.Incident, pages []escalation.PageRecord) (escalation.Change, error) {
 			return decide(inc, pages, ev)
 		}
-		_, err := applyChange(tx, inc, ev, fn)
+		_, err := applyChange(tx, inc, nil, ev, fn)
 		if errors.Is(err, escalation.ErrNoChange) {
 			// A quiet refresh (new annotations): the incident changes, its
 			// escalation does not.
@@ -427,12 +432,13 @@ func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc)
 	var out escalation.Incident
 	var ch escalation.Change
 	err := s.batch(ctx, func(tx *bolt.Tx) error {
-		inc, err := loadIncident(tx, id)
+		stored, err := loadIncident(tx, id)
 		if err != nil {
 			return err
 		}
+		inc := stored.Clone()
 		before := inc.State
-		ch, err = applyChange(tx, inc, nil, fn)
+		ch, err = applyChange(tx, inc, stored, nil, fn)
 		if err != nil {
 			return err
 		}
