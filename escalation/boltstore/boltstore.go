@@ -73,6 +73,8 @@ type Store struct {
 	mu        sync.Mutex
 	commitErr error // the last write's commit failure, nil once one succeeds
 
+	dec decoded // incidents the writer saved or read lately
+
 	stopRelease chan struct{} // closed by Close; nil when not releasing
 	released    sync.WaitGroup
 }
@@ -247,10 +249,33 @@ func loadIncident(tx *bolt.Tx, id uint64) (*escalation.Incident, error) {
 	return &inc, nil
 }
 
-func saveIncident(tx *bolt.Tx, inc *escalation.Incident) error {
-	if err := putJSON(tx.Bucket(bIncidents), be64(inc.ID), inc); err != nil {
+// loadStored reads incident id for a write, decoded once per stored
+// version (see decoded). The result must not change: writers change a Clone.
+func (s *Store) loadStored(tx *bolt.Tx, id uint64) (*escalation.Incident, error) {
+	raw := tx.Bucket(bIncidents).Get(be64(id))
+	if raw == nil {
+		return nil, escalation.ErrNotFound
+	}
+	if inc := s.dec.get(id, raw); inc != nil {
+		return inc, nil
+	}
+	var inc escalation.Incident
+	if err := json.Unmarshal(raw, &inc); err != nil {
+		return nil, fmt.Errorf("incident %d: %w", id, err)
+	}
+	s.dec.put(id, bytes.Clone(raw), &inc)
+	return &inc, nil
+}
+
+func (s *Store) saveIncident(tx *bolt.Tx, inc *escalation.Incident) error {
+	data, err := json.Marshal(inc)
+	if err != nil {
 		return err
 	}
+	if err := tx.Bucket(bIncidents).Put(be64(inc.ID), data); err != nil {
+		return err
+	}
+	s.dec.put(inc.ID, data, storedForm(inc))
 	if inc.State == escalation.Resolved {
 		return tx.Bucket(bOpen).Delete(be64(inc.ID))
 	}
@@ -316,7 +341,7 @@ const fillPercent = 0.9
 // not nil, is the incident as stored before fn changed inc: if inc is still
 // the same, it is not written again (a page's result usually changes only
 // the page).
-func applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, extra []escalation.Event, fn escalation.UpdateFunc) (escalation.Change, error) {
+func (s *Store) applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, extra []escalation.Event, fn escalation.UpdateFunc) (escalation.Change, error) {
 	for _, name := range [][]byte{bIncidents, bOpen, bPending, bTimeline, bPages} {
 		tx.Bucket(name).FillPercent = fillPercent
 	}
@@ -336,7 +361,7 @@ func applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, extra []escalati
 	}
 	ch.Events = append(extra, ch.Events...)
 	if stored == nil || !inc.Same(stored) {
-		if err := saveIncident(tx, inc); err != nil {
+		if err := s.saveIncident(tx, inc); err != nil {
 			return ch, err
 		}
 	}
@@ -387,10 +412,11 @@ func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.
 		var ev []escalation.Event
 		changed := false
 		if g.Open != 0 {
-			var err error
-			if inc, err = loadIncident(tx, g.Open); err != nil {
+			stored, err := s.loadStored(tx, g.Open)
+			if err != nil {
 				return err
 			}
+			inc = stored.Clone()
 			ev, changed = escalation.Merge(inc, &g, n, now)
 		} else {
 			ib := tx.Bucket(bIncidents)
@@ -413,11 +439,11 @@ func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.
 		fn := func(inc *escalation.Incident, pages []escalation.PageRecord) (escalation.Change, error) {
 			return decide(inc, pages, ev)
 		}
-		_, err := applyChange(tx, inc, nil, ev, fn)
+		_, err := s.applyChange(tx, inc, nil, ev, fn)
 		if errors.Is(err, escalation.ErrNoChange) {
 			// A quiet refresh (new annotations): the incident changes, its
 			// escalation does not.
-			err = saveIncident(tx, inc)
+			err = s.saveIncident(tx, inc)
 		}
 		if err != nil {
 			return err
@@ -432,13 +458,13 @@ func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc)
 	var out escalation.Incident
 	var ch escalation.Change
 	err := s.batch(ctx, func(tx *bolt.Tx) error {
-		stored, err := loadIncident(tx, id)
+		stored, err := s.loadStored(tx, id)
 		if err != nil {
 			return err
 		}
 		inc := stored.Clone()
 		before := inc.State
-		ch, err = applyChange(tx, inc, stored, nil, fn)
+		ch, err = s.applyChange(tx, inc, stored, nil, fn)
 		if err != nil {
 			return err
 		}

@@ -305,3 +305,39 @@ func TestOpenSyncsByDefault(t *testing.T) {
 		})
 	}
 }
+
+// TestRolledBackWriteIsNotSeenByTheNext: an update whose transaction fails
+// after its incident was written leaves nothing behind, not even in the
+// incidents the writer keeps decoded: the next update sees the stored one.
+func TestRolledBackWriteIsNotSeenByTheNext(t *testing.T) {
+	ctx := context.Background()
+	st, err := boltstore.Open(t.TempDir(), boltstore.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	res, err := st.Ingest(ctx, note("g", "firing"), now, noDecide)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := st.Incident(ctx, res.Incident)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = st.Update(ctx, res.Incident, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
+		inc.Title = "changed, then rolled back"
+		// A state write without a bucket fails after the incident was written.
+		return escalation.Change{State: []notifiers.StateWrite{{Key: "k", Value: []byte("v")}}}, nil
+	})
+	if err == nil {
+		t.Fatal("an update with a state write to no bucket succeeded")
+	}
+	var seen string
+	_, _, err = st.Update(ctx, res.Incident, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
+		seen = inc.Title
+		return escalation.Change{}, escalation.ErrNoChange
+	})
+	if err != nil || seen != stored.Title {
+		t.Fatalf("the next update saw title %q (%v), want the stored %q", seen, err, stored.Title)
+	}
+}

@@ -1,0 +1,69 @@
+package boltstore
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/klaxon-oncall/klaxon/escalation"
+)
+
+// TestStoredFormIsWhatDecodingGives: the decoded form the writer keeps of an
+// incident it saved is exactly what reading it back from the file would give,
+// whatever the zone and clock reading of its times and however its maps were
+// made, so that an update finds the same incident on a cache hit as on a miss.
+func TestStoredFormIsWhatDecodingGives(t *testing.T) {
+	saved := time.Local
+	defer func() { time.Local = saved }()
+	for _, local := range []*time.Location{time.UTC, time.FixedZone("CET", 3600), time.FixedZone("XST", -5*3600)} {
+		time.Local = local
+		now := time.Now() // Local, with a monotonic reading
+		cases := map[string]*escalation.Incident{
+			"times from the clock": {ID: 1, State: escalation.Open, OpenedAt: now, UpdatedAt: now.Add(time.Second),
+				Escalation: escalation.Escalation{StepAt: now, NextAt: now.Add(time.Minute)}, Alerts: []escalation.Alert{}},
+			"times from a webhook": {ID: 2, OpenedAt: time.Date(2026, 11, 27, 3, 0, 0, 5, time.FixedZone("", 2*3600)),
+				AckedAt: time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC), ResolvedAt: now.UTC(),
+				Alerts: []escalation.Alert{{Fingerprint: "a", Labels: map[string]string{}, Annotations: map[string]string{},
+					StartsAt: time.Date(2026, 11, 27, 2, 0, 0, 0, time.FixedZone("", -3600)), EndsAt: now}}},
+			"empty maps": {ID: 3, GroupLabels: map[string]string{}, CommonLabels: map[string]string{}, CommonAnnotations: map[string]string{},
+				Alerts: []escalation.Alert{{Fingerprint: "b"}}},
+			"full maps": {ID: 4, GroupLabels: map[string]string{"a": "b"}, CommonLabels: map[string]string{"c": "d"},
+				CommonAnnotations: map[string]string{"e": "f"}, Alerts: []escalation.Alert{{Labels: map[string]string{"g": "h"}, Annotations: map[string]string{"i": "j"}}}},
+			"nothing": {ID: 5},
+		}
+		for name, inc := range cases {
+			data, err := json.Marshal(inc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want escalation.Incident
+			if err := json.Unmarshal(data, &want); err != nil {
+				t.Fatal(err)
+			}
+			if got := storedForm(inc); !reflect.DeepEqual(got, &want) {
+				t.Errorf("Local %s, %s:\nkept    %#v\ndecoded %#v", local, name, got, &want)
+			}
+		}
+	}
+}
+
+// TestDecodedMissesOnOtherBytes: an entry serves only the bytes it was made
+// from, and the oldest entries make room for new ones.
+func TestDecodedMissesOnOtherBytes(t *testing.T) {
+	var d decoded
+	inc := &escalation.Incident{ID: 1}
+	d.put(1, []byte(`{"id":1}`), inc)
+	if d.get(1, []byte(`{"id":1}`)) != inc {
+		t.Fatal("no hit on the bytes the entry was made from")
+	}
+	if d.get(1, []byte(`{"id":1,"state":"open"}`)) != nil {
+		t.Fatal("a hit on other bytes")
+	}
+	for id := uint64(2); id <= decodedSize+1; id++ {
+		d.put(id, []byte("x"), &escalation.Incident{ID: id})
+	}
+	if d.get(1, []byte(`{"id":1}`)) != nil || d.get(decodedSize+1, []byte("x")) == nil || len(d.byID) != decodedSize {
+		t.Fatalf("after %d more puts: oldest kept or newest missing (%d entries)", decodedSize, len(d.byID))
+	}
+}
