@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/klaxon-oncall/klaxon/escalation"
@@ -683,4 +684,38 @@ func TestSlowRecordsDoNotHoldBackSends(t *testing.T) {
 		}
 		runtime.Gosched()
 	}
+}
+
+// TestRunWakesForEarlierWork: Run sleeps until the earliest scheduled work.
+// Work scheduled later than that need not wake it, but earlier work must: a
+// page failing for a moment while Run sleeps until the next step (5 minutes
+// away) is retried after its backoff (1 second), not at the step.
+func TestRunWakesForEarlierWork(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t, defaultPolicy())
+		matrix := w.rec[notifiers.Matrix]
+		failed := false
+		matrix.FailWith(func(notifiers.Page) error {
+			if !failed {
+				failed = true
+				return notifiers.Temporary("busy", 0, errors.New("try again"))
+			}
+			return nil
+		})
+		eng := escalation.New(escalation.Config{Store: w.store, Rota: func() escalation.Rota { return w.rota },
+			Notifiers: []notifiers.Notifier{matrix}, Clock: escalation.RealClock{}})
+		ctx, cancel := context.WithCancel(w.ctx)
+		done := make(chan struct{})
+		go func() { eng.Run(ctx); close(done) }()
+		if _, err := eng.Ingest(ctx, firing("g", "a")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * time.Second) // the bubble's clock: the retry is due after 1 s
+		synctest.Wait()
+		if n := matrix.Count(notifiers.KindPage); n != 2 {
+			t.Errorf("matrix asked %d times 3 s after a temporary failure, want 2 (the page and its retry)", n)
+		}
+		cancel()
+		<-done
+	})
 }

@@ -42,9 +42,22 @@ func (e *Engine) schedule(id uint64, at time.Time) {
 		return
 	}
 	e.wakes[id] = at
-	heap.Push(&e.queue, wakeItem{at: at, inc: id})
+	first := e.pushLocked(wakeItem{at: at, inc: id})
 	e.mu.Unlock()
-	e.poke()
+	if first {
+		e.poke()
+	}
+}
+
+// pushLocked queues it and reports whether it is now the earliest item, the
+// only case in which Run must wake to set its timer again: Run sleeps until
+// the earliest item at most, so a later one changes nothing for it until
+// then. (Under a storm every webhook schedules a wake minutes away, and
+// waking Run for each cost a goroutine switch per webhook.)
+func (e *Engine) pushLocked(it wakeItem) (first bool) {
+	first = e.queue.Len() == 0 || it.at.Before(e.queue[0].at)
+	heap.Push(&e.queue, it)
+	return first
 }
 
 // scheduleRetry makes the engine try page id again at t.
@@ -52,18 +65,21 @@ func (e *Engine) scheduleRetry(id string, at time.Time) {
 	inc, _, _ := ParsePageID(id)
 	e.mu.Lock()
 	e.retries[id] = at
-	heap.Push(&e.queue, wakeItem{at: at, inc: inc, page: id})
+	first := e.pushLocked(wakeItem{at: at, inc: inc, page: id})
 	e.mu.Unlock()
-	e.poke()
+	if first {
+		e.poke()
+	}
 }
 
 // scheduleHold makes the engine look at the pages held for k at t, unless
 // it already looks earlier (that look reads every page held for k).
 func (e *Engine) scheduleHold(k limitKey, at time.Time) {
 	e.mu.Lock()
-	pushed := e.holdLocked(k, at, func(it wakeItem) { heap.Push(&e.queue, it) })
+	first := false
+	e.holdLocked(k, at, func(it wakeItem) { first = e.pushLocked(it) })
 	e.mu.Unlock()
-	if pushed {
+	if first {
 		e.poke()
 	}
 }
