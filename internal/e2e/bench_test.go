@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/klaxon-oncall/klaxon/internal/e2e/harness"
 	faketwilio "github.com/klaxon-oncall/klaxon/internal/fakes/twilio"
+	"github.com/klaxon-oncall/klaxon/internal/loadgen"
 )
 
 // The end-to-end benchmarks run `klaxon serve` as a subprocess (fsync on,
@@ -121,7 +120,9 @@ func (a *arrivals) count() int {
 	return len(a.at)
 }
 
-// benchWorld starts the fake Twilio and klaxon serve texting through it.
+// benchWorld starts the fake Twilio and klaxon serve texting through it:
+// the klaxon built from this tree, or the binary KLAXON_BENCH_BIN names (to
+// compare two builds side by side on the same machine).
 func benchWorld(b *testing.B, limited bool) (*faketwilio.Server, *arrivals, *harness.Klaxon) {
 	b.Helper()
 	if testing.Short() {
@@ -135,6 +136,7 @@ func benchWorld(b *testing.B, limited bool) (*faketwilio.Server, *arrivals, *har
 		DataDir: os.Getenv("KLAXON_BENCH_DATA"), // kept for inspection when set (must be empty)
 		Rota:    benchRota(b, limited),
 		Args:    []string{"--log-level", "info"},
+		Binary:  os.Getenv("KLAXON_BENCH_BIN"),
 		Env: []string{
 			"KLAXON_TWILIO_ACCOUNT_SID=" + tw.AccountSID(),
 			"KLAXON_TWILIO_AUTH_TOKEN=" + twilioToken,
@@ -146,17 +148,26 @@ func benchWorld(b *testing.B, limited bool) (*faketwilio.Server, *arrivals, *har
 	return tw, arr, k
 }
 
-// sender posts webhooks over keep-alive connections.
+// sender posts webhooks over keep-alive connections, one per concurrent
+// sender (loadgen: a sender's cost stays off Klaxon's two cores).
 type sender struct {
-	url    string
-	token  string
-	client *http.Client
-	next   atomic.Int64
+	addr  string
+	token string
+	conns chan *loadgen.Conn
+	next  atomic.Int64
 }
 
-func newSender(k *harness.Klaxon, conns int) *sender {
-	return &sender{url: k.URL() + "/webhook/alertmanager", token: k.WebhookToken(),
-		client: &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}}}
+func newSender(b *testing.B, k *harness.Klaxon, conns int) *sender {
+	s := &sender{addr: strings.TrimPrefix(k.URL(), "http://"), token: k.WebhookToken(), conns: make(chan *loadgen.Conn, conns)}
+	for range conns {
+		c, err := loadgen.Dial(s.addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		s.conns <- c
+	}
+	return s
 }
 
 // fire posts one webhook opening a new incident and returns when it was
@@ -167,22 +178,16 @@ func (s *sender) fire() (time.Time, time.Duration, uint64, error) {
 "commonLabels":{"alertname":"Storm","severity":"critical","g":%q},"commonAnnotations":{"summary":"Disk full on db-1"},
 "alerts":[{"status":"firing","labels":{"alertname":"Storm","severity":"critical","g":%q},"annotations":{"summary":"Disk full on db-1"},
 "startsAt":"2026-11-26T23:33:00Z","fingerprint":%q}]}`, group, group, group, group, "fp-"+group)
-	req, err := http.NewRequest("POST", s.url, bytes.NewReader(body))
-	if err != nil {
-		return time.Time{}, 0, 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+s.token)
+	c := <-s.conns
+	defer func() { s.conns <- c }()
 	t0 := time.Now()
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return t0, 0, 0, err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	code, raw, err := c.Post("/webhook/alertmanager", s.token, body)
 	took := time.Since(t0)
-	if resp.StatusCode != 200 {
-		return t0, took, 0, fmt.Errorf("webhook: %d %s", resp.StatusCode, raw)
+	if err != nil {
+		return t0, took, 0, err
+	}
+	if code != 200 {
+		return t0, took, 0, fmt.Errorf("webhook: %d %s", code, raw)
 	}
 	var out struct{ Incident uint64 }
 	if err := json.Unmarshal(raw, &out); err != nil || out.Incident == 0 {
@@ -265,7 +270,7 @@ func BenchmarkE2EFirstText(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			_, arr, k := benchWorld(b, false)
-			s := newSender(k, burst)
+			s := newSender(b, k, burst)
 			firstText(b, s, arr, 1) // warm up: connections, the first commit
 			var lat []time.Duration
 			b.ResetTimer()
@@ -291,7 +296,7 @@ func BenchmarkE2EFirstText(b *testing.B) {
 func BenchmarkE2ESustained(b *testing.B) {
 	const senders = 64
 	_, arr, k := benchWorld(b, false)
-	s := newSender(k, senders)
+	s := newSender(b, k, senders)
 	firstText(b, s, arr, 1)
 	acks := make([][]time.Duration, senders)
 	texts := make([][]time.Duration, senders)
@@ -438,7 +443,7 @@ func BenchmarkE2EStorm(b *testing.B) {
 	for range 1 { // one storm whatever b.N is: it is its own unit
 		b.StopTimer()
 		_, arr, k := benchWorld(b, true)
-		s := newSender(k, senders)
+		s := newSender(b, k, senders)
 		var peakMu sync.Mutex
 		var sent atomic.Int64
 		var peakAnonAt int64 // webhooks sent when the anonymous peak was seen

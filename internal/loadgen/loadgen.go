@@ -37,28 +37,27 @@ func Dial(addr string) (*Conn, error) {
 }
 
 // Post sends body to path with the given bearer token and content type
-// application/json, and returns the response's status code once its body
-// has been read.
-func (c *Conn) Post(path, token string, body []byte) (int, error) {
+// application/json, and returns the response's status code and body.
+func (c *Conn) Post(path, token string, body []byte) (int, []byte, error) {
 	c.buf = fmt.Appendf(c.buf[:0], "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: Alertmanager/0.28.1\r\n"+
 		"Authorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", path, c.host, token, len(body))
 	c.buf = append(c.buf, body...)
 	if _, err := c.c.Write(c.buf); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	resp, err := http.ReadResponse(c.r, nil)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	_, err = io.Copy(io.Discard, resp.Body)
+	out, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if resp.Close {
-		return resp.StatusCode, fmt.Errorf("the server closed the connection after a %d", resp.StatusCode)
+		return resp.StatusCode, out, fmt.Errorf("the server closed the connection after a %d", resp.StatusCode)
 	}
-	return resp.StatusCode, nil
+	return resp.StatusCode, out, nil
 }
 
 // Close closes the connection.

@@ -20,7 +20,9 @@ func TestPostSendsWhatAServerSees(t *testing.T) {
 		got = append(got, r.Method+" "+r.URL.Path+" "+r.Header.Get("Authorization")+" "+r.Header.Get("Content-Type")+" "+string(body))
 		if strings.Contains(string(body), "bad") {
 			http.Error(w, "no", http.StatusBadRequest)
+			return
 		}
+		w.Write([]byte("ok " + string(body)))
 	}))
 	defer srv.Close()
 	c, err := Dial(srv.Listener.Addr().String())
@@ -29,12 +31,12 @@ func TestPostSendsWhatAServerSees(t *testing.T) {
 	}
 	defer c.Close()
 	for _, tc := range []struct {
-		body string
-		want int
-	}{{`{"a":1}`, 200}, {`{"bad":1}`, 400}, {`{"a":2}`, 200}} {
-		code, err := c.Post("/webhook/alertmanager", "tok", []byte(tc.body))
-		if err != nil || code != tc.want {
-			t.Fatalf("Post(%s) = %d, %v; want %d", tc.body, code, err, tc.want)
+		body, answer string
+		want         int
+	}{{`{"a":1}`, `ok {"a":1}`, 200}, {`{"bad":1}`, "no\n", 400}, {`{"a":2}`, `ok {"a":2}`, 200}} {
+		code, answer, err := c.Post("/webhook/alertmanager", "tok", []byte(tc.body))
+		if err != nil || code != tc.want || string(answer) != tc.answer {
+			t.Fatalf("Post(%s) = %d, %q, %v; want %d, %q", tc.body, code, answer, err, tc.want, tc.answer)
 		}
 	}
 	want := `POST /webhook/alertmanager Bearer tok application/json {"a":1}`
@@ -57,7 +59,7 @@ func TestPostFailsWhenTheServerHangsUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if code, err := c.Post("/", "tok", []byte("{}")); err == nil {
+	if code, _, err := c.Post("/", "tok", []byte("{}")); err == nil {
 		t.Fatalf("Post to a server that hung up = %d, nil; want an error", code)
 	}
 }

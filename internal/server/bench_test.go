@@ -117,7 +117,7 @@ func benchIngest(b *testing.B, st escalation.Store, recordOnly ...bool) {
 "commonLabels":{"alertname":"Bench","n":"%d"},"alerts":[{"status":"firing","labels":{"alertname":"Bench","n":"%d"},
 "startsAt":"2026-11-26T23:33:00Z","fingerprint":"fp%d"}]}`, i, i, i, i)
 				t0 := time.Now()
-				code, err := conns[w].Post("/webhook/alertmanager", webhookToken, body)
+				code, _, err := conns[w].Post("/webhook/alertmanager", webhookToken, body)
 				if err != nil {
 					b.Error(err)
 					return
