@@ -13,12 +13,13 @@ import (
 const maxGroup = 1000
 
 // groupCommit merges concurrent writes into shared transactions without
-// waiting for company: one committer takes every write queued, commits them
-// in one transaction, and meanwhile the writes that arrive queue for the next
-// commit. A lone write is committed as soon as the committer sees it (bbolt's
-// Batch instead holds every write for MaxBatchDelay, even with nobody else
-// writing); under load a commit carries everything that arrived during the
-// previous one's fsync.
+// waiting for company: one committer takes every write queued and runs them
+// in one transaction, taking in the writes that arrive while it runs them,
+// and commits once no write is waiting; the writes that arrive during the
+// commit queue for the next. A lone write is committed as soon as the
+// committer sees it (bbolt's Batch instead holds every write for
+// MaxBatchDelay, even with nobody else writing); under load a commit carries
+// everything that arrived during the previous one's fsync and its own work.
 type groupCommit struct {
 	db *bolt.DB
 
@@ -119,13 +120,15 @@ func (g *groupCommit) commit(calls []groupCall) {
 	for len(calls) > 0 {
 		failed := -1
 		err := g.db.Update(func(tx *bolt.Tx) error {
-			for i, c := range calls {
-				if err := safely(c.fn, tx); err != nil {
+			for i := 0; ; i++ {
+				if i == len(calls) && !g.late(&calls) {
+					return nil
+				}
+				if err := safely(calls[i].fn, tx); err != nil {
 					failed = i
 					return err
 				}
 			}
-			return nil
 		})
 		if failed >= 0 {
 			calls[failed].err <- errSolo
@@ -148,4 +151,21 @@ func safely(fn func(*bolt.Tx) error, tx *bolt.Tx) (err error) {
 		}
 	}()
 	return fn(tx)
+}
+
+// late moves the writes queued since the transaction began into it, up to
+// maxGroup in all, and reports whether there were any.
+func (g *groupCommit) late(calls *[]groupCall) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := min(len(g.queue), maxGroup-len(*calls))
+	if n <= 0 {
+		return false
+	}
+	*calls = append(*calls, g.queue[:n]...)
+	g.queue = g.queue[n:]
+	if len(g.queue) == 0 {
+		g.queue = nil
+	}
+	return true
 }
