@@ -36,6 +36,11 @@ var (
 	bMeta      = []byte("meta")
 )
 
+// DefaultDeferUpdates is klaxon serve's Options.DeferUpdates: longer than
+// the few hundred microseconds between one page going out and the next
+// webhook of a burst arriving, short against anything a person notices.
+const DefaultDeferUpdates = 2 * time.Millisecond
+
 // FileName is the database's file name inside the data directory.
 const FileName = "klaxon.db"
 
@@ -57,6 +62,13 @@ type Options struct {
 	// the disk (nil) or could not be committed (disk full, read-only file):
 	// the store's own writes are its writability check.
 	OnCommitResult func(error)
+	// DeferUpdates is how long an Update (a page's result, an answer, a
+	// step) waits, when no other write is queued, for one to share its
+	// commit, 0 for not at all. A webhook arriving just after a page went
+	// out then commits with the page's result instead of waiting behind its
+	// fsyncs; the result is durable that much later, and nothing waits on
+	// it but the engine. klaxon serve uses DefaultDeferUpdates.
+	DeferUpdates time.Duration
 	// ReleaseMapEvery is how often the store gives back the pages of its
 	// memory map that reads have made resident (default 2s; negative
 	// never). See ReleaseMap.
@@ -106,7 +118,7 @@ func Open(dir string, o Options) (*Store, error) {
 	}
 	s := &Store{db: db, onCommit: o.OnCommit, onResult: o.OnCommitResult}
 	if !o.ReadOnly {
-		s.group = newGroupCommit(db)
+		s.group = newGroupCommit(db, o.DeferUpdates)
 		err = db.Update(func(tx *bolt.Tx) error {
 			for _, b := range [][]byte{bIncidents, bOpen, bPending, bGroups, bTimeline, bPages, bState, bStateTime, bMeta} {
 				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -182,8 +194,9 @@ func be64(v uint64) []byte {
 
 // batch runs fn in a shared write transaction (see groupCommit) and reports
 // its duration. fn may run more than once: it must be idempotent and free of
-// outside effects.
-func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
+// outside effects. A deferrable write may wait Options.DeferUpdates for
+// company; a prompt one commits as soon as the writer is free.
+func (s *Store) batch(ctx context.Context, w writeKind, fn func(*bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -197,7 +210,7 @@ func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
 	err := s.group.do(func(tx *bolt.Tx) error {
 		ran, fnErr = true, fn(tx)
 		return fnErr
-	})
+	}, w == deferrable)
 	switch {
 	case err == nil:
 		if s.onCommit != nil {
@@ -210,6 +223,14 @@ func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
 	}
 	return err
 }
+
+// writeKind says whether a write may wait for company (see Options.DeferUpdates).
+type writeKind int
+
+const (
+	prompt writeKind = iota
+	deferrable
+)
 
 // committed records the outcome of a write that wanted to commit.
 func (s *Store) committed(err error) {
@@ -401,7 +422,7 @@ func (s *Store) applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, extra
 // Ingest implements escalation.Store.
 func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.Time, decide escalation.IngestFunc) (escalation.IngestResult, error) {
 	var res escalation.IngestResult
-	err := s.batch(ctx, func(tx *bolt.Tx) error {
+	err := s.batch(ctx, prompt, func(tx *bolt.Tx) error {
 		res = escalation.IngestResult{}
 		gb := tx.Bucket(bGroups)
 		var g escalation.Group
@@ -457,7 +478,7 @@ func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.
 func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc) (escalation.Incident, escalation.Change, error) {
 	var out escalation.Incident
 	var ch escalation.Change
-	err := s.batch(ctx, func(tx *bolt.Tx) error {
+	err := s.batch(ctx, deferrable, func(tx *bolt.Tx) error {
 		stored, err := s.loadStored(tx, id)
 		if err != nil {
 			return err
@@ -816,7 +837,7 @@ func (s *Store) GetState(ctx context.Context, bucket, key string) ([]byte, error
 // PutState implements notifiers.StateStore.
 func (s *Store) PutState(ctx context.Context, bucket, key string, value []byte) error {
 	v := append([]byte(nil), value...) // nil for nil or empty: a delete
-	return s.batch(ctx, func(tx *bolt.Tx) error {
+	return s.batch(ctx, prompt, func(tx *bolt.Tx) error {
 		return putState(tx, notifiers.StateWrite{Bucket: bucket, Key: key, Value: v})
 	})
 }
@@ -850,7 +871,7 @@ func putState(tx *bolt.Tx, w notifiers.StateWrite) error {
 func (s *Store) CreateState(ctx context.Context, bucket, key string, value []byte) ([]byte, error) {
 	v := append([]byte(nil), value...)
 	var out []byte
-	err := s.batch(ctx, func(tx *bolt.Tx) error {
+	err := s.batch(ctx, prompt, func(tx *bolt.Tx) error {
 		b, err := tx.Bucket(bState).CreateBucketIfNotExists([]byte(bucket))
 		if err != nil {
 			return err
@@ -1030,7 +1051,7 @@ func (s *Store) SweepState(ctx context.Context, bucket string, keep func(key str
 	if err != nil || len(drop) == 0 {
 		return err
 	}
-	return s.batch(ctx, func(tx *bolt.Tx) error {
+	return s.batch(ctx, prompt, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bState).Bucket([]byte(bucket))
 		if b == nil {
 			return nil

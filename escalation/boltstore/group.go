@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -22,6 +23,9 @@ const maxGroup = 1000
 // everything that arrived during the previous one's fsync and its own work.
 type groupCommit struct {
 	db *bolt.DB
+	// hold is how long deferrable writes wait, when no other write is
+	// queued, for one to share their commit (0: not at all).
+	hold time.Duration
 
 	mu      sync.Mutex
 	queue   []groupCall
@@ -33,6 +37,9 @@ type groupCommit struct {
 type groupCall struct {
 	fn  func(*bolt.Tx) error
 	err chan error // capacity 1
+	// deferrable writes may wait up to hold for company (see Options.DeferUpdates).
+	deferrable bool
+	queued     time.Time
 }
 
 // errSolo tells a caller whose function failed inside a shared transaction to
@@ -40,16 +47,20 @@ type groupCall struct {
 // and only its own transaction says which error is its own.
 var errSolo = errors.New("boltstore: run the write alone")
 
-func newGroupCommit(db *bolt.DB) *groupCommit {
-	g := &groupCommit{db: db, wake: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{})}
+func newGroupCommit(db *bolt.DB, hold time.Duration) *groupCommit {
+	g := &groupCommit{db: db, hold: hold, wake: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{})}
 	go g.run()
 	return g
 }
 
 // do runs fn in a shared durable transaction and returns once it committed
-// (nil) or failed (fn's own error, or the commit's).
-func (g *groupCommit) do(fn func(*bolt.Tx) error) error {
-	c := groupCall{fn: fn, err: make(chan error, 1)}
+// (nil) or failed (fn's own error, or the commit's). A deferrable fn may wait
+// up to the group's hold for another write to share its commit.
+func (g *groupCommit) do(fn func(*bolt.Tx) error, deferrable bool) error {
+	c := groupCall{fn: fn, err: make(chan error, 1), deferrable: deferrable && g.hold > 0}
+	if c.deferrable {
+		c.queued = time.Now()
+	}
 	g.mu.Lock()
 	select {
 	case <-g.done:
@@ -84,21 +95,23 @@ func (g *groupCommit) stop() {
 
 func (g *groupCommit) run() {
 	defer close(g.stopped)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	for {
 		select {
 		case <-g.done:
-			g.mu.Lock()
-			rest := g.queue
-			g.queue = nil
-			g.mu.Unlock()
-			for _, c := range rest {
-				c.err <- bolt.ErrDatabaseNotOpen
-			}
+			g.failQueued()
 			return
 		case <-g.wake:
+		case <-timer.C:
 		}
 		for {
 			g.mu.Lock()
+			if wait := g.holding(); wait > 0 {
+				g.mu.Unlock()
+				timer.Reset(wait) // until then, a new write wakes the committer
+				break
+			}
 			n := min(len(g.queue), maxGroup)
 			calls := g.queue[:n:n]
 			g.queue = g.queue[n:]
@@ -111,6 +124,32 @@ func (g *groupCommit) run() {
 			}
 			g.commit(calls)
 		}
+	}
+}
+
+// holding reports how much longer the queue waits for company: only
+// deferrable writes are queued and the oldest has waited less than hold.
+// Called with g.mu held.
+func (g *groupCommit) holding() time.Duration {
+	if len(g.queue) == 0 {
+		return 0
+	}
+	for _, c := range g.queue {
+		if !c.deferrable {
+			return 0
+		}
+	}
+	return g.hold - time.Since(g.queue[0].queued)
+}
+
+// failQueued fails the writes still queued when the committer stops.
+func (g *groupCommit) failQueued() {
+	g.mu.Lock()
+	rest := g.queue
+	g.queue = nil
+	g.mu.Unlock()
+	for _, c := range rest {
+		c.err <- bolt.ErrDatabaseNotOpen
 	}
 }
 

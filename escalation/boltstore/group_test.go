@@ -159,3 +159,59 @@ func TestWriteAfterCloseFails(t *testing.T) {
 		t.Fatal("a write after Close succeeded")
 	}
 }
+
+// With DeferUpdates, an update with no other write in sight waits that long
+// for company, and a webhook arriving meanwhile shares its commit at once;
+// a webhook alone never waits.
+func TestDeferredUpdateWaitsForCompany(t *testing.T) {
+	const hold = 10 * time.Millisecond
+	synctest.Test(t, func(t *testing.T) {
+		s, err := boltstore.Open(t.TempDir(), boltstore.Options{NoSync: true, DeferUpdates: hold, ReleaseMapEvery: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		ctx := context.Background()
+		start := time.Now()
+		res, err := s.Ingest(ctx, note("a", "firing"), now, noDecide)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d != 0 {
+			t.Fatalf("a lone webhook waited %s with DeferUpdates set", d)
+		}
+		touch := func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
+			inc.Title += "!"
+			return escalation.Change{}, nil
+		}
+
+		// Alone, an update waits hold, then commits.
+		start = time.Now()
+		if _, _, err := s.Update(ctx, res.Incident, touch); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d != hold {
+			t.Fatalf("a lone update committed after %s, want %s", d, hold)
+		}
+
+		// A webhook 1 ms later: both commit then, together.
+		before := lastTx(t, s)
+		var wg sync.WaitGroup
+		var updated time.Duration
+		start = time.Now()
+		wg.Go(func() {
+			if _, _, err := s.Update(ctx, res.Incident, touch); err != nil {
+				t.Error(err)
+			}
+			updated = time.Since(start)
+		})
+		time.Sleep(time.Millisecond) // the bubble's clock
+		if _, err := s.Ingest(ctx, note("b", "firing"), now, noDecide); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		if updated != time.Millisecond || lastTx(t, s)-before != 1 {
+			t.Fatalf("update committed after %s in %d commits with the webhook, want 1ms and 1", updated, lastTx(t, s)-before)
+		}
+	})
+}

@@ -40,7 +40,7 @@ import (
 //
 //	go test -run '^$' -bench DurableIngest -benchtime 20000x -count 6 ./internal/server/
 func BenchmarkDurableIngest(b *testing.B) {
-	st, err := boltstore.Open(b.TempDir(), boltstore.Options{}) // fsync on
+	st, err := boltstore.Open(b.TempDir(), boltstore.Options{DeferUpdates: boltstore.DefaultDeferUpdates}) // fsync on, as klaxon serve opens it
 	if err != nil {
 		b.Fatal(err)
 	}
