@@ -24,8 +24,10 @@ const maxGroup = 1000
 type groupCommit struct {
 	db *bolt.DB
 	// hold is how long deferrable writes wait, when no other write is
-	// queued, for one to share their commit (0: not at all).
-	hold time.Duration
+	// queued, for one to share their commit (0: not at all), and only while
+	// prompt writes are arriving: within holdAfter of the last one.
+	hold       time.Duration
+	lastPrompt time.Time // when the last prompt write was queued (under mu)
 
 	mu      sync.Mutex
 	queue   []groupCall
@@ -58,10 +60,13 @@ func newGroupCommit(db *bolt.DB, hold time.Duration) *groupCommit {
 // up to the group's hold for another write to share its commit.
 func (g *groupCommit) do(fn func(*bolt.Tx) error, deferrable bool) error {
 	c := groupCall{fn: fn, err: make(chan error, 1), deferrable: deferrable && g.hold > 0}
-	if c.deferrable {
+	if g.hold > 0 {
 		c.queued = time.Now()
 	}
 	g.mu.Lock()
+	if g.hold > 0 && !c.deferrable {
+		g.lastPrompt = c.queued
+	}
 	select {
 	case <-g.done:
 		g.mu.Unlock()
@@ -127,11 +132,17 @@ func (g *groupCommit) run() {
 	}
 }
 
+// holdAfter is how recent the last prompt write must be for deferrable ones
+// to wait for company: a burst of webhooks is under way. Otherwise nothing
+// is likely to come, and a loop of updates (held pages retried one after
+// another) must not pay the wait each time.
+const holdAfter = 100 * time.Millisecond
+
 // holding reports how much longer the queue waits for company: only
-// deferrable writes are queued and the oldest has waited less than hold.
-// Called with g.mu held.
+// deferrable writes are queued, a prompt write came lately, and the oldest
+// has waited less than hold. Called with g.mu held.
 func (g *groupCommit) holding() time.Duration {
-	if len(g.queue) == 0 {
+	if len(g.queue) == 0 || g.lastPrompt.IsZero() || g.queue[0].queued.Sub(g.lastPrompt) > holdAfter {
 		return 0
 	}
 	for _, c := range g.queue {

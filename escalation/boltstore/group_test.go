@@ -161,8 +161,9 @@ func TestWriteAfterCloseFails(t *testing.T) {
 }
 
 // With DeferUpdates, an update with no other write in sight waits that long
-// for company, and a webhook arriving meanwhile shares its commit at once;
-// a webhook alone never waits.
+// for company while webhooks are arriving, and a webhook arriving meanwhile
+// shares its commit at once; a webhook alone never waits, and neither do
+// updates when no webhook came lately.
 func TestDeferredUpdateWaitsForCompany(t *testing.T) {
 	const hold = 10 * time.Millisecond
 	synctest.Test(t, func(t *testing.T) {
@@ -212,6 +213,19 @@ func TestDeferredUpdateWaitsForCompany(t *testing.T) {
 		wg.Wait()
 		if updated != time.Millisecond || lastTx(t, s)-before != 1 {
 			t.Fatalf("update committed after %s in %d commits with the webhook, want 1ms and 1", updated, lastTx(t, s)-before)
+		}
+
+		// With no webhook for a while, updates (a loop over held pages) do
+		// not wait each time.
+		time.Sleep(time.Second)
+		start = time.Now()
+		for range 3 {
+			if _, _, err := s.Update(ctx, res.Incident, touch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if d := time.Since(start); d != 0 {
+			t.Fatalf("3 updates a second after the last webhook took %s, want no wait", d)
 		}
 	})
 }
