@@ -683,12 +683,13 @@ func (e *Engine) send(ctx context.Context, inc *Incident, p PageRecord) {
 	if summary != "" {
 		page.Text = summary
 	}
-	release := e.providerSlot(p.Channel)
+	slots := e.senders[p.Channel].notify // every configured channel has its queue
+	slots <- struct{}{}                  // wait for one of its MaxInFlight provider slots
 	sctx, cancel := context.WithTimeout(ctx, e.cfg.SendTimeout)
 	start := time.Now()
 	rc, err := n.Notify(sctx, page)
 	took := time.Since(start)
-	release()
+	<-slots
 	if err != nil && !notifiers.IsPermanent(err) && sctx.Err() != nil && ctx.Err() == nil {
 		err = notifiers.Temporary("timeout", 0, fmt.Errorf("no answer from %s within %s: %w", p.Channel, e.cfg.SendTimeout, err))
 	}
@@ -718,17 +719,6 @@ func (e *Engine) send(ctx context.Context, inc *Incident, p PageRecord) {
 		e.log.Warn("page failed", "incident", p.Incident, "page", p.ID, "channel", p.Channel, "to", p.Recipient.PersonID, "result", outcome, "error", err)
 	}
 	e.settle(ctx, p, r)
-}
-
-// providerSlot waits for one of the channel's MaxInFlight provider slots and
-// returns its release.
-func (e *Engine) providerSlot(ch notifiers.Channel) (release func()) {
-	q := e.senders[ch]
-	if q == nil {
-		return func() {}
-	}
-	q.notify <- struct{}{}
-	return func() { <-q.notify }
 }
 
 // evidence tells the self-tests what a page's send says about its channel:

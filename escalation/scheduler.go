@@ -85,13 +85,12 @@ func (e *Engine) scheduleHold(k limitKey, at time.Time) {
 }
 
 // holdLocked is scheduleHold with e.mu held, queueing through push.
-func (e *Engine) holdLocked(k limitKey, at time.Time, push func(wakeItem)) bool {
+func (e *Engine) holdLocked(k limitKey, at time.Time, push func(wakeItem)) {
 	if cur, ok := e.holds[k]; ok && !at.Before(cur) {
-		return false
+		return
 	}
 	e.holds[k] = at
 	push(wakeItem{at: at, hold: &k})
-	return true
 }
 
 func (e *Engine) poke() {

@@ -117,14 +117,9 @@ func (g *groupCommit) run() {
 				timer.Reset(wait) // until then, a new write wakes the committer
 				break
 			}
-			n := min(len(g.queue), maxGroup)
-			calls := g.queue[:n:n]
-			g.queue = g.queue[n:]
-			if len(g.queue) == 0 {
-				g.queue = nil // let the old backing array go
-			}
+			calls := g.takeLocked(maxGroup)
 			g.mu.Unlock()
-			if n == 0 {
+			if len(calls) == 0 {
 				break
 			}
 			g.commit(calls)
@@ -207,15 +202,19 @@ func safely(fn func(*bolt.Tx) error, tx *bolt.Tx) (err error) {
 // maxGroup in all, and reports whether there were any.
 func (g *groupCommit) late(calls *[]groupCall) bool {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	n := min(len(g.queue), maxGroup-len(*calls))
-	if n <= 0 {
-		return false
-	}
-	*calls = append(*calls, g.queue[:n]...)
+	more := g.takeLocked(maxGroup - len(*calls))
+	g.mu.Unlock()
+	*calls = append(*calls, more...)
+	return len(more) > 0
+}
+
+// takeLocked takes up to limit writes off the front of the queue (g.mu held).
+func (g *groupCommit) takeLocked(limit int) []groupCall {
+	n := max(min(len(g.queue), limit), 0)
+	calls := g.queue[:n:n]
 	g.queue = g.queue[n:]
 	if len(g.queue) == 0 {
-		g.queue = nil
+		g.queue = nil // let the old backing array go
 	}
-	return true
+	return calls
 }
