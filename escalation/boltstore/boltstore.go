@@ -85,7 +85,9 @@ type Store struct {
 	mu        sync.Mutex
 	commitErr error // the last write's commit failure, nil once one succeeds
 
-	dec decoded // incidents the writer saved or read lately
+	// the incidents and pages the writer saved or read lately
+	dec   decoded[uint64, *escalation.Incident]
+	pages decoded[pageKey, escalation.PageRecord]
 
 	stopRelease chan struct{} // closed by Close; nil when not releasing
 	released    sync.WaitGroup
@@ -277,7 +279,7 @@ func (s *Store) loadStored(tx *bolt.Tx, id uint64) (*escalation.Incident, error)
 	if raw == nil {
 		return nil, escalation.ErrNotFound
 	}
-	if inc := s.dec.get(id, raw); inc != nil {
+	if inc, ok := s.dec.get(id, raw); ok {
 		return inc, nil
 	}
 	var inc escalation.Incident
@@ -353,6 +355,25 @@ func loadPages(tx *bolt.Tx, id uint64, unfinishedOnly bool) ([]escalation.PageRe
 	return out, nil
 }
 
+// loadStoredPages reads incident id's pages for a write, each decoded once
+// per stored version (see decoded).
+func (s *Store) loadStoredPages(tx *bolt.Tx, id uint64) ([]escalation.PageRecord, error) {
+	var out []escalation.PageRecord
+	c := tx.Bucket(bPages).Cursor()
+	for k, v := c.Seek(be64(id)); k != nil && len(k) == 12 && binary.BigEndian.Uint64(k) == id; k, v = c.Next() {
+		key := pageKey{incident: id, seq: int(binary.BigEndian.Uint32(k[8:]))}
+		p, ok := s.pages.get(key, v)
+		if !ok {
+			if err := json.Unmarshal(v, &p); err != nil {
+				return nil, fmt.Errorf("page %x: %w", k, err)
+			}
+			s.pages.put(key, bytes.Clone(v), p)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
 // fillPercent packs pages of buckets whose keys only grow (incident ids,
 // sequence numbers) instead of bbolt's half-full default splits: with 100,000
 // open incidents the file, and the memory map the engine touches, is smaller.
@@ -368,7 +389,7 @@ func (s *Store) applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, extra
 	}
 	var ch escalation.Change
 	if fn != nil {
-		pages, err := loadPages(tx, inc.ID, false)
+		pages, err := s.loadStoredPages(tx, inc.ID)
 		if err != nil {
 			return ch, err
 		}
@@ -404,9 +425,14 @@ func (s *Store) applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, extra
 			p.Incident = inc.ID
 			p.ID = escalation.PageID(inc.ID, p.Seq)
 		}
-		if err := putJSON(pb, index.SubKey(inc.ID, p.Seq), p); err != nil {
+		data, err := json.Marshal(p)
+		if err != nil {
 			return ch, err
 		}
+		if err := pb.Put(index.SubKey(inc.ID, p.Seq), data); err != nil {
+			return ch, err
+		}
+		s.pages.put(pageKey{incident: inc.ID, seq: p.Seq}, data, storedPage(*p))
 		if err := indexPage(tx, p); err != nil {
 			return ch, err
 		}

@@ -8,56 +8,65 @@ import (
 	"github.com/klaxon-oncall/klaxon/escalation"
 )
 
-// decodedSize bounds the incidents kept decoded: about 2 KiB each. A page's
-// result follows its incident's write by a few commits, far fewer than this.
+// decodedSize bounds the entries each cache keeps: about 2 KiB an incident,
+// under 1 KiB a page. A page's result follows its incident's write by a few
+// commits, far fewer than this.
 const decodedSize = 1024
 
-// decoded keeps the decoded form of the incidents the writer saved or read
-// last, so that an update a few milliseconds after an incident's write (a
-// page's result, an answer) does not decode the JSON it has just encoded. An
-// entry is used only while the stored bytes are exactly those it was made
-// from: a write that was rolled back, or one made since, simply misses.
-type decoded struct {
+// decoded keeps the decoded form of the records the writer saved or read
+// last (incidents by id, pages by incident and sequence), so that an update
+// a few milliseconds after a record's write (a page's result, an answer)
+// does not decode the JSON it has just encoded. An entry is used only while
+// the stored bytes are exactly those it was made from: a write that was
+// rolled back, or one made since, simply misses.
+type decoded[K comparable, V any] struct {
 	mu   sync.Mutex
-	byID map[uint64]decodedEntry
-	ring []uint64 // ids in the order they were added; the oldest goes first
+	byID map[K]decodedEntry[V]
+	ring []K // keys in the order they were added; the oldest goes first
 	next int
 }
 
-type decodedEntry struct {
+type decodedEntry[V any] struct {
 	raw []byte
-	inc *escalation.Incident // never changed: writers change a Clone
+	v   V // never changed: incidents are changed through a Clone, pages are values
 }
 
-// get returns the decoded incident stored as raw, or nil.
-func (d *decoded) get(id uint64, raw []byte) *escalation.Incident {
+// get returns the decoded record stored as raw.
+func (d *decoded[K, V]) get(k K, raw []byte) (V, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	e, ok := d.byID[id]
+	e, ok := d.byID[k]
 	if !ok || !bytes.Equal(e.raw, raw) {
-		return nil
+		var zero V
+		return zero, false
 	}
-	return e.inc
+	return e.v, true
 }
 
-// put remembers inc as the decoded form of raw. Both are the cache's from
+// put remembers v as the decoded form of raw. Both are the cache's from
 // now on: neither may change.
-func (d *decoded) put(id uint64, raw []byte, inc *escalation.Incident) {
+func (d *decoded[K, V]) put(k K, raw []byte, v V) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.byID == nil {
-		d.byID = make(map[uint64]decodedEntry, decodedSize)
+		d.byID = make(map[K]decodedEntry[V], decodedSize)
 	}
-	if _, ok := d.byID[id]; !ok {
+	if _, ok := d.byID[k]; !ok {
 		if len(d.ring) < decodedSize {
-			d.ring = append(d.ring, id)
+			d.ring = append(d.ring, k)
 		} else {
 			delete(d.byID, d.ring[d.next])
-			d.ring[d.next] = id
+			d.ring[d.next] = k
 			d.next = (d.next + 1) % decodedSize
 		}
 	}
-	d.byID[id] = decodedEntry{raw: raw, inc: inc}
+	d.byID[k] = decodedEntry[V]{raw: raw, v: v}
+}
+
+// pageKey names a page record: its incident and sequence.
+type pageKey struct {
+	incident uint64
+	seq      int
 }
 
 // storedForm returns a copy of inc as decoding its JSON gives it back: times
@@ -87,6 +96,12 @@ func decodedTime(t time.Time) time.Time {
 		return t.UTC()
 	}
 	return t.Round(0)
+}
+
+// storedPage returns p as decoding its JSON gives it back (see storedForm).
+func storedPage(p escalation.PageRecord) escalation.PageRecord {
+	p.CreatedAt, p.NextTry, p.HeldAt = decodedTime(p.CreatedAt), decodedTime(p.NextTry), decodedTime(p.HeldAt)
+	return p
 }
 
 func nilIfEmpty(m map[string]string) map[string]string {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/klaxon-oncall/klaxon/escalation"
+	"github.com/klaxon-oncall/klaxon/notifiers"
 )
 
 // TestStoredFormIsWhatDecodingGives: the decoded form the writer keeps of an
@@ -51,19 +52,51 @@ func TestStoredFormIsWhatDecodingGives(t *testing.T) {
 // TestDecodedMissesOnOtherBytes: an entry serves only the bytes it was made
 // from, and the oldest entries make room for new ones.
 func TestDecodedMissesOnOtherBytes(t *testing.T) {
-	var d decoded
+	var d decoded[uint64, *escalation.Incident]
 	inc := &escalation.Incident{ID: 1}
 	d.put(1, []byte(`{"id":1}`), inc)
-	if d.get(1, []byte(`{"id":1}`)) != inc {
+	if got, ok := d.get(1, []byte(`{"id":1}`)); !ok || got != inc {
 		t.Fatal("no hit on the bytes the entry was made from")
 	}
-	if d.get(1, []byte(`{"id":1,"state":"open"}`)) != nil {
+	if _, ok := d.get(1, []byte(`{"id":1,"state":"open"}`)); ok {
 		t.Fatal("a hit on other bytes")
 	}
 	for id := uint64(2); id <= decodedSize+1; id++ {
 		d.put(id, []byte("x"), &escalation.Incident{ID: id})
 	}
-	if d.get(1, []byte(`{"id":1}`)) != nil || d.get(decodedSize+1, []byte("x")) == nil || len(d.byID) != decodedSize {
+	_, oldest := d.get(1, []byte(`{"id":1}`))
+	_, newest := d.get(decodedSize+1, []byte("x"))
+	if oldest || !newest || len(d.byID) != decodedSize {
 		t.Fatalf("after %d more puts: oldest kept or newest missing (%d entries)", decodedSize, len(d.byID))
+	}
+}
+
+// TestStoredPageIsWhatDecodingGives is TestStoredFormIsWhatDecodingGives
+// for the page records the writer keeps decoded.
+func TestStoredPageIsWhatDecodingGives(t *testing.T) {
+	saved := time.Local
+	defer func() { time.Local = saved }()
+	for _, local := range []*time.Location{time.UTC, time.FixedZone("CET", 3600), time.FixedZone("XST", -5*3600)} {
+		time.Local = local
+		now := time.Now() // Local, with a monotonic reading
+		cases := map[string]escalation.PageRecord{
+			"times from the clock": {ID: "1-1", Incident: 1, Seq: 1, Status: escalation.PageSent, CreatedAt: now, NextTry: now.Add(time.Second), HeldAt: now.Add(-time.Minute)},
+			"times in UTC":         {ID: "1-2", CreatedAt: now.UTC(), NextTry: time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)},
+			"times elsewhere":      {ID: "1-3", CreatedAt: time.Date(2026, 12, 1, 3, 0, 0, 7, time.FixedZone("", 2*3600)), HeldAt: now.In(time.FixedZone("", -3600))},
+			"no times":             {ID: "1-4", Recipient: notifiers.Recipient{PersonID: "alice", Phone: "+15550100"}, LastError: "x"},
+		}
+		for name, p := range cases {
+			data, err := json.Marshal(&p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want escalation.PageRecord
+			if err := json.Unmarshal(data, &want); err != nil {
+				t.Fatal(err)
+			}
+			if got := storedPage(p); !reflect.DeepEqual(got, want) {
+				t.Errorf("Local %s, %s:\nkept    %#v\ndecoded %#v", local, name, got, want)
+			}
+		}
 	}
 }
