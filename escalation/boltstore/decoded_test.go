@@ -15,11 +15,7 @@ import (
 // whatever the zone and clock reading of its times and however its maps were
 // made, so that an update finds the same incident on a cache hit as on a miss.
 func TestStoredFormIsWhatDecodingGives(t *testing.T) {
-	saved := time.Local
-	defer func() { time.Local = saved }()
-	for _, local := range []*time.Location{time.UTC, time.FixedZone("CET", 3600), time.FixedZone("XST", -5*3600)} {
-		time.Local = local
-		now := time.Now() // Local, with a monotonic reading
+	inZones(func(local *time.Location, now time.Time) {
 		cases := map[string]*escalation.Incident{
 			"times from the clock": {ID: 1, State: escalation.Open, OpenedAt: now, UpdatedAt: now.Add(time.Second),
 				Escalation: escalation.Escalation{StepAt: now, NextAt: now.Add(time.Minute)}, Alerts: []escalation.Alert{}},
@@ -34,19 +30,11 @@ func TestStoredFormIsWhatDecodingGives(t *testing.T) {
 			"nothing": {ID: 5},
 		}
 		for name, inc := range cases {
-			data, err := json.Marshal(inc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var want escalation.Incident
-			if err := json.Unmarshal(data, &want); err != nil {
-				t.Fatal(err)
-			}
-			if got := storedForm(inc); !reflect.DeepEqual(got, &want) {
-				t.Errorf("Local %s, %s:\nkept    %#v\ndecoded %#v", local, name, got, &want)
+			if got, want := storedForm(inc), roundTrip(t, inc); !reflect.DeepEqual(got, want) {
+				t.Errorf("Local %s, %s:\nkept    %#v\ndecoded %#v", local, name, got, want)
 			}
 		}
-	}
+	})
 }
 
 // TestDecodedMissesOnOtherBytes: an entry serves only the bytes it was made
@@ -74,11 +62,7 @@ func TestDecodedMissesOnOtherBytes(t *testing.T) {
 // TestStoredPageIsWhatDecodingGives is TestStoredFormIsWhatDecodingGives
 // for the page records the writer keeps decoded.
 func TestStoredPageIsWhatDecodingGives(t *testing.T) {
-	saved := time.Local
-	defer func() { time.Local = saved }()
-	for _, local := range []*time.Location{time.UTC, time.FixedZone("CET", 3600), time.FixedZone("XST", -5*3600)} {
-		time.Local = local
-		now := time.Now() // Local, with a monotonic reading
+	inZones(func(local *time.Location, now time.Time) {
 		cases := map[string]escalation.PageRecord{
 			"times from the clock": {ID: "1-1", Incident: 1, Seq: 1, Status: escalation.PageSent, CreatedAt: now, NextTry: now.Add(time.Second), HeldAt: now.Add(-time.Minute)},
 			"times in UTC":         {ID: "1-2", CreatedAt: now.UTC(), NextTry: time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)},
@@ -86,17 +70,34 @@ func TestStoredPageIsWhatDecodingGives(t *testing.T) {
 			"no times":             {ID: "1-4", Recipient: notifiers.Recipient{PersonID: "alice", Phone: "+15550100"}, LastError: "x"},
 		}
 		for name, p := range cases {
-			data, err := json.Marshal(&p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var want escalation.PageRecord
-			if err := json.Unmarshal(data, &want); err != nil {
-				t.Fatal(err)
-			}
-			if got := storedPage(p); !reflect.DeepEqual(got, want) {
+			if got, want := storedPage(p), roundTrip(t, p); !reflect.DeepEqual(got, want) {
 				t.Errorf("Local %s, %s:\nkept    %#v\ndecoded %#v", local, name, got, want)
 			}
 		}
+	})
+}
+
+// inZones calls check under three local time zones in turn, with the time
+// now (in that zone, with a monotonic reading), and restores time.Local.
+func inZones(check func(local *time.Location, now time.Time)) {
+	saved := time.Local
+	defer func() { time.Local = saved }()
+	for _, local := range []*time.Location{time.UTC, time.FixedZone("CET", 3600), time.FixedZone("XST", -5*3600)} {
+		time.Local = local
+		check(local, time.Now())
 	}
+}
+
+// roundTrip returns v as encoding it to JSON and decoding it gives it back.
+func roundTrip[T any](t *testing.T, v T) T {
+	t.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out T
+	if err := json.Unmarshal(data, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
