@@ -69,6 +69,16 @@ func TestStoredPageIsWhatDecodingGives(t *testing.T) {
 			"times elsewhere":      {ID: "1-3", CreatedAt: time.Date(2026, 12, 1, 3, 0, 0, 7, time.FixedZone("", 2*3600)), HeldAt: now.In(time.FixedZone("", -3600))},
 			"no times":             {ID: "1-4", Recipient: notifiers.Recipient{PersonID: "alice", Phone: "+15550100"}, LastError: "x"},
 		}
+		// Every time field, found by reflection, so that one added later
+		// and left out of storedPage fails here.
+		var all escalation.PageRecord
+		v := reflect.ValueOf(&all).Elem()
+		for i := range v.NumField() {
+			if f := v.Field(i); f.Type() == reflect.TypeFor[time.Time]() {
+				f.Set(reflect.ValueOf(now.Add(time.Duration(i) * time.Second)))
+			}
+		}
+		cases["every time field"] = all
 		for name, p := range cases {
 			if got, want := storedPage(p), roundTrip(t, p); !reflect.DeepEqual(got, want) {
 				t.Errorf("Local %s, %s:\nkept    %#v\ndecoded %#v", local, name, got, want)
