@@ -338,7 +338,7 @@ func lastSeq(b *bolt.Bucket, id uint64) int {
 	return int(binary.BigEndian.Uint32(k[8:]))
 }
 
-func loadPages(tx *bolt.Tx, id uint64, unfinishedOnly bool) ([]escalation.PageRecord, error) {
+func loadPages(tx *bolt.Tx, id uint64) ([]escalation.PageRecord, error) {
 	var out []escalation.PageRecord
 	c := tx.Bucket(bPages).Cursor()
 	prefix := be64(id)
@@ -346,9 +346,6 @@ func loadPages(tx *bolt.Tx, id uint64, unfinishedOnly bool) ([]escalation.PageRe
 		var p escalation.PageRecord
 		if err := json.Unmarshal(v, &p); err != nil {
 			return nil, fmt.Errorf("page %x: %w", k, err)
-		}
-		if unfinishedOnly && p.Status.Done() {
-			continue
 		}
 		out = append(out, p)
 	}
@@ -576,7 +573,7 @@ func (s *Store) Pages(ctx context.Context, id uint64) ([]escalation.PageRecord, 
 	var out []escalation.PageRecord
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
-		out, err = loadPages(tx, id, false)
+		out, err = loadPages(tx, id)
 		return err
 	})
 	return out, err
@@ -1119,7 +1116,7 @@ func (s *Store) Export(ctx context.Context, x escalation.Exporter) error {
 				}
 				tl = append(tl, e)
 			}
-			pages, err := loadPages(tx, inc.ID, false)
+			pages, err := loadPages(tx, inc.ID)
 			if err != nil {
 				return err
 			}
