@@ -338,37 +338,38 @@ func lastSeq(b *bolt.Bucket, id uint64) int {
 	return int(binary.BigEndian.Uint32(k[8:]))
 }
 
-func loadPages(tx *bolt.Tx, id uint64) ([]escalation.PageRecord, error) {
+// loadPages reads incident id's pages. A write passes the writer's cache
+// (kept), so that each is decoded once per stored version (see decoded);
+// reads pass nil.
+func loadPages(tx *bolt.Tx, id uint64, kept *decoded[pageKey, escalation.PageRecord]) ([]escalation.PageRecord, error) {
 	var out []escalation.PageRecord
 	c := tx.Bucket(bPages).Cursor()
-	prefix := be64(id)
-	for k, v := c.Seek(prefix); k != nil && len(k) == 12 && binary.BigEndian.Uint64(k) == id; k, v = c.Next() {
-		var p escalation.PageRecord
-		if err := json.Unmarshal(v, &p); err != nil {
-			return nil, fmt.Errorf("page %x: %w", k, err)
+	for k, v := c.Seek(be64(id)); k != nil && len(k) == 12 && binary.BigEndian.Uint64(k) == id; k, v = c.Next() {
+		key := pageKey{incident: id, seq: int(binary.BigEndian.Uint32(k[8:]))}
+		p, ok := kept.get(key, v)
+		if !ok {
+			if err := json.Unmarshal(v, &p); err != nil {
+				return nil, fmt.Errorf("page %x: %w", k, err)
+			}
+			kept.put(key, bytes.Clone(v), p)
 		}
 		out = append(out, p)
 	}
 	return out, nil
 }
 
-// loadStoredPages reads incident id's pages for a write, each decoded once
-// per stored version (see decoded).
-func (s *Store) loadStoredPages(tx *bolt.Tx, id uint64) ([]escalation.PageRecord, error) {
-	var out []escalation.PageRecord
-	c := tx.Bucket(bPages).Cursor()
-	for k, v := c.Seek(be64(id)); k != nil && len(k) == 12 && binary.BigEndian.Uint64(k) == id; k, v = c.Next() {
-		key := pageKey{incident: id, seq: int(binary.BigEndian.Uint32(k[8:]))}
-		p, ok := s.pages.get(key, v)
-		if !ok {
-			if err := json.Unmarshal(v, &p); err != nil {
-				return nil, fmt.Errorf("page %x: %w", k, err)
-			}
-			s.pages.put(key, bytes.Clone(v), p)
-		}
-		out = append(out, p)
+// savePage writes page p of incident id and keeps the index of unfinished
+// pages in step.
+func (s *Store) savePage(tx *bolt.Tx, id uint64, p *escalation.PageRecord) error {
+	data, err := json.Marshal(p)
+	if err != nil {
+		return err
 	}
-	return out, nil
+	if err := tx.Bucket(bPages).Put(index.SubKey(id, p.Seq), data); err != nil {
+		return err
+	}
+	s.pages.put(pageKey{incident: id, seq: p.Seq}, data, storedPage(*p))
+	return indexPage(tx, p)
 }
 
 // fillPercent packs pages of buckets whose keys only grow (incident ids,
@@ -386,7 +387,7 @@ func (s *Store) applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, extra
 	}
 	var ch escalation.Change
 	if fn != nil {
-		pages, err := s.loadStoredPages(tx, inc.ID)
+		pages, err := loadPages(tx, inc.ID, &s.pages)
 		if err != nil {
 			return ch, err
 		}
@@ -412,8 +413,7 @@ func (s *Store) applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, extra
 			return ch, err
 		}
 	}
-	pb := tx.Bucket(bPages)
-	pseq := lastSeq(pb, inc.ID)
+	pseq := lastSeq(tx.Bucket(bPages), inc.ID)
 	for i := range ch.Pages {
 		p := &ch.Pages[i]
 		if p.Seq == 0 {
@@ -422,15 +422,7 @@ func (s *Store) applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, extra
 			p.Incident = inc.ID
 			p.ID = escalation.PageID(inc.ID, p.Seq)
 		}
-		data, err := json.Marshal(p)
-		if err != nil {
-			return ch, err
-		}
-		if err := pb.Put(index.SubKey(inc.ID, p.Seq), data); err != nil {
-			return ch, err
-		}
-		s.pages.put(pageKey{incident: inc.ID, seq: p.Seq}, data, storedPage(*p))
-		if err := indexPage(tx, p); err != nil {
+		if err := s.savePage(tx, inc.ID, p); err != nil {
 			return ch, err
 		}
 	}
@@ -573,7 +565,7 @@ func (s *Store) Pages(ctx context.Context, id uint64) ([]escalation.PageRecord, 
 	var out []escalation.PageRecord
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
-		out, err = loadPages(tx, id)
+		out, err = loadPages(tx, id, nil)
 		return err
 	})
 	return out, err
@@ -1116,7 +1108,7 @@ func (s *Store) Export(ctx context.Context, x escalation.Exporter) error {
 				}
 				tl = append(tl, e)
 			}
-			pages, err := loadPages(tx, inc.ID)
+			pages, err := loadPages(tx, inc.ID, nil)
 			if err != nil {
 				return err
 			}

@@ -31,8 +31,12 @@ type decodedEntry[V any] struct {
 	v   V // never changed: incidents are changed through a Clone, pages are values
 }
 
-// get returns the decoded record stored as raw.
+// get returns the decoded record stored as raw. A nil cache keeps nothing.
 func (d *decoded[K, V]) get(k K, raw []byte) (V, bool) {
+	if d == nil {
+		var zero V
+		return zero, false
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e, ok := d.byID[k]
@@ -46,6 +50,9 @@ func (d *decoded[K, V]) get(k K, raw []byte) (V, bool) {
 // put remembers v as the decoded form of raw. Both are the cache's from
 // now on: neither may change.
 func (d *decoded[K, V]) put(k K, raw []byte, v V) {
+	if d == nil {
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.byID == nil {
