@@ -58,7 +58,13 @@ func (s *Store) updateBatch(calls []*updateCall) (back []*updateCall) {
 		}
 	}
 	if len(calls) == 1 {
-		alone(calls...) // nothing to share: the caller's own read and commit
+		// Nothing to share: its own read and commit, here, as a lone ingest
+		// runs. Handed back to its caller instead, the batcher would take
+		// the next update at once, and the next: concurrent updates would
+		// each commit alone, none queueing behind a commit to share one.
+		c := calls[0]
+		inc, ch, err := s.updateAlone(c.ctx, c.id, c.fn)
+		c.done <- updateResult{inc: inc, ch: ch, err: err}
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
