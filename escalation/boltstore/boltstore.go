@@ -20,6 +20,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/klaxon-oncall/klaxon/escalation"
+	"github.com/klaxon-oncall/klaxon/escalation/internal/encode"
 	"github.com/klaxon-oncall/klaxon/escalation/internal/index"
 	"github.com/klaxon-oncall/klaxon/notifiers"
 )
@@ -252,8 +253,9 @@ func getJSON(b *bolt.Bucket, k []byte, v any) (bool, error) {
 	return true, json.Unmarshal(data, v)
 }
 
-func putJSON(b *bolt.Bucket, k []byte, v any) error {
-	data, err := json.Marshal(v)
+// put stores v under k in b, written by enc (one of package encode's).
+func put[T any](b *bolt.Bucket, k []byte, v *T, enc func([]byte, *T) ([]byte, error)) error {
+	data, err := enc(nil, v)
 	if err != nil {
 		return err
 	}
@@ -291,7 +293,7 @@ func (s *Store) loadStored(tx *bolt.Tx, id uint64) (*escalation.Incident, error)
 }
 
 func (s *Store) saveIncident(tx *bolt.Tx, inc *escalation.Incident) error {
-	data, err := json.Marshal(inc)
+	data, err := encode.Incident(nil, inc)
 	if err != nil {
 		return err
 	}
@@ -361,7 +363,7 @@ func loadPages(tx *bolt.Tx, id uint64, kept *decoded[pageKey, escalation.PageRec
 // savePage writes page p of incident id and keeps the index of unfinished
 // pages in step.
 func (s *Store) savePage(tx *bolt.Tx, id uint64, p *escalation.PageRecord) error {
-	data, err := json.Marshal(p)
+	data, err := encode.Page(nil, p)
 	if err != nil {
 		return err
 	}
@@ -380,16 +382,21 @@ const fillPercent = 0.9
 // applyChange runs fn and writes the incident and its change. stored, when
 // not nil, is the incident as stored before fn changed inc: if inc is still
 // the same, it is not written again (a page's result usually changes only
-// the page).
-func (s *Store) applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, extra []escalation.Event, fn escalation.UpdateFunc) (escalation.Change, error) {
+// the page). fresh says inc was opened in this transaction: nothing is
+// stored under its id yet (ids come from the bucket's sequence and are never
+// reused), so there are no pages or timeline entries to look for.
+func (s *Store) applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, fresh bool, extra []escalation.Event, fn escalation.UpdateFunc) (escalation.Change, error) {
 	for _, name := range [][]byte{bIncidents, bOpen, bPending, bTimeline, bPages} {
 		tx.Bucket(name).FillPercent = fillPercent
 	}
 	var ch escalation.Change
 	if fn != nil {
-		pages, err := loadPages(tx, inc.ID, &s.pages)
-		if err != nil {
-			return ch, err
+		var pages []escalation.PageRecord
+		var err error
+		if !fresh {
+			if pages, err = loadPages(tx, inc.ID, &s.pages); err != nil {
+				return ch, err
+			}
 		}
 		ch, err = fn(inc, pages)
 		if errors.Is(err, escalation.ErrNoChange) && len(extra) == 0 {
@@ -406,14 +413,16 @@ func (s *Store) applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, extra
 		}
 	}
 	tl := tx.Bucket(bTimeline)
-	seq := lastSeq(tl, inc.ID)
-	for _, e := range ch.Events {
+	seq, pseq := 0, 0
+	if !fresh {
+		seq, pseq = lastSeq(tl, inc.ID), lastSeq(tx.Bucket(bPages), inc.ID)
+	}
+	for i := range ch.Events {
 		seq++
-		if err := putJSON(tl, index.SubKey(inc.ID, seq), e); err != nil {
+		if err := put(tl, index.SubKey(inc.ID, seq), &ch.Events[i], encode.Event); err != nil {
 			return ch, err
 		}
 	}
-	pseq := lastSeq(tx.Bucket(bPages), inc.ID)
 	for i := range ch.Pages {
 		p := &ch.Pages[i]
 		if p.Seq == 0 {
@@ -475,7 +484,7 @@ func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.
 		fn := func(inc *escalation.Incident, pages []escalation.PageRecord) (escalation.Change, error) {
 			return decide(inc, pages, ev)
 		}
-		_, err := s.applyChange(tx, inc, nil, ev, fn)
+		_, err := s.applyChange(tx, inc, nil, res.Opened, ev, fn)
 		if errors.Is(err, escalation.ErrNoChange) {
 			// A quiet refresh (new annotations): the incident changes, its
 			// escalation does not.
@@ -484,7 +493,7 @@ func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.
 		if err != nil {
 			return err
 		}
-		return putJSON(gb, []byte(n.GroupKey), &g)
+		return put(gb, []byte(n.GroupKey), &g, encode.Group)
 	})
 	return res, err
 }
@@ -500,7 +509,7 @@ func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc)
 		}
 		inc := stored.Clone()
 		before := inc.State
-		ch, err = s.applyChange(tx, inc, stored, nil, fn)
+		ch, err = s.applyChange(tx, inc, stored, false, nil, fn)
 		if err != nil {
 			return err
 		}
@@ -513,7 +522,7 @@ func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc)
 				return err
 			}
 			escalation.CloseGroup(inc, &g)
-			if err := putJSON(gb, []byte(inc.GroupKey), &g); err != nil {
+			if err := put(gb, []byte(inc.GroupKey), &g, encode.Group); err != nil {
 				return err
 			}
 		}
