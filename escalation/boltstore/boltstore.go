@@ -390,12 +390,20 @@ func (s *Store) applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, fresh
 		tx.Bucket(name).FillPercent = fillPercent
 	}
 	var ch escalation.Change
+	pseq := -1 // the last page's sequence, -1 until known
+	if fresh {
+		pseq = 0
+	}
 	if fn != nil {
 		var pages []escalation.PageRecord
 		var err error
 		if !fresh {
 			if pages, err = loadPages(tx, inc.ID, &s.pages); err != nil {
 				return ch, err
+			}
+			pseq = 0
+			if len(pages) > 0 {
+				pseq = pages[len(pages)-1].Seq // in key order
 			}
 		}
 		ch, err = fn(inc, pages)
@@ -413,9 +421,12 @@ func (s *Store) applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, fresh
 		}
 	}
 	tl := tx.Bucket(bTimeline)
-	seq, pseq := 0, 0
+	seq := 0
 	if !fresh {
-		seq, pseq = lastSeq(tl, inc.ID), lastSeq(tx.Bucket(bPages), inc.ID)
+		seq = lastSeq(tl, inc.ID)
+	}
+	if pseq < 0 {
+		pseq = lastSeq(tx.Bucket(bPages), inc.ID)
 	}
 	for i := range ch.Events {
 		seq++

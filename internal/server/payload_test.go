@@ -1,7 +1,10 @@
 package server
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -74,4 +77,22 @@ func FuzzParseWebhook(f *testing.F) {
 			seen[a.Fingerprint] = true
 		}
 	})
+}
+
+// TestWebhookAnswerIsWriteJSONs: the hand-written answer to a webhook is
+// byte for byte what writeJSON writes for the same map.
+func TestWebhookAnswerIsWriteJSONs(t *testing.T) {
+	for _, tc := range []struct {
+		outcome  string
+		incident uint64
+		opened   bool
+	}{{"ok", 1, true}, {"ok", 41237, false}, {"unchanged", 0, false}, {"unchanged", ^uint64(0), false}} {
+		want := httptest.NewRecorder()
+		writeJSON(want, http.StatusOK, map[string]any{"status": tc.outcome, "incident": tc.incident, "opened": tc.opened})
+		got := httptest.NewRecorder()
+		writeWebhookAnswer(got, tc.outcome, tc.incident, tc.opened)
+		if got.Code != want.Code || got.Body.String() != want.Body.String() || !reflect.DeepEqual(got.Header(), want.Header()) {
+			t.Errorf("%+v: got %d %v %q, want %d %v %q", tc, got.Code, got.Header(), got.Body, want.Code, want.Header(), want.Body)
+		}
+	}
 }

@@ -233,7 +233,24 @@ func (s *Server) alertmanager(w http.ResponseWriter, r *http.Request) {
 		outcome = "unchanged"
 	}
 	count(outcome)
-	writeJSON(w, http.StatusOK, map[string]any{"status": outcome, "incident": res.Incident, "opened": res.Opened})
+	writeWebhookAnswer(w, outcome, res.Incident, res.Opened)
+}
+
+// writeWebhookAnswer writes a webhook's 200 as writeJSON writes the map
+// {"incident", "opened", "status"}, without reflection, a map or sorting
+// its keys: every webhook pays for it. outcome needs no escaping.
+func writeWebhookAnswer(w http.ResponseWriter, outcome string, incident uint64, opened bool) {
+	b := make([]byte, 0, 80)
+	b = append(b, "{\n  \"incident\": "...)
+	b = strconv.AppendUint(b, incident, 10)
+	b = append(b, ",\n  \"opened\": "...)
+	b = strconv.AppendBool(b, opened)
+	b = append(b, ",\n  \"status\": \""...)
+	b = append(b, outcome...)
+	b = append(b, "\"\n}\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
 }
 
 // incidentView is an incident as the API shows it.
