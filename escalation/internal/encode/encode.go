@@ -72,14 +72,10 @@ func (e *enc) result(b []byte, v any) ([]byte, error) {
 }
 
 func (e *enc) incident(inc *escalation.Incident) {
-	e.key(`{"id":`)
-	e.uint(inc.ID)
-	e.key(`,"groupKey":`)
-	e.str(inc.GroupKey)
-	e.key(`,"state":`)
-	e.str(string(inc.State))
-	e.key(`,"title":`)
-	e.str(inc.Title)
+	e.uintF(`{"id":`, inc.ID)
+	e.strF(`,"groupKey":`, inc.GroupKey)
+	e.strF(`,"state":`, string(inc.State))
+	e.strF(`,"title":`, inc.Title)
 	e.optStr(`,"severity":`, inc.Severity)
 	e.optStr(`,"receiver":`, inc.Receiver)
 	e.optStr(`,"externalURL":`, inc.ExternalURL)
@@ -99,10 +95,8 @@ func (e *enc) incident(inc *escalation.Incident) {
 		}
 		e.b = append(e.b, ']')
 	}
-	e.key(`,"openedAt":`)
-	e.time(inc.OpenedAt)
-	e.key(`,"updatedAt":`)
-	e.time(inc.UpdatedAt)
+	e.timeF(`,"openedAt":`, inc.OpenedAt)
+	e.timeF(`,"updatedAt":`, inc.UpdatedAt)
 	e.optTime(`,"acknowledgedAt":`, inc.AckedAt)
 	e.optStr(`,"acknowledgedBy":`, inc.AckedBy)
 	e.optStr(`,"acknowledgedVia":`, inc.AckedVia)
@@ -114,15 +108,12 @@ func (e *enc) incident(inc *escalation.Incident) {
 }
 
 func (e *enc) alert(a *escalation.Alert) {
-	e.key(`{"fingerprint":`)
-	e.str(a.Fingerprint)
-	e.key(`,"status":`)
-	e.str(a.Status)
+	e.strF(`{"fingerprint":`, a.Fingerprint)
+	e.strF(`,"status":`, a.Status)
 	e.key(`,"labels":`)
 	e.strMap(a.Labels)
 	e.optMap(`,"annotations":`, a.Annotations)
-	e.key(`,"startsAt":`)
-	e.time(a.StartsAt)
+	e.timeF(`,"startsAt":`, a.StartsAt)
 	e.optTime(`,"endsAt":`, a.EndsAt)
 	e.optStr(`,"generatorURL":`, a.GeneratorURL)
 	e.b = append(e.b, '}')
@@ -131,42 +122,33 @@ func (e *enc) alert(a *escalation.Alert) {
 func (e *enc) escalation(x *escalation.Escalation) {
 	e.b = append(e.b, '{')
 	if x.Policy != "" {
-		e.key(`"policy":`)
-		e.str(x.Policy)
+		e.strF(`"policy":`, x.Policy)
 		e.b = append(e.b, ',')
 	}
 	if x.Started {
 		e.key(`"started":true,`)
 	}
-	e.key(`"round":`)
-	e.int(int64(x.Round))
-	e.key(`,"step":`)
-	e.int(int64(x.Step))
-	e.key(`,"generation":`)
-	e.uint(x.Generation)
+	e.intF(`"round":`, int64(x.Round))
+	e.intF(`,"step":`, int64(x.Step))
+	e.uintF(`,"generation":`, x.Generation)
 	e.optTime(`,"stepAt":`, x.StepAt)
 	e.optTime(`,"nextAt":`, x.NextAt)
 	e.optBool(`,"exhausted":`, x.Exhausted)
 	e.optBool(`,"fallback":`, x.Fallback)
 	if x.Since != 0 {
-		e.key(`,"since":`)
-		e.uint(x.Since)
+		e.uintF(`,"since":`, x.Since)
 	}
 	e.optBool(`,"waiting":`, x.Waiting)
 	if x.Repages != 0 {
-		e.key(`,"repages":`)
-		e.int(int64(x.Repages))
+		e.intF(`,"repages":`, int64(x.Repages))
 	}
 	e.b = append(e.b, '}')
 }
 
 func (e *enc) event(ev *escalation.Event) {
-	e.key(`{"at":`)
-	e.time(ev.At)
-	e.key(`,"kind":`)
-	e.str(string(ev.Kind))
-	e.key(`,"text":`)
-	e.str(ev.Text)
+	e.timeF(`{"at":`, ev.At)
+	e.strF(`,"kind":`, string(ev.Kind))
+	e.strF(`,"text":`, ev.Text)
 	e.optStr(`,"actor":`, ev.Actor)
 	e.optStr(`,"channel":`, ev.Channel)
 	e.optStr(`,"pageId":`, ev.PageID)
@@ -174,33 +156,22 @@ func (e *enc) event(ev *escalation.Event) {
 }
 
 func (e *enc) page(p *escalation.PageRecord) {
-	e.key(`{"id":`)
-	e.str(p.ID)
-	e.key(`,"incident":`)
-	e.uint(p.Incident)
-	e.key(`,"seq":`)
-	e.int(int64(p.Seq))
-	e.key(`,"kind":`)
-	e.str(string(p.Kind))
-	e.key(`,"channel":`)
-	e.str(string(p.Channel))
+	e.strF(`{"id":`, p.ID)
+	e.uintF(`,"incident":`, p.Incident)
+	e.intF(`,"seq":`, int64(p.Seq))
+	e.strF(`,"kind":`, string(p.Kind))
+	e.strF(`,"channel":`, string(p.Channel))
 	e.key(`,"recipient":`)
 	e.recipient(&p.Recipient)
-	e.key(`,"generation":`)
-	e.uint(p.Generation)
-	e.key(`,"step":`)
-	e.int(int64(p.Step))
-	e.key(`,"round":`)
-	e.int(int64(p.Round))
+	e.uintF(`,"generation":`, p.Generation)
+	e.intF(`,"step":`, int64(p.Step))
+	e.intF(`,"round":`, int64(p.Round))
 	e.optStr(`,"routingKey":`, p.RoutingKey)
 	e.optStr(`,"text":`, p.Text)
 	e.optStr(`,"via":`, string(p.Via))
-	e.key(`,"status":`)
-	e.str(string(p.Status))
-	e.key(`,"attempts":`)
-	e.int(int64(p.Attempts))
-	e.key(`,"createdAt":`)
-	e.time(p.CreatedAt)
+	e.strF(`,"status":`, string(p.Status))
+	e.intF(`,"attempts":`, int64(p.Attempts))
+	e.timeF(`,"createdAt":`, p.CreatedAt)
 	e.optTime(`,"nextTry":`, p.NextTry)
 	e.optStr(`,"lastError":`, p.LastError)
 	e.optStr(`,"providerId":`, p.ProviderID)
@@ -211,16 +182,11 @@ func (e *enc) page(p *escalation.PageRecord) {
 
 // recipient has no JSON tags: encoding/json names its fields as Go does.
 func (e *enc) recipient(r *notifiers.Recipient) {
-	e.key(`{"PersonID":`)
-	e.str(r.PersonID)
-	e.key(`,"Name":`)
-	e.str(r.Name)
-	e.key(`,"Phone":`)
-	e.str(r.Phone)
-	e.key(`,"MatrixID":`)
-	e.str(r.MatrixID)
-	e.key(`,"PagerDutyUser":`)
-	e.str(r.PagerDutyUser)
+	e.strF(`{"PersonID":`, r.PersonID)
+	e.strF(`,"Name":`, r.Name)
+	e.strF(`,"Phone":`, r.Phone)
+	e.strF(`,"MatrixID":`, r.MatrixID)
+	e.strF(`,"PagerDutyUser":`, r.PagerDutyUser)
 	e.b = append(e.b, '}')
 }
 
@@ -309,10 +275,30 @@ func (e *enc) str(s string) {
 
 const hex = "0123456789abcdef"
 
+// strF, uintF, intF and timeF append a key (with its punctuation) and a value.
+func (e *enc) strF(key, s string) {
+	e.key(key)
+	e.str(s)
+}
+
+func (e *enc) uintF(key string, v uint64) {
+	e.key(key)
+	e.uint(v)
+}
+
+func (e *enc) intF(key string, v int64) {
+	e.key(key)
+	e.int(v)
+}
+
+func (e *enc) timeF(key string, t time.Time) {
+	e.key(key)
+	e.time(t)
+}
+
 func (e *enc) optStr(key, s string) {
 	if s != "" {
-		e.key(key)
-		e.str(s)
+		e.strF(key, s)
 	}
 }
 
@@ -337,25 +323,23 @@ func (e *enc) time(t time.Time) {
 
 func (e *enc) optTime(key string, t time.Time) {
 	if !t.IsZero() {
-		e.key(key)
-		e.time(t)
+		e.timeF(key, t)
 	}
 }
 
 // strMap appends m with its keys sorted, as encoding/json does (null when nil).
 func (e *enc) strMap(m map[string]string) {
-	if m == nil {
+	switch {
+	case m == nil:
 		e.key("null")
 		return
+	case len(m) == 0:
+		e.key("{}")
+		return
 	}
-	e.b = append(e.b, '{')
 	var buf [16]string
 	for i, k := range sortedKeys(buf[:], m) {
-		if i > 0 {
-			e.b = append(e.b, ',')
-		}
-		e.str(k)
-		e.b = append(e.b, ':')
+		e.mapKey(i, k)
 		e.str(m[k])
 	}
 	e.b = append(e.b, '}')
@@ -370,20 +354,25 @@ func (e *enc) optMap(key string, m map[string]string) {
 
 // times appends m with its keys sorted (m is not empty).
 func (e *enc) times(m map[string]time.Time) {
-	e.b = append(e.b, '{')
 	var buf [16]string
 	for i, k := range sortedKeys(buf[:], m) {
-		if i > 0 {
-			e.b = append(e.b, ',')
-		}
-		e.str(k)
-		e.b = append(e.b, ':')
+		e.mapKey(i, k)
 		e.time(m[k])
 	}
 	e.b = append(e.b, '}')
 }
 
-// sortedKeys returns m's keys sorted, in buf when they fit.
+// mapKey opens an object (i == 0) or separates its members, and appends key k.
+func (e *enc) mapKey(i int, k string) {
+	if i == 0 {
+		e.b = append(e.b, '{')
+	} else {
+		e.b = append(e.b, ',')
+	}
+	e.str(k)
+	e.b = append(e.b, ':')
+}
+
 func sortedKeys[V any](buf []string, m map[string]V) []string {
 	keys := buf[:0]
 	for k := range m {
