@@ -45,16 +45,24 @@ const (
 	maxGroupKey = 4096
 )
 
+// malformed explains why json.Unmarshal refused body: the decoder's error
+// for the first value (its messages name the problem better, "unexpected
+// EOF" for a truncated body), or data after it. Only refused bodies pay for
+// the second parse.
+func malformed(body []byte) error {
+	var p webhookPayload
+	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&p); err != nil {
+		return fmt.Errorf("malformed JSON: %s", oneLine(err))
+	}
+	return errors.New("malformed JSON: trailing data after the payload")
+}
+
 // ParseWebhook parses and validates an Alertmanager webhook body (version "4").
 // Errors are one line, fit for a 400 answer.
 func ParseWebhook(body []byte) (escalation.Notification, error) {
 	var p webhookPayload
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&p); err != nil {
-		return escalation.Notification{}, fmt.Errorf("malformed JSON: %s", oneLine(err))
-	}
-	if dec.More() {
-		return escalation.Notification{}, errors.New("malformed JSON: trailing data after the payload")
+	if err := json.Unmarshal(body, &p); err != nil {
+		return escalation.Notification{}, malformed(body)
 	}
 	switch {
 	case p.Version == "":

@@ -105,6 +105,8 @@ func TestWebhookResponses(t *testing.T) {
 		{"malformed JSON", "POST", webhookToken, []byte(`{"version":"4",`), 400, "malformed JSON"},
 		{"not an object", "POST", webhookToken, []byte(`[1,2]`), 400, "malformed JSON"},
 		{"trailing garbage", "POST", webhookToken, append(append([]byte{}, firing...), []byte(`{}`)...), 400, "trailing data"},
+		{"a stray closing brace", "POST", webhookToken, append(append([]byte{}, firing...), '}'), 400, "trailing data"},
+		{"truncated", "POST", webhookToken, firing[:len(firing)/2], 400, "unexpected EOF"},
 		{"unknown version", "POST", webhookToken, []byte(`{"version":"3","groupKey":"g","alerts":[]}`), 400, "unsupported payload version"},
 		{"missing version", "POST", webhookToken, []byte(`{"groupKey":"g"}`), 400, "missing version"},
 		{"missing groupKey", "POST", webhookToken, []byte(`{"version":"4","alerts":[{}]}`), 400, "missing groupKey"},
