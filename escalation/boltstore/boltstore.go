@@ -390,22 +390,19 @@ func (s *Store) applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, fresh
 		tx.Bucket(name).FillPercent = fillPercent
 	}
 	var ch escalation.Change
-	pseq := -1 // the last page's sequence, -1 until known
-	if fresh {
-		pseq = 0
+	var pages []escalation.PageRecord
+	if !fresh {
+		var err error
+		if pages, err = loadPages(tx, inc.ID, &s.pages); err != nil {
+			return ch, err
+		}
+	}
+	pseq := 0 // the last page's sequence: pages come in key order
+	if n := len(pages); n > 0 {
+		pseq = pages[n-1].Seq
 	}
 	if fn != nil {
-		var pages []escalation.PageRecord
 		var err error
-		if !fresh {
-			if pages, err = loadPages(tx, inc.ID, &s.pages); err != nil {
-				return ch, err
-			}
-			pseq = 0
-			if len(pages) > 0 {
-				pseq = pages[len(pages)-1].Seq // in key order
-			}
-		}
 		ch, err = fn(inc, pages)
 		if errors.Is(err, escalation.ErrNoChange) && len(extra) == 0 {
 			return ch, err
@@ -424,9 +421,6 @@ func (s *Store) applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, fresh
 	seq := 0
 	if !fresh {
 		seq = lastSeq(tl, inc.ID)
-	}
-	if pseq < 0 {
-		pseq = lastSeq(tx.Bucket(bPages), inc.ID)
 	}
 	for i := range ch.Events {
 		seq++
