@@ -42,6 +42,16 @@ var (
 // webhook of a burst arriving, short against anything a person notices.
 const DefaultDeferUpdates = 2 * time.Millisecond
 
+// syncFreelist is whether commits write bbolt's list of free pages. They do
+// not: bbolt writes the whole list, every id of every free page, with every
+// commit, so once retention has pruned a storm's 100,000 incidents each
+// commit wrote about 230 KB more and a lone one took twice as long (2.1
+// against 1.1 ms), for as long as the freed pages stayed free. Unsynced, the
+// list is rebuilt on open by walking the file's pages (about 80 ms for an
+// 80 MiB file), as etcd does with its bbolt. A file written either way
+// opens either way.
+const syncFreelist = false
+
 // FileName is the database's file name inside the data directory.
 const FileName = "klaxon.db"
 
@@ -112,7 +122,8 @@ func Open(dir string, o Options) (*Store, error) {
 			return nil, fmt.Errorf("opening %s: %w", path, err)
 		}
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, NoSync: o.NoSync, ReadOnly: o.ReadOnly, FreelistType: bolt.FreelistMapType})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, NoSync: o.NoSync, ReadOnly: o.ReadOnly,
+		FreelistType: bolt.FreelistMapType, NoFreelistSync: !syncFreelist})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("opening %s: %w", path, ErrLocked)
 	}
@@ -139,6 +150,12 @@ func Open(dir string, o Options) (*Store, error) {
 		o.ReleaseMapEvery = 2 * time.Second
 	}
 	if o.ReleaseMapEvery > 0 {
+		// Opening for writing walked every page of the file to find the
+		// free ones (see syncFreelist), which left the whole file resident:
+		// give it back now rather than in ReleaseMapEvery.
+		if !o.ReadOnly {
+			_ = s.ReleaseMap()
+		}
 		s.stopRelease = make(chan struct{})
 		s.released.Go(func() { s.releaseLoop(o.ReleaseMapEvery) })
 	}

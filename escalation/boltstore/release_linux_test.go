@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -90,4 +91,48 @@ func TestReleaseMapDropsResidentPagesKeepsData(t *testing.T) {
 	}
 	readAll() // the data is all there: the pages come back from the page cache
 	t.Logf("resident map: %d KiB after reading, %d KiB after ReleaseMap", before, after)
+}
+
+// TestOpenLeavesLittleOfTheFileResident: opening for writing walks every page
+// of the file to find the free ones (the free list is not written with each
+// commit), which maps the whole file; Open gives those pages back at once,
+// so a restart with a large store does not start with all of it in RSS.
+func TestOpenLeavesLittleOfTheFileResident(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{NoSync: true, ReleaseMapEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bState)
+		for i := range 2000 { // 8 MiB
+			if err := b.Put([]byte(fmt.Sprintf("k%05d", i)), bytes.Repeat([]byte{byte(i)}, 4000)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, FileName)
+	resident := func(o Options) int {
+		t.Helper()
+		s, err := Open(dir, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		return mappedKiB(t, path)
+	}
+	walked := resident(Options{NoSync: true, ReleaseMapEvery: -1})
+	if walked < 4<<10 {
+		t.Fatalf("only %d KiB of an 8 MiB store resident after an open that releases nothing: the measurement is broken, or opening no longer walks the file", walked)
+	}
+	if got := resident(Options{NoSync: true}); got > walked/4 {
+		t.Errorf("%d KiB of the store resident after Open, %d KiB when it releases nothing: Open keeps the pages its walk mapped", got, walked)
+	}
 }
