@@ -40,14 +40,27 @@ import (
 // are loadgen connections, which cost a fraction of net/http's client.
 //
 //	go test -run '^$' -bench DurableIngest -benchtime 20000x -count 6 ./internal/server/
-func BenchmarkDurableIngest(b *testing.B) {
+func BenchmarkDurableIngest(b *testing.B) { benchDurableIngest(b, ingestOptions{}) }
+
+// BenchmarkDurableIngestHashedGroups is BenchmarkDurableIngest with group
+// keys as Alertmanager writes them when every alert is its own group
+// (group_by: ['...']): {}:{alertname="Bench", instance="host-<hash>"}, each
+// new group's record landing on a random page of the groups bucket instead of
+// beside the previous one's, as the near-sorted "bench-N" keys do.
+//
+//	go test -run '^$' -bench DurableIngestHashedGroups -benchtime 20000x -count 6 ./internal/server/
+func BenchmarkDurableIngestHashedGroups(b *testing.B) {
+	benchDurableIngest(b, ingestOptions{hashedGroups: true})
+}
+
+func benchDurableIngest(b *testing.B, o ingestOptions) {
 	st, err := boltstore.Open(b.TempDir(), boltstore.Options{DeferUpdates: boltstore.DefaultDeferUpdates}) // fsync on, as klaxon serve opens it
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer st.Close()
 	s0 := st.DB().Stats()
-	benchIngest(b, st)
+	benchIngest(b, st, o)
 	s1 := st.DB().Stats()
 	d := s1.Sub(&s0)
 	b.ReportMetric(float64(d.TxStats.GetWrite())/float64(b.N), "page-writes/alert")
@@ -71,13 +84,21 @@ func BenchmarkDurableIngestEtcd(b *testing.B) {
 	for _, mode := range []string{"leader", "replica"} {
 		b.Run(mode, func(b *testing.B) {
 			st := etcdstore.New(cli, etcdstore.Options{Prefix: fmt.Sprintf("/bench-%d/", time.Now().UnixNano()), MaxTxnOps: harness.EtcdMaxTxnOps})
-			benchIngest(b, st, mode == "replica")
+			benchIngest(b, st, ingestOptions{recordOnly: mode == "replica"})
 		})
 	}
 }
 
-func benchIngest(b *testing.B, st escalation.Store, recordOnly ...bool) {
-	only := len(recordOnly) > 0 && recordOnly[0]
+// ingestOptions varies benchIngest.
+type ingestOptions struct {
+	// recordOnly: the engine records webhooks and plans nothing (a follower).
+	recordOnly bool
+	// hashedGroups: group keys in no order (see BenchmarkDurableIngestHashedGroups).
+	hashedGroups bool
+}
+
+func benchIngest(b *testing.B, st escalation.Store, o ingestOptions) {
+	only := o.recordOnly
 	r, _, err := rota.Load("../../rota.yaml")
 	if err != nil {
 		b.Fatal(err)
@@ -118,9 +139,13 @@ func benchIngest(b *testing.B, st escalation.Store, recordOnly ...bool) {
 				if i > int64(b.N) {
 					return
 				}
-				body := fmt.Appendf(nil, `{"version":"4","groupKey":"bench-%d","status":"firing","receiver":"klaxon",
+				group := fmt.Appendf(nil, "bench-%d", i)
+				if o.hashedGroups {
+					group = fmt.Appendf(group[:0], `{}:{alertname=\"Bench\", instance=\"host-%016x\"}`, uint64(i)*0x9E3779B97F4A7C15)
+				}
+				body := fmt.Appendf(nil, `{"version":"4","groupKey":"%s","status":"firing","receiver":"klaxon",
 "commonLabels":{"alertname":"Bench","n":"%d"},"alerts":[{"status":"firing","labels":{"alertname":"Bench","n":"%d"},
-"startsAt":"2026-11-26T23:33:00Z","fingerprint":"fp%d"}]}`, i, i, i, i)
+"startsAt":"2026-11-26T23:33:00Z","fingerprint":"fp%d"}]}`, group, i, i, i)
 				t0 := time.Now()
 				code, _, err := conns[w].Post("/webhook/alertmanager", webhookToken, body)
 				if err != nil {
