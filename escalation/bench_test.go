@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/klaxon-oncall/klaxon/escalation"
 	"github.com/klaxon-oncall/klaxon/escalation/boltstore"
 	"github.com/klaxon-oncall/klaxon/notifiers"
@@ -44,8 +46,11 @@ var (
 // prefilled returns a data directory holding n open, escalating incidents
 // (made once per size and copied for each benchmark).
 func prefilled(b *testing.B, n int) string {
-	return prefilledWith(b, n, false)
+	return prefilledWith(b, n, false, false)
 }
+
+// crashedFile is the prefilled file's copy taken before its Close.
+const crashedFile = "crashed.db"
 
 // heldLimit is the rate limit the held benchmarks give Matrix: 3 pages per
 // 15 minutes per person, so all but the first 3 of a storm's pages are held.
@@ -53,7 +58,9 @@ var heldLimit = [2]int64{3, int64(15 * time.Minute)}
 
 // prefilledWith is prefilled; with limited, Matrix is rate limited
 // (heldLimit) so every page past the first three is held for one person.
-func prefilledWith(b *testing.B, n int, limited bool) string {
+// With crashed, the file is as a crash would have left it: as its last
+// commit wrote it, not its clean Close (which writes bbolt's free list).
+func prefilledWith(b *testing.B, n int, limited, crashed bool) string {
 	b.Helper()
 	prefillMu.Lock()
 	defer prefillMu.Unlock()
@@ -93,12 +100,19 @@ func prefilledWith(b *testing.B, n int, limited bool) string {
 				b.Fatalf("%d of %d pages held for alice (%v): the storm is not what it claims", h.Count, n, err)
 			}
 		}
+		if err := s.DB().View(func(tx *bolt.Tx) error { return tx.CopyFile(filepath.Join(dir, crashedFile), 0o600) }); err != nil {
+			b.Fatal(err)
+		}
 		s.Close()
 		src = dir
 		prefillFiles[name] = dir
 	}
+	from := filepath.Join(src, boltstore.FileName)
+	if crashed {
+		from = filepath.Join(src, crashedFile)
+	}
 	dst := b.TempDir()
-	copyFile(b, filepath.Join(src, boltstore.FileName), filepath.Join(dst, boltstore.FileName))
+	copyFile(b, from, filepath.Join(dst, boltstore.FileName))
 	return dst
 }
 
@@ -180,18 +194,20 @@ func BenchmarkFirstPage(b *testing.B) {
 // held=100k has all 100,000 incidents' first pages held by a rate limit for
 // one person (issue 13: recovery under 3 s).
 func BenchmarkRecover100k(b *testing.B) {
-	b.Run("held=0", func(b *testing.B) { benchRecover(b, false) })
-	b.Run("held=100k", func(b *testing.B) { benchRecover(b, true) })
+	b.Run("held=0", func(b *testing.B) { benchRecover(b, false, false) })
+	b.Run("held=100k", func(b *testing.B) { benchRecover(b, true, false) })
+	b.Run("held=100k/crashed", func(b *testing.B) { benchRecover(b, true, true) })
 }
 
 // benchRecover is BenchmarkRecover100k; with held, Matrix is rate limited
 // and the 100,000 incidents' pages are held for one person (an alert storm
-// at the moment of the restart).
-func benchRecover(b *testing.B, held bool) {
+// at the moment of the restart); with crashed, the previous Klaxon did not
+// close the store (bbolt's free list is then rebuilt by walking the file).
+func benchRecover(b *testing.B, held, crashed bool) {
 	const open = 100000
 	for range b.N {
 		b.StopTimer()
-		dir := prefilledWith(b, open, held)
+		dir := prefilledWith(b, open, held, crashed)
 		runtime.GC()
 		b.StartTimer()
 		t0 := time.Now()

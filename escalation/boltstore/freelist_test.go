@@ -1,6 +1,7 @@
 package boltstore_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/klaxon-oncall/klaxon/escalation"
 	"github.com/klaxon-oncall/klaxon/escalation/boltstore"
@@ -58,8 +61,9 @@ func TestCommitWritesDoNotGrowWithFreeSpace(t *testing.T) {
 }
 
 // TestFreeSpaceIsReusedAfterARestart: the free pages commits no longer
-// record are found again when the store opens, and new incidents fill them
-// instead of growing the file.
+// record are found again when the store opens, after a clean Close (which
+// writes the list) and after a crash (Open walks the file), and new
+// incidents fill them instead of growing the file.
 func TestFreeSpaceIsReusedAfterARestart(t *testing.T) {
 	dir := t.TempDir()
 	s, err := boltstore.Open(dir, boltstore.Options{NoSync: true})
@@ -68,29 +72,41 @@ func TestFreeSpaceIsReusedAfterARestart(t *testing.T) {
 	}
 	storm(t, s)
 	free := prune(t, s)
+	// The file as a crash would leave it: as its last commit wrote it.
+	var crashed bytes.Buffer
+	if err := s.DB().View(func(tx *bolt.Tx) error { _, err := tx.WriteTo(&crashed); return err }); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	size := fileSize(t, dir)
-
-	s, err = boltstore.Open(dir, boltstore.Options{NoSync: true})
-	if err != nil {
+	crashDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(crashDir, boltstore.FileName), crashed.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	if got := s.DB().Stats().FreePageN; got < free/2 {
-		t.Fatalf("after a restart bbolt knows of %d free pages, against %d before it", got, free)
-	}
-	// About half the freed space again (incidents of about 4 KB, a page each).
-	for i := range free / 2 {
-		n := note(fmt.Sprint("after-", i), "firing")
-		n.Alerts[0].Annotations = map[string]string{"description": stormText}
-		if _, err := s.Ingest(context.Background(), n, now, noDecide); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if grown := fileSize(t, dir) - size; grown > 0 {
-		t.Errorf("the file grew by %d bytes for incidents that fit in the %d pages retention freed before the restart", grown, free)
+	for _, c := range []struct{ name, dir string }{{"after a clean close", dir}, {"after a crash", crashDir}} {
+		t.Run(c.name, func(t *testing.T) {
+			size := fileSize(t, c.dir)
+			s, err := boltstore.Open(c.dir, boltstore.Options{NoSync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if got := s.DB().Stats().FreePageN; got < free/2 {
+				t.Fatalf("after a restart bbolt knows of %d free pages, against %d before it", got, free)
+			}
+			// About half the freed space again (incidents of about 4 KB, a page each).
+			for i := range free / 2 {
+				n := note(fmt.Sprint("after-", i), "firing")
+				n.Alerts[0].Annotations = map[string]string{"description": stormText}
+				if _, err := s.Ingest(context.Background(), n, now, noDecide); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if grown := fileSize(t, c.dir) - size; grown > 0 {
+				t.Errorf("the file grew by %d bytes for incidents that fit in the %d pages retention freed before the restart", grown, free)
+			}
+		})
 	}
 }
 
