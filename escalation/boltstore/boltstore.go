@@ -30,6 +30,7 @@ var (
 	bOpen      = []byte("open")      // be64(id) → be64(nextAt unix ns) state: the schedule of unresolved incidents
 	bPending   = []byte("pending")   // be64(id) be32(seq) → be64(nextTry) deferred channel 0 person: unfinished pages
 	bGroups    = []byte("groups")    // groupKey → Group JSON
+	bNewGroups = []byte("newGroups") // be64(incident id) → groupKey: a group that only opened that incident (see newgroups.go)
 	bTimeline  = []byte("timeline")  // be64(id) be32(seq) → Event JSON
 	bPages     = []byte("pages")     // be64(id) be32(seq) → PageRecord JSON
 	bState     = []byte("state")     // namespace bucket → key → value (channels' own state)
@@ -100,6 +101,8 @@ type Store struct {
 	dec   decoded[uint64, *escalation.Incident]
 	pages decoded[pageKey, escalation.PageRecord]
 
+	newGroups *newGroupIndex // bNewGroups by group key
+
 	stopRelease chan struct{} // closed by Close; nil when not releasing
 	released    sync.WaitGroup
 }
@@ -130,14 +133,17 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
-	s := &Store{db: db, onCommit: o.OnCommit, onResult: o.OnCommitResult}
+	s := &Store{db: db, onCommit: o.OnCommit, onResult: o.OnCommitResult, newGroups: newNewGroupIndex()}
 	if !o.ReadOnly {
 		s.group = newGroupCommit(db, o.DeferUpdates)
 		err = db.Update(func(tx *bolt.Tx) error {
-			for _, b := range [][]byte{bIncidents, bOpen, bPending, bGroups, bTimeline, bPages, bState, bStateTime, bMeta} {
+			for _, b := range [][]byte{bIncidents, bOpen, bPending, bGroups, bNewGroups, bTimeline, bPages, bState, bStateTime, bMeta} {
 				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 					return err
 				}
+			}
+			if err := s.newGroups.load(tx); err != nil {
+				return err
 			}
 			return tx.Bucket(bMeta).Put([]byte("schema"), []byte("1"))
 		})
@@ -201,6 +207,8 @@ func (s *Store) Close() error {
 	}
 	if s.group != nil {
 		s.group.stop()
+		// Best effort: a Klaxon that knows bNewGroups reads them either way.
+		_ = s.writeNewGroups()
 		// A failed write here costs the next Open its walk, nothing else.
 		_ = s.db.Update(func(tx *bolt.Tx) error {
 			s.db.NoFreelistSync = false // under the write lock, which every commit holds
@@ -475,13 +483,14 @@ func (s *Store) applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, fresh
 // Ingest implements escalation.Store.
 func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.Time, decide escalation.IngestFunc) (escalation.IngestResult, error) {
 	var res escalation.IngestResult
+	var done []func() // after the commit
 	err := s.batch(ctx, prompt, func(tx *bolt.Tx) error {
-		res = escalation.IngestResult{}
-		gb := tx.Bucket(bGroups)
-		var g escalation.Group
-		if _, err := getJSON(gb, []byte(n.GroupKey), &g); err != nil {
-			return fmt.Errorf("group %q: %w", n.GroupKey, err)
+		res, done = escalation.IngestResult{}, done[:0]
+		g, was, err := s.loadGroup(tx, n.GroupKey)
+		if err != nil {
+			return err
 		}
+		wasOpen := g.Open
 		var inc *escalation.Incident
 		var ev []escalation.Event
 		changed := false
@@ -513,7 +522,7 @@ func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.
 		fn := func(inc *escalation.Incident, pages []escalation.PageRecord) (escalation.Change, error) {
 			return decide(inc, pages, ev)
 		}
-		_, err := s.applyChange(tx, inc, nil, res.Opened, ev, fn)
+		_, err = s.applyChange(tx, inc, nil, res.Opened, ev, fn)
 		if errors.Is(err, escalation.ErrNoChange) {
 			// A quiet refresh (new annotations): the incident changes, its
 			// escalation does not.
@@ -522,8 +531,13 @@ func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.
 		if err != nil {
 			return err
 		}
-		return put(gb, []byte(n.GroupKey), &g, encode.Group)
+		return s.saveGroup(tx, n.GroupKey, &g, was, wasOpen, &done)
 	})
+	if err == nil {
+		for _, f := range done {
+			f()
+		}
+	}
 	return res, err
 }
 
@@ -531,7 +545,9 @@ func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.
 func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc) (escalation.Incident, escalation.Change, error) {
 	var out escalation.Incident
 	var ch escalation.Change
+	var done []func() // after the commit
 	err := s.batch(ctx, deferrable, func(tx *bolt.Tx) error {
+		done = done[:0]
 		stored, err := s.loadStored(tx, id)
 		if err != nil {
 			return err
@@ -545,19 +561,24 @@ func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc)
 		if before != escalation.Resolved && inc.State == escalation.Resolved && inc.GroupKey != "" {
 			// Resolved by hand: detach from the Alertmanager group so its next
 			// firing opens a new incident.
-			gb := tx.Bucket(bGroups)
-			var g escalation.Group
-			if _, err := getJSON(gb, []byte(inc.GroupKey), &g); err != nil {
+			g, was, err := s.loadGroup(tx, inc.GroupKey)
+			if err != nil {
 				return err
 			}
+			wasOpen := g.Open
 			escalation.CloseGroup(inc, &g)
-			if err := put(gb, []byte(inc.GroupKey), &g, encode.Group); err != nil {
+			if err := s.saveGroup(tx, inc.GroupKey, &g, was, wasOpen, &done); err != nil {
 				return err
 			}
 		}
 		out = *inc
 		return nil
 	})
+	if err == nil {
+		for _, f := range done {
+			f()
+		}
+	}
 	if errors.Is(err, escalation.ErrNoChange) {
 		inc, gerr := s.Incident(ctx, id)
 		return inc, escalation.Change{}, gerr
@@ -1082,6 +1103,11 @@ func deleteIncident(tx *bolt.Tx, id uint64) error {
 			}
 		}
 	}
+	// A resolved incident's group has its record; an entry left over would
+	// only cost the index a few bytes until the next open.
+	if err := tx.Bucket(bNewGroups).Delete(be64(id)); err != nil {
+		return err
+	}
 	return tx.Bucket(bOpen).Delete(be64(id))
 }
 
@@ -1164,6 +1190,14 @@ func (s *Store) Export(ctx context.Context, x escalation.Exporter) error {
 		})
 		if err != nil {
 			return err
+		}
+		if nb := tx.Bucket(bNewGroups); nb != nil { // nil in a file no Klaxon with it has opened
+			err = nb.ForEach(func(k, v []byte) error {
+				return x.Group(string(v), escalation.Group{Open: binary.BigEndian.Uint64(k)})
+			})
+			if err != nil {
+				return err
+			}
 		}
 		return tx.Bucket(bState).ForEachBucket(func(name []byte) error {
 			return tx.Bucket(bState).Bucket(name).ForEach(func(k, v []byte) error {
