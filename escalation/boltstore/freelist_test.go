@@ -72,18 +72,7 @@ func TestFreeSpaceIsReusedAfterARestart(t *testing.T) {
 	}
 	storm(t, s)
 	free := prune(t, s)
-	// The file as a crash would leave it: as its last commit wrote it.
-	var crashed bytes.Buffer
-	if err := s.DB().View(func(tx *bolt.Tx) error { _, err := tx.WriteTo(&crashed); return err }); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	crashDir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(crashDir, boltstore.FileName), crashed.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	crashDir := closeAndKeepCrash(t, s)
 	for _, c := range []struct{ name, dir string }{{"after a clean close", dir}, {"after a crash", crashDir}} {
 		t.Run(c.name, func(t *testing.T) {
 			size := fileSize(t, c.dir)
@@ -166,4 +155,23 @@ func fileSize(t *testing.T, dir string) int64 {
 		t.Fatal(err)
 	}
 	return fi.Size()
+}
+
+// closeAndKeepCrash copies s's file as a crash would leave it (as its last
+// commit wrote it, not as Close leaves it) into a directory of its own, then
+// closes s, and returns that directory.
+func closeAndKeepCrash(t *testing.T, s *boltstore.Store) string {
+	t.Helper()
+	var crashed bytes.Buffer
+	if err := s.DB().View(func(tx *bolt.Tx) error { _, err := tx.WriteTo(&crashed); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, boltstore.FileName), crashed.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

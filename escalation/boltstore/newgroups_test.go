@@ -1,11 +1,8 @@
 package boltstore_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -109,17 +106,7 @@ func TestNewGroupsSurviveRestarts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var crashed bytes.Buffer
-	if err := s.DB().View(func(tx *bolt.Tx) error { _, err := tx.WriteTo(&crashed); return err }); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	crashDir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(crashDir, boltstore.FileName), crashed.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	crashDir := closeAndKeepCrash(t, s)
 	for _, c := range []struct {
 		name          string
 		dir           string
