@@ -24,8 +24,8 @@ import (
 // entries of one commit share a page), and an index in memory, rebuilt on
 // open, finds it by the key's hash. A group has a record in bGroups or an
 // entry in bNewGroups, never both: the record is written (and the entry
-// deleted) once the group has more to remember (an alert resolved, a resolve
-// by hand), and Close writes every remaining one, so that a store stopped
+// deleted) once the group has more to remember (its incident resolved in
+// Alertmanager or by hand), and Close writes every remaining one, so that a store stopped
 // cleanly reads the same to a Klaxon that predates bNewGroups.
 
 // groupState is where a group's record was found.
@@ -81,17 +81,7 @@ func (x *newGroupIndex) candidates(key string) []uint64 {
 	return slices.Clone(x.ids[h])
 }
 
-func (x *newGroupIndex) len() int {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	n := 0
-	for _, ids := range x.ids {
-		n += len(ids)
-	}
-	return n
-}
-
-// loadNewGroups indexes bNewGroups (on open).
+// load indexes bNewGroups (on open).
 func (x *newGroupIndex) load(tx *bolt.Tx) error {
 	return tx.Bucket(bNewGroups).ForEach(func(k, v []byte) error {
 		if len(k) != 8 {
