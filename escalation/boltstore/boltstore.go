@@ -198,7 +198,8 @@ func (s *Store) ReleaseMap() error {
 // Close closes the database file. Writes still queued fail with
 // bolt.ErrDatabaseNotOpen. Its last commit writes bbolt's list of free
 // pages, so that the next Open reads it instead of walking the file (after
-// a crash it walks: see syncFreelist).
+// a crash it walks: see syncFreelist), and the records of the groups in
+// bNewGroups under their keys (see newgroups.go).
 func (s *Store) Close() error {
 	if s.stopRelease != nil {
 		close(s.stopRelease)
@@ -207,12 +208,11 @@ func (s *Store) Close() error {
 	}
 	if s.group != nil {
 		s.group.stop()
-		// Best effort: a Klaxon that knows bNewGroups reads them either way.
-		_ = s.writeNewGroups()
-		// A failed write here costs the next Open its walk, nothing else.
+		// One last commit, best effort: if it fails, the next Open walks the
+		// file and reads the groups from bNewGroups; nothing is lost.
 		_ = s.db.Update(func(tx *bolt.Tx) error {
 			s.db.NoFreelistSync = false // under the write lock, which every commit holds
-			return tx.Bucket(bMeta).Put([]byte("schema"), []byte("1"))
+			return writeNewGroups(tx)
 		})
 	}
 	return s.db.Close()
@@ -483,14 +483,13 @@ func (s *Store) applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, fresh
 // Ingest implements escalation.Store.
 func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.Time, decide escalation.IngestFunc) (escalation.IngestResult, error) {
 	var res escalation.IngestResult
-	var done []func() // after the commit
+	var gone []newGroup // for the index to forget after the commit
 	err := s.batch(ctx, prompt, func(tx *bolt.Tx) error {
-		res, done = escalation.IngestResult{}, done[:0]
-		g, was, err := s.loadGroup(tx, n.GroupKey)
+		res, gone = escalation.IngestResult{}, gone[:0]
+		g, from, err := s.loadGroup(tx, n.GroupKey)
 		if err != nil {
 			return err
 		}
-		wasOpen := g.Open
 		var inc *escalation.Incident
 		var ev []escalation.Event
 		changed := false
@@ -531,12 +530,10 @@ func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.
 		if err != nil {
 			return err
 		}
-		return s.saveGroup(tx, n.GroupKey, &g, was, wasOpen, &done)
+		return s.saveGroup(tx, n.GroupKey, &g, from, &gone)
 	})
 	if err == nil {
-		for _, f := range done {
-			f()
-		}
+		s.newGroups.forget(gone)
 	}
 	return res, err
 }
@@ -545,9 +542,9 @@ func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.
 func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc) (escalation.Incident, escalation.Change, error) {
 	var out escalation.Incident
 	var ch escalation.Change
-	var done []func() // after the commit
+	var gone []newGroup // for the index to forget after the commit
 	err := s.batch(ctx, deferrable, func(tx *bolt.Tx) error {
-		done = done[:0]
+		gone = gone[:0]
 		stored, err := s.loadStored(tx, id)
 		if err != nil {
 			return err
@@ -561,13 +558,12 @@ func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc)
 		if before != escalation.Resolved && inc.State == escalation.Resolved && inc.GroupKey != "" {
 			// Resolved by hand: detach from the Alertmanager group so its next
 			// firing opens a new incident.
-			g, was, err := s.loadGroup(tx, inc.GroupKey)
+			g, from, err := s.loadGroup(tx, inc.GroupKey)
 			if err != nil {
 				return err
 			}
-			wasOpen := g.Open
 			escalation.CloseGroup(inc, &g)
-			if err := s.saveGroup(tx, inc.GroupKey, &g, was, wasOpen, &done); err != nil {
+			if err := s.saveGroup(tx, inc.GroupKey, &g, from, &gone); err != nil {
 				return err
 			}
 		}
@@ -575,9 +571,7 @@ func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc)
 		return nil
 	})
 	if err == nil {
-		for _, f := range done {
-			f()
-		}
+		s.newGroups.forget(gone)
 	}
 	if errors.Is(err, escalation.ErrNoChange) {
 		inc, gerr := s.Incident(ctx, id)

@@ -28,14 +28,18 @@ import (
 // Alertmanager or by hand), and Close writes every remaining one, so that a store stopped
 // cleanly reads the same to a Klaxon that predates bNewGroups.
 
-// groupState is where a group's record was found.
-type groupState int
+// groupFrom is where loadGroup found a group's record: written in bGroups,
+// or an entry of bNewGroups under incident id entry; neither when zero.
+type groupFrom struct {
+	written bool
+	entry   uint64
+}
 
-const (
-	groupNone    groupState = iota // no record: a group never seen, or pruned
-	groupWritten                   // a record in bGroups
-	groupNew                       // an entry in bNewGroups: open on that incident, nothing else
-)
+// newGroup is an entry of bNewGroups: group key, open on incident id.
+type newGroup struct {
+	key string
+	id  uint64
+}
 
 // newGroupIndex finds entries of bNewGroups by a hash of their group key. It
 // may hold ids whose entries are gone (a transaction that added one and was
@@ -74,6 +78,13 @@ func (x *newGroupIndex) remove(key string, id uint64) {
 	x.ids[h] = ids
 }
 
+// forget removes entries a committed transaction deleted.
+func (x *newGroupIndex) forget(gone []newGroup) {
+	for _, e := range gone {
+		x.remove(e.key, e.id)
+	}
+}
+
 func (x *newGroupIndex) candidates(key string) []uint64 {
 	h := maphash.String(x.seed, key)
 	x.mu.Lock()
@@ -92,23 +103,22 @@ func (x *newGroupIndex) load(tx *bolt.Tx) error {
 	})
 }
 
-// loadGroup reads the record of group key: written, or new (open on its
-// incident), or none.
-func (s *Store) loadGroup(tx *bolt.Tx, key string) (escalation.Group, groupState, error) {
+// loadGroup reads the record of group key, and where it found it.
+func (s *Store) loadGroup(tx *bolt.Tx, key string) (escalation.Group, groupFrom, error) {
 	var g escalation.Group
 	if raw := tx.Bucket(bGroups).Get([]byte(key)); raw != nil {
 		if err := json.Unmarshal(raw, &g); err != nil {
-			return g, groupWritten, fmt.Errorf("group %q: %w", key, err)
+			return g, groupFrom{written: true}, fmt.Errorf("group %q: %w", key, err)
 		}
-		return g, groupWritten, nil
+		return g, groupFrom{written: true}, nil
 	}
 	nb := tx.Bucket(bNewGroups)
 	for _, id := range s.newGroups.candidates(key) {
 		if v := nb.Get(be64(id)); v != nil && string(v) == key {
-			return escalation.Group{Open: id}, groupNew, nil
+			return escalation.Group{Open: id}, groupFrom{entry: id}, nil
 		}
 	}
-	return g, groupNone, nil
+	return g, groupFrom{}, nil
 }
 
 // onlyOpen reports whether g says nothing but which incident is open.
@@ -116,69 +126,56 @@ func onlyOpen(g *escalation.Group) bool {
 	return g.Open != 0 && len(g.LastEnd) == 0 && len(g.ByHand) == 0
 }
 
-// saveGroup writes group key's record g, read as was (loadGroup). A group
+// saveGroup writes group key's record g, read from (loadGroup). A group
 // without a record that only opened an incident gets an entry in
 // bNewGroups; one whose entry says all there is to say is not written; one
-// with more to remember gets its record, and its entry goes (removed from
-// the index by done, once the transaction committed).
-func (s *Store) saveGroup(tx *bolt.Tx, key string, g *escalation.Group, was groupState, wasOpen uint64, done *[]func()) error {
+// with more to remember gets its record, and its entry goes: appended to
+// gone, for the index to forget once the transaction committed.
+func (s *Store) saveGroup(tx *bolt.Tx, key string, g *escalation.Group, from groupFrom, gone *[]newGroup) error {
 	switch {
-	case was == groupNone && onlyOpen(g):
+	case from == groupFrom{} && onlyOpen(g):
 		if err := tx.Bucket(bNewGroups).Put(be64(g.Open), []byte(key)); err != nil {
 			return err
 		}
 		s.newGroups.add(key, g.Open)
 		return nil
-	case was == groupNew && onlyOpen(g) && g.Open == wasOpen:
+	case from.entry != 0 && onlyOpen(g) && g.Open == from.entry:
 		return nil
-	case was == groupNew:
-		if err := tx.Bucket(bNewGroups).Delete(be64(wasOpen)); err != nil {
+	case from.entry != 0:
+		if err := tx.Bucket(bNewGroups).Delete(be64(from.entry)); err != nil {
 			return err
 		}
-		*done = append(*done, func() { s.newGroups.remove(key, wasOpen) })
+		*gone = append(*gone, newGroup{key, from.entry})
 	}
 	return put(tx.Bucket(bGroups), []byte(key), g, encode.Group)
 }
 
-// writeNewGroups writes the record of every group still in bNewGroups, in
-// key order, and empties it, in one transaction: one write of each page of
-// the groups bucket they land on (100,000 of them: 0.7 s here).
-func (s *Store) writeNewGroups() error {
-	type entry struct {
-		key string
-		id  uint64
-	}
-	var written []entry
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		written = written[:0]
-		err := tx.Bucket(bNewGroups).ForEach(func(k, v []byte) error {
-			written = append(written, entry{string(v), binary.BigEndian.Uint64(k)})
-			return nil
-		})
-		if err != nil || len(written) == 0 {
-			return err
-		}
-		slices.SortFunc(written, func(a, b entry) int { return strings.Compare(a.key, b.key) })
-		gb := tx.Bucket(bGroups)
-		for _, w := range written {
-			if gb.Get([]byte(w.key)) != nil {
-				continue // a written record is the whole truth
-			}
-			if err := put(gb, []byte(w.key), &escalation.Group{Open: w.id}, encode.Group); err != nil {
-				return err
-			}
-		}
-		if err := tx.DeleteBucket(bNewGroups); err != nil {
-			return err
-		}
-		_, err = tx.CreateBucket(bNewGroups)
-		return err
+// writeNewGroups writes the record of every group in bNewGroups, in key
+// order, and empties it (Close): one write of each page of the groups
+// bucket they land on (100,000 of them: 0.7 s here). The index is left as
+// it is: nothing reads it after Close.
+func writeNewGroups(tx *bolt.Tx) error {
+	var all []newGroup
+	err := tx.Bucket(bNewGroups).ForEach(func(k, v []byte) error {
+		all = append(all, newGroup{string(v), binary.BigEndian.Uint64(k)})
+		return nil
 	})
-	if err != nil {
+	if err != nil || len(all) == 0 {
 		return err
 	}
-	for _, w := range written {
-		s.newGroups.remove(w.key, w.id)
+	slices.SortFunc(all, func(a, b newGroup) int { return strings.Compare(a.key, b.key) })
+	gb := tx.Bucket(bGroups)
+	for _, e := range all {
+		if gb.Get([]byte(e.key)) != nil {
+			continue // a written record is the whole truth
+		}
+		if err := put(gb, []byte(e.key), &escalation.Group{Open: e.id}, encode.Group); err != nil {
+			return err
+		}
 	}
-	return nil
+	if err := tx.DeleteBucket(bNewGroups); err != nil {
+		return err
+	}
+	_, err = tx.CreateBucket(bNewGroups)
+	return err
 }
