@@ -427,16 +427,17 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // TestServeStoreSyncsOnCommit: the store `klaxon serve` opens fsyncs every
-// commit. A crash test kills the process, but the kernel keeps its page
-// cache, so it cannot tell a synced commit from an unsynced one: the
-// configuration is what must be checked.
+// commit and every write-ahead log record before it acknowledges a write. A
+// crash test kills the process, but the kernel keeps its page cache, so it
+// cannot tell a synced commit from an unsynced one: the configuration is
+// what must be checked.
 func TestServeStoreSyncsOnCommit(t *testing.T) {
 	opened := make(chan *boltstore.Store, 1)
 	base, stop := startServe(t, t.TempDir(), slog.New(slog.DiscardHandler), serveHooks{opened: func(s *boltstore.Store) { opened <- s }})
 	st := <-opened
 	postWebhook(t, base, "synced")
-	if db := st.DB(); db.NoSync || db.NoGrowSync {
-		t.Fatalf("serve's store: NoSync=%v NoGrowSync=%v, want both false (fsync on every commit)", db.NoSync, db.NoGrowSync)
+	if db := st.DB(); db.NoSync || db.NoGrowSync || !st.Durable() {
+		t.Fatalf("serve's store: NoSync=%v NoGrowSync=%v durable=%v, want every commit and log record synced", db.NoSync, db.NoGrowSync, st.Durable())
 	}
 	if err := stop(); err != nil {
 		t.Fatal(err)

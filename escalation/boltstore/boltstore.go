@@ -81,6 +81,10 @@ type Options struct {
 	// fsyncs; the result is durable that much later, and nothing waits on
 	// it but the engine. klaxon serve uses DefaultDeferUpdates.
 	DeferUpdates time.Duration
+	// CheckpointEvery is how long an acknowledged write may stay in the
+	// write-ahead log only before it is committed to klaxon.db (default
+	// DefaultCheckpointEvery). A read commits what is pending at once.
+	CheckpointEvery time.Duration
 	// ReleaseMapEvery is how often the store gives back the pages of its
 	// memory map that reads have made resident (default 2s; negative
 	// never). See ReleaseMap.
@@ -93,9 +97,13 @@ type Store struct {
 	onCommit func(time.Duration)
 	onResult func(error)
 	group    *groupCommit // nil when read-only
+	log      *wal         // nil when read-only
 
 	mu        sync.Mutex
 	commitErr error // the last write's commit failure, nil once one succeeds
+	// the last checkpoint's failure (see wal.go), nil once one succeeds:
+	// acknowledged writes are safe in the log, but klaxon.db cannot take them
+	checkpointErr error
 
 	// the incidents and pages the writer saved or read lately
 	dec   decoded[uint64, *escalation.Incident]
@@ -134,23 +142,57 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	s := &Store{db: db, onCommit: o.OnCommit, onResult: o.OnCommitResult, newGroups: newNewGroupIndex()}
-	if !o.ReadOnly {
-		s.group = newGroupCommit(db, o.DeferUpdates)
+	walPath := filepath.Join(dir, WALFileName)
+	if o.ReadOnly {
+		if err := checkNoPendingWAL(db, walPath); err != nil {
+			db.Close()
+			return nil, err
+		}
+	} else {
+		var log *wal
 		err = db.Update(func(tx *bolt.Tx) error {
 			for _, b := range [][]byte{bIncidents, bOpen, bPending, bGroups, bNewGroups, bTimeline, bPages, bState, bStateTime, bMeta} {
 				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 					return err
 				}
 			}
+			// Apply what the log holds that klaxon.db does not (after a
+			// crash), and start its next generation (see wal.go).
+			salt, epoch, err := walMeta(tx)
+			if err != nil {
+				return err
+			}
+			l, recs, err := openWAL(walPath, salt, epoch, o.NoSync)
+			if err != nil {
+				return err
+			}
+			log = l
+			for i, rec := range recs {
+				if err := replay(tx, rec); err != nil {
+					return fmt.Errorf("%s: record %d of %d: %w", walPath, i+1, len(recs), err)
+				}
+			}
+			if err := setEpoch(tx, epoch+1); err != nil {
+				return err
+			}
+			log.restart(epoch + 1)
 			if err := s.newGroups.load(tx); err != nil {
 				return err
 			}
 			return tx.Bucket(bMeta).Put([]byte("schema"), []byte("1"))
 		})
 		if err != nil {
+			if log != nil {
+				log.close()
+			}
 			db.Close()
 			return nil, fmt.Errorf("initialising %s: %w", path, err)
 		}
+		s.log = log
+		if o.CheckpointEvery <= 0 {
+			o.CheckpointEvery = DefaultCheckpointEvery
+		}
+		s.group = newGroupCommit(db, log, o.DeferUpdates, o.CheckpointEvery, s.checkpointed)
 	}
 	if o.ReleaseMapEvery == 0 {
 		o.ReleaseMapEvery = 2 * time.Second
@@ -196,10 +238,10 @@ func (s *Store) ReleaseMap() error {
 }
 
 // Close closes the database file. Writes still queued fail with
-// bolt.ErrDatabaseNotOpen. Its last commit writes bbolt's list of free
-// pages, so that the next Open reads it instead of walking the file (after
-// a crash it walks: see syncFreelist), and the records of the groups in
-// bNewGroups under their keys (see newgroups.go).
+// bolt.ErrDatabaseNotOpen. Its last commit (a checkpoint, see wal.go) writes
+// bbolt's list of free pages, so that the next Open reads it instead of
+// walking the file (after a crash it walks: see syncFreelist), and the
+// records of the groups in bNewGroups under their keys (see newgroups.go).
 func (s *Store) Close() error {
 	if s.stopRelease != nil {
 		close(s.stopRelease)
@@ -207,19 +249,44 @@ func (s *Store) Close() error {
 		s.stopRelease = nil
 	}
 	if s.group != nil {
-		s.group.stop()
-		// One last commit, best effort: if it fails, the next Open walks the
+		// Best effort: if it fails, the next Open replays the log, walks the
 		// file and reads the groups from bNewGroups; nothing is lost.
-		_ = s.db.Update(func(tx *bolt.Tx) error {
+		_ = s.group.stop(func(tx *bolt.Tx) error {
 			s.db.NoFreelistSync = false // under the write lock, which every commit holds
 			return writeNewGroups(tx)
-		})
+		}, false)
+		s.log.close()
 	}
 	return s.db.Close()
 }
 
-// DB exposes the bbolt handle (for tests and tooling).
-func (s *Store) DB() *bolt.DB { return s.db }
+// DB exposes the bbolt handle (for tests and tooling), with every write
+// acknowledged so far committed to it.
+func (s *Store) DB() *bolt.DB {
+	if s.group != nil {
+		_ = s.group.settle()
+	}
+	return s.db
+}
+
+// Durable reports whether the store waits for the disk (fdatasync) before
+// it acknowledges a write and at every commit to klaxon.db: false only
+// when opened with Options.NoSync.
+func (s *Store) Durable() bool {
+	return !s.db.NoSync && !s.db.NoGrowSync && (s.log == nil || !s.log.noSync)
+}
+
+// view runs fn in a read transaction that sees every write acknowledged
+// before view was called: the writer commits its transaction first if one
+// is only in the write-ahead log (see wal.go).
+func (s *Store) view(fn func(*bolt.Tx) error) error {
+	if s.group != nil {
+		if err := s.group.settle(); err != nil {
+			return err
+		}
+	}
+	return s.db.View(fn)
+}
 
 func be64(v uint64) []byte {
 	b := make([]byte, 8)
@@ -227,11 +294,12 @@ func be64(v uint64) []byte {
 	return b
 }
 
-// batch runs fn in a shared write transaction (see groupCommit) and reports
-// its duration. fn may run more than once: it must be idempotent and free of
-// outside effects. A deferrable write may wait Options.DeferUpdates for
-// company; a prompt one commits as soon as the writer is free.
-func (s *Store) batch(ctx context.Context, w writeKind, fn func(*bolt.Tx) error) error {
+// batch runs fn in the writer's transaction (see groupCommit) and reports
+// its duration. fn's changes go through wtx (see wal.go); it must be free of
+// outside effects, for if it fails they are undone. A deferrable write may
+// wait Options.DeferUpdates for company; a prompt one is made durable as
+// soon as the writer is free.
+func (s *Store) batch(ctx context.Context, w writeKind, fn func(*wtx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -242,7 +310,7 @@ func (s *Store) batch(ctx context.Context, w writeKind, fn func(*bolt.Tx) error)
 	start := time.Now()
 	var fnErr error
 	ran := false
-	err := s.group.do(func(tx *bolt.Tx) error {
+	err := s.group.do(func(tx *wtx) error {
 		ran, fnErr = true, fn(tx)
 		return fnErr
 	}, w == deferrable)
@@ -271,9 +339,28 @@ const (
 func (s *Store) committed(err error) {
 	s.mu.Lock()
 	s.commitErr = err
+	if err == nil {
+		err = s.checkpointErr
+	}
 	s.mu.Unlock()
 	if s.onResult != nil {
 		s.onResult(err)
+	}
+}
+
+// checkpointed records a checkpoint's outcome. OnCommitResult hears of a
+// failure, and of the success that ends one.
+func (s *Store) checkpointed(err error) {
+	s.mu.Lock()
+	was := s.checkpointErr
+	s.checkpointErr = err
+	report := err
+	if report == nil {
+		report = s.commitErr
+	}
+	s.mu.Unlock()
+	if s.onResult != nil && (err != nil || was != nil) {
+		s.onResult(report)
 	}
 }
 
@@ -286,7 +373,7 @@ func getJSON(b *bolt.Bucket, k []byte, v any) (bool, error) {
 }
 
 // put stores v under k in b, written by enc (one of package encode's).
-func put[T any](b *bolt.Bucket, k []byte, v *T, enc func([]byte, *T) ([]byte, error)) error {
+func put[T any](b interface{ Put(k, v []byte) error }, k []byte, v *T, enc func([]byte, *T) ([]byte, error)) error {
 	data, err := enc(nil, v)
 	if err != nil {
 		return err
@@ -324,19 +411,19 @@ func (s *Store) loadStored(tx *bolt.Tx, id uint64) (*escalation.Incident, error)
 	return &inc, nil
 }
 
-func (s *Store) saveIncident(tx *bolt.Tx, inc *escalation.Incident) error {
+func (s *Store) saveIncident(tx *wtx, inc *escalation.Incident) error {
 	data, err := encode.Incident(nil, inc)
 	if err != nil {
 		return err
 	}
-	if err := tx.Bucket(bIncidents).Put(be64(inc.ID), data); err != nil {
+	if err := tx.bucket(bIncidents).Put(be64(inc.ID), data); err != nil {
 		return err
 	}
 	s.dec.put(inc.ID, data, storedForm(inc))
 	if inc.State == escalation.Resolved {
-		return tx.Bucket(bOpen).Delete(be64(inc.ID))
+		return tx.bucket(bOpen).Delete(be64(inc.ID))
 	}
-	return tx.Bucket(bOpen).Put(be64(inc.ID), append(be64(index.UnixNano(inc.Escalation.NextAt)), inc.State...))
+	return tx.bucket(bOpen).Put(be64(inc.ID), append(be64(index.UnixNano(inc.Escalation.NextAt)), inc.State...))
 }
 
 // openState reads an entry of the schedule index.
@@ -348,8 +435,8 @@ func openState(v []byte) (escalation.State, time.Time) {
 }
 
 // indexPage keeps the index of unfinished pages in step with p.
-func indexPage(tx *bolt.Tx, p *escalation.PageRecord) error {
-	b := tx.Bucket(bPending)
+func indexPage(tx *wtx, p *escalation.PageRecord) error {
+	b := tx.bucket(bPending)
 	k := index.SubKey(p.Incident, p.Seq)
 	if p.Status.Done() {
 		return b.Delete(k)
@@ -394,12 +481,12 @@ func loadPages(tx *bolt.Tx, id uint64, kept *decoded[pageKey, escalation.PageRec
 
 // savePage writes page p of incident id and keeps the index of unfinished
 // pages in step.
-func (s *Store) savePage(tx *bolt.Tx, id uint64, p *escalation.PageRecord) error {
+func (s *Store) savePage(tx *wtx, id uint64, p *escalation.PageRecord) error {
 	data, err := encode.Page(nil, p)
 	if err != nil {
 		return err
 	}
-	if err := tx.Bucket(bPages).Put(index.SubKey(id, p.Seq), data); err != nil {
+	if err := tx.bucket(bPages).Put(index.SubKey(id, p.Seq), data); err != nil {
 		return err
 	}
 	s.pages.put(pageKey{incident: id, seq: p.Seq}, data, storedPage(*p))
@@ -417,7 +504,7 @@ const fillPercent = 0.9
 // the page). fresh says inc was opened in this transaction: nothing is
 // stored under its id yet (ids come from the bucket's sequence and are never
 // reused), so there are no pages or timeline entries to look for.
-func (s *Store) applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, fresh bool, extra []escalation.Event, fn escalation.UpdateFunc) (escalation.Change, error) {
+func (s *Store) applyChange(tx *wtx, inc, stored *escalation.Incident, fresh bool, extra []escalation.Event, fn escalation.UpdateFunc) (escalation.Change, error) {
 	for _, name := range [][]byte{bIncidents, bOpen, bPending, bTimeline, bPages} {
 		tx.Bucket(name).FillPercent = fillPercent
 	}
@@ -425,7 +512,7 @@ func (s *Store) applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, fresh
 	var pages []escalation.PageRecord
 	if !fresh {
 		var err error
-		if pages, err = loadPages(tx, inc.ID, &s.pages); err != nil {
+		if pages, err = loadPages(tx.Tx, inc.ID, &s.pages); err != nil {
 			return ch, err
 		}
 	}
@@ -449,10 +536,10 @@ func (s *Store) applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, fresh
 			return ch, err
 		}
 	}
-	tl := tx.Bucket(bTimeline)
+	tl := tx.bucket(bTimeline)
 	seq := 0
 	if !fresh {
-		seq = lastSeq(tl, inc.ID)
+		seq = lastSeq(tl.Bucket, inc.ID)
 	}
 	for i := range ch.Events {
 		seq++
@@ -472,8 +559,8 @@ func (s *Store) applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, fresh
 			return ch, err
 		}
 	}
-	for _, w := range ch.State {
-		if err := putState(tx, w); err != nil {
+	for _, sw := range ch.State {
+		if err := putState(tx, sw); err != nil {
 			return ch, err
 		}
 	}
@@ -484,9 +571,9 @@ func (s *Store) applyChange(tx *bolt.Tx, inc, stored *escalation.Incident, fresh
 func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.Time, decide escalation.IngestFunc) (escalation.IngestResult, error) {
 	var res escalation.IngestResult
 	var gone []newGroup // for the index to forget after the commit
-	err := s.batch(ctx, prompt, func(tx *bolt.Tx) error {
+	err := s.batch(ctx, prompt, func(tx *wtx) error {
 		res, gone = escalation.IngestResult{}, gone[:0]
-		g, from, err := s.loadGroup(tx, n.GroupKey)
+		g, from, err := s.loadGroup(tx.Tx, n.GroupKey)
 		if err != nil {
 			return err
 		}
@@ -494,14 +581,14 @@ func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.
 		var ev []escalation.Event
 		changed := false
 		if g.Open != 0 {
-			stored, err := s.loadStored(tx, g.Open)
+			stored, err := s.loadStored(tx.Tx, g.Open)
 			if err != nil {
 				return err
 			}
 			inc = stored.Clone()
 			ev, changed = escalation.Merge(inc, &g, n, now)
 		} else {
-			ib := tx.Bucket(bIncidents)
+			ib := tx.bucket(bIncidents)
 			inc, ev = escalation.OpenIncident(ib.Sequence()+1, &g, n, now)
 			changed = inc != nil
 			if inc != nil {
@@ -543,9 +630,9 @@ func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc)
 	var out escalation.Incident
 	var ch escalation.Change
 	var gone []newGroup // for the index to forget after the commit
-	err := s.batch(ctx, deferrable, func(tx *bolt.Tx) error {
+	err := s.batch(ctx, deferrable, func(tx *wtx) error {
 		gone = gone[:0]
-		stored, err := s.loadStored(tx, id)
+		stored, err := s.loadStored(tx.Tx, id)
 		if err != nil {
 			return err
 		}
@@ -558,7 +645,7 @@ func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc)
 		if before != escalation.Resolved && inc.State == escalation.Resolved && inc.GroupKey != "" {
 			// Resolved by hand: detach from the Alertmanager group so its next
 			// firing opens a new incident.
-			g, from, err := s.loadGroup(tx, inc.GroupKey)
+			g, from, err := s.loadGroup(tx.Tx, inc.GroupKey)
 			if err != nil {
 				return err
 			}
@@ -583,7 +670,7 @@ func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc)
 // Incident implements escalation.Store.
 func (s *Store) Incident(ctx context.Context, id uint64) (escalation.Incident, error) {
 	var out escalation.Incident
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		inc, err := loadIncident(tx, id)
 		if err == nil {
 			out = *inc
@@ -596,7 +683,7 @@ func (s *Store) Incident(ctx context.Context, id uint64) (escalation.Incident, e
 // Timeline implements escalation.Store.
 func (s *Store) Timeline(ctx context.Context, id uint64) ([]escalation.Event, error) {
 	var out []escalation.Event
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		if tx.Bucket(bIncidents).Get(be64(id)) == nil {
 			return escalation.ErrNotFound
 		}
@@ -616,7 +703,7 @@ func (s *Store) Timeline(ctx context.Context, id uint64) ([]escalation.Event, er
 // Pages implements escalation.Store.
 func (s *Store) Pages(ctx context.Context, id uint64) ([]escalation.PageRecord, error) {
 	var out []escalation.PageRecord
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		var err error
 		out, err = loadPages(tx, id, nil)
 		return err
@@ -630,7 +717,7 @@ func (s *Store) Incidents(ctx context.Context, f escalation.Filter) ([]escalatio
 		f.Limit = 100
 	}
 	var out []escalation.Incident
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		ib := tx.Bucket(bIncidents)
 		if f.State == escalation.Open || f.State == escalation.Acknowledged {
 			// Walk the small index of unresolved incidents.
@@ -678,7 +765,7 @@ func seekBefore(c *bolt.Cursor, id uint64) ([]byte, []byte) {
 // Schedule implements escalation.Store from the two small indexes only, so a
 // restart reads a few bytes per incident instead of every incident.
 func (s *Store) Schedule(ctx context.Context, fn func(escalation.Due) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
 		return schedule(ctx, tx.Bucket(bOpen).Cursor(), tx.Bucket(bPending).Cursor(), fn)
 	})
 }
@@ -698,7 +785,7 @@ type ScheduleSnapshot struct {
 // make every write that grows the file wait for it.
 func (s *Store) SnapshotSchedule() (*ScheduleSnapshot, error) {
 	ss := &ScheduleSnapshot{open: &flatKV{}, pending: &flatKV{}}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		for _, c := range []struct {
 			b   []byte
 			out *flatKV
@@ -801,7 +888,7 @@ func schedule(ctx context.Context, c, pc cursor, fn func(escalation.Due) error) 
 // called once per carrier page, which a rate limit makes rare.
 func (s *Store) Held(ctx context.Context, person string, ch notifiers.Channel, newest int) (escalation.Held, error) {
 	var h escalation.Held
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bPending).Cursor()
 		for k, v := c.Last(); k != nil; k, v = c.Prev() {
 			if !index.HeldFor(v, person, ch) {
@@ -820,7 +907,7 @@ func (s *Store) Held(ctx context.Context, person string, ch notifiers.Channel, n
 // HeldPages implements escalation.Store from the unfinished-page index.
 func (s *Store) HeldPages(ctx context.Context, person string, ch notifiers.Channel, after string, limit int) ([]string, error) {
 	var out []string
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bPending).Cursor()
 		k, v := c.First()
 		if after != "" {
@@ -848,7 +935,7 @@ func (s *Store) HeldPages(ctx context.Context, person string, ch notifiers.Chann
 // Counts implements escalation.Store.
 func (s *Store) Counts(ctx context.Context) (map[escalation.State]int, error) {
 	out := map[escalation.State]int{escalation.Open: 0, escalation.Acknowledged: 0, escalation.Resolved: 0}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		unresolved := 0
 		err := tx.Bucket(bOpen).ForEach(func(k, v []byte) error {
 			st, _ := openState(v)
@@ -870,7 +957,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := s.db.View(func(tx *bolt.Tx) error {
+	if err := s.view(func(tx *bolt.Tx) error {
 		if tx.Bucket(bMeta) == nil {
 			return errors.New("not initialised")
 		}
@@ -883,13 +970,16 @@ func (s *Store) Ping(ctx context.Context) error {
 	if s.commitErr != nil {
 		return fmt.Errorf("last write could not commit: %w", s.commitErr)
 	}
+	if s.checkpointErr != nil {
+		return fmt.Errorf("writes are safe in the write-ahead log but could not be committed to the database: %w", s.checkpointErr)
+	}
 	return nil
 }
 
 // GetState implements notifiers.StateStore.
 func (s *Store) GetState(ctx context.Context, bucket, key string) ([]byte, error) {
 	var out []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bState).Bucket([]byte(bucket))
 		if b == nil {
 			return nil
@@ -905,15 +995,15 @@ func (s *Store) GetState(ctx context.Context, bucket, key string) ([]byte, error
 // PutState implements notifiers.StateStore.
 func (s *Store) PutState(ctx context.Context, bucket, key string, value []byte) error {
 	v := append([]byte(nil), value...) // nil for nil or empty: a delete
-	return s.batch(ctx, prompt, func(tx *bolt.Tx) error {
+	return s.batch(ctx, prompt, func(tx *wtx) error {
 		return putState(tx, notifiers.StateWrite{Bucket: bucket, Key: key, Value: v})
 	})
 }
 
 // putState writes (nil Value: deletes) one state key and when it was
 // written, unless w.Replaces turns the write down.
-func putState(tx *bolt.Tx, w notifiers.StateWrite) error {
-	b, err := tx.Bucket(bState).CreateBucketIfNotExists([]byte(w.Bucket))
+func putState(tx *wtx, w notifiers.StateWrite) error {
+	b, err := tx.state([]byte(w.Bucket))
 	if err != nil {
 		return err
 	}
@@ -922,12 +1012,12 @@ func putState(tx *bolt.Tx, w notifiers.StateWrite) error {
 	}
 	tk := append(append([]byte(w.Bucket), 0), w.Key...)
 	if w.Value == nil {
-		if err := tx.Bucket(bStateTime).Delete(tk); err != nil {
+		if err := tx.bucket(bStateTime).Delete(tk); err != nil {
 			return err
 		}
 		return b.Delete([]byte(w.Key))
 	}
-	if err := tx.Bucket(bStateTime).Put(tk, be64(uint64(time.Now().UnixNano()))); err != nil {
+	if err := tx.bucket(bStateTime).Put(tk, be64(uint64(time.Now().UnixNano()))); err != nil {
 		return err
 	}
 	return b.Put([]byte(w.Key), w.Value)
@@ -939,8 +1029,8 @@ func putState(tx *bolt.Tx, w notifiers.StateWrite) error {
 func (s *Store) CreateState(ctx context.Context, bucket, key string, value []byte) ([]byte, error) {
 	v := append([]byte(nil), value...)
 	var out []byte
-	err := s.batch(ctx, prompt, func(tx *bolt.Tx) error {
-		b, err := tx.Bucket(bState).CreateBucketIfNotExists([]byte(bucket))
+	err := s.batch(ctx, prompt, func(tx *wtx) error {
+		b, err := tx.state([]byte(bucket))
 		if err != nil {
 			return err
 		}
@@ -949,7 +1039,7 @@ func (s *Store) CreateState(ctx context.Context, bucket, key string, value []byt
 			return nil
 		}
 		tk := append(append([]byte(bucket), 0), key...)
-		if err := tx.Bucket(bStateTime).Put(tk, be64(uint64(time.Now().UnixNano()))); err != nil {
+		if err := tx.bucket(bStateTime).Put(tk, be64(uint64(time.Now().UnixNano()))); err != nil {
 			return err
 		}
 		out = v
@@ -975,7 +1065,7 @@ func (s *Store) Prune(ctx context.Context, p escalation.Prune) (escalation.Prune
 		for {
 			var n int
 			done := false
-			err := s.db.Update(func(tx *bolt.Tx) error {
+			err := s.batch(ctx, prompt, func(tx *wtx) error {
 				n, done = 0, false
 				c := tx.Bucket(bIncidents).Cursor()
 				var victims []uint64
@@ -1020,8 +1110,8 @@ func (s *Store) Prune(ctx context.Context, p escalation.Prune) (escalation.Prune
 				break
 			}
 		}
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			gb := tx.Bucket(bGroups)
+		err := s.batch(ctx, prompt, func(tx *wtx) error {
+			gb := tx.bucket(bGroups)
 			var stale [][]byte
 			err := gb.ForEach(func(k, v []byte) error {
 				var g escalation.Group
@@ -1052,12 +1142,12 @@ func (s *Store) Prune(ctx context.Context, p escalation.Prune) (escalation.Prune
 		}
 	}
 	for _, sp := range p.State {
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			b := tx.Bucket(bState).Bucket([]byte(sp.Bucket))
-			if b == nil {
+		err := s.batch(ctx, prompt, func(tx *wtx) error {
+			b, ok := tx.stateIfAny([]byte(sp.Bucket))
+			if !ok {
 				return nil
 			}
-			tb := tx.Bucket(bStateTime)
+			tb := tx.bucket(bStateTime)
 			prefix := append(append([]byte(sp.Bucket), 0), sp.Prefix...)
 			var old [][]byte
 			c := tb.Cursor()
@@ -1085,31 +1175,32 @@ func (s *Store) Prune(ctx context.Context, p escalation.Prune) (escalation.Prune
 }
 
 // deleteIncident removes a resolved incident with its timeline and pages.
-func deleteIncident(tx *bolt.Tx, id uint64) error {
-	if err := tx.Bucket(bIncidents).Delete(be64(id)); err != nil {
+func deleteIncident(tx *wtx, id uint64) error {
+	if err := tx.bucket(bIncidents).Delete(be64(id)); err != nil {
 		return err
 	}
 	for _, name := range [][]byte{bTimeline, bPages, bPending} {
-		c := tx.Bucket(name).Cursor()
+		b := tx.bucket(name)
+		c := b.Cursor()
 		for k, _ := c.Seek(be64(id)); k != nil && len(k) >= 8 && binary.BigEndian.Uint64(k) == id; k, _ = c.Seek(be64(id)) {
-			if err := c.Delete(); err != nil {
+			if err := b.Delete(bytes.Clone(k)); err != nil {
 				return err
 			}
 		}
 	}
 	// A resolved incident's group has its record; an entry left over would
 	// only cost the index a few bytes until the next open.
-	if err := tx.Bucket(bNewGroups).Delete(be64(id)); err != nil {
+	if err := tx.bucket(bNewGroups).Delete(be64(id)); err != nil {
 		return err
 	}
-	return tx.Bucket(bOpen).Delete(be64(id))
+	return tx.bucket(bOpen).Delete(be64(id))
 }
 
 // SweepState implements notifiers.StateSweeper in one write transaction
 // (none when nothing is deleted).
 func (s *Store) SweepState(ctx context.Context, bucket string, keep func(key string, value []byte) bool) error {
 	var drop [][]byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bState).Bucket([]byte(bucket))
 		if b == nil {
 			return nil
@@ -1124,16 +1215,16 @@ func (s *Store) SweepState(ctx context.Context, bucket string, keep func(key str
 	if err != nil || len(drop) == 0 {
 		return err
 	}
-	return s.batch(ctx, prompt, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bState).Bucket([]byte(bucket))
-		if b == nil {
+	return s.batch(ctx, prompt, func(tx *wtx) error {
+		b, ok := tx.stateIfAny([]byte(bucket))
+		if !ok {
 			return nil
 		}
 		for _, k := range drop {
 			if err := b.Delete(k); err != nil {
 				return err
 			}
-			if err := tx.Bucket(bStateTime).Delete(append(append([]byte(bucket), 0), k...)); err != nil {
+			if err := tx.bucket(bStateTime).Delete(append(append([]byte(bucket), 0), k...)); err != nil {
 				return err
 			}
 		}
@@ -1145,7 +1236,7 @@ func (s *Store) SweepState(ctx context.Context, bucket string, keep func(key str
 // counter, every incident with its timeline and outbox (oldest first), every
 // Alertmanager group, and the channels' state.
 func (s *Store) Export(ctx context.Context, x escalation.Exporter) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
 		if err := x.Sequence(tx.Bucket(bIncidents).Sequence()); err != nil {
 			return err
 		}

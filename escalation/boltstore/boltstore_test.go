@@ -299,8 +299,8 @@ func TestOpenSyncsByDefault(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			if db := s.DB(); db.NoSync != tc.noSync || db.NoGrowSync {
-				t.Fatalf("NoSync=%v NoGrowSync=%v, want NoSync=%v and growth synced", db.NoSync, db.NoGrowSync, tc.noSync)
+			if db := s.DB(); db.NoSync != tc.noSync || db.NoGrowSync || s.Durable() == tc.noSync {
+				t.Fatalf("NoSync=%v NoGrowSync=%v Durable=%v, want NoSync=%v and growth synced", db.NoSync, db.NoGrowSync, s.Durable(), tc.noSync)
 			}
 		})
 	}

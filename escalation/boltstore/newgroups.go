@@ -131,10 +131,10 @@ func onlyOpen(g *escalation.Group) bool {
 // bNewGroups; one whose entry says all there is to say is not written; one
 // with more to remember gets its record, and its entry goes: appended to
 // gone, for the index to forget once the transaction committed.
-func (s *Store) saveGroup(tx *bolt.Tx, key string, g *escalation.Group, from groupFrom, gone *[]newGroup) error {
+func (s *Store) saveGroup(tx *wtx, key string, g *escalation.Group, from groupFrom, gone *[]newGroup) error {
 	switch {
 	case from == groupFrom{} && onlyOpen(g):
-		if err := tx.Bucket(bNewGroups).Put(be64(g.Open), []byte(key)); err != nil {
+		if err := tx.bucket(bNewGroups).Put(be64(g.Open), []byte(key)); err != nil {
 			return err
 		}
 		s.newGroups.add(key, g.Open)
@@ -142,12 +142,12 @@ func (s *Store) saveGroup(tx *bolt.Tx, key string, g *escalation.Group, from gro
 	case from.entry != 0 && onlyOpen(g) && g.Open == from.entry:
 		return nil
 	case from.entry != 0:
-		if err := tx.Bucket(bNewGroups).Delete(be64(from.entry)); err != nil {
+		if err := tx.bucket(bNewGroups).Delete(be64(from.entry)); err != nil {
 			return err
 		}
 		*gone = append(*gone, newGroup{key, from.entry})
 	}
-	return put(tx.Bucket(bGroups), []byte(key), g, encode.Group)
+	return put(tx.bucket(bGroups), []byte(key), g, encode.Group)
 }
 
 // writeNewGroups writes the record of every group in bNewGroups, in key
