@@ -65,6 +65,7 @@ type groupCommit struct {
 	genBytes int       // their size
 	since    time.Time // when gen's first record was written
 	limit    int       // genBytes that call for a checkpoint
+	recCap   int       // the capacity a batch's record starts with
 
 	acked   atomic.Uint64 // batches whose changes are in the log
 	settled atomic.Uint64 // acked as of the last checkpoint
@@ -77,6 +78,7 @@ type groupCall struct {
 	deferrable bool
 	// settle asks for a checkpoint (see groupCommit.settle).
 	settle bool
+	read   bool // fn only reads (see groupCommit.read)
 	queued time.Time
 }
 
@@ -99,10 +101,20 @@ func (g *groupCommit) do(fn func(*wtx) error, deferrable bool) error {
 // settle returns once every write acknowledged before it was called is
 // committed to klaxon.db, where bbolt's read transactions see it.
 func (g *groupCommit) settle() error {
-	if g.acked.Load() == g.settled.Load() {
+	if !g.unsettled() {
 		return nil
 	}
 	return g.enqueue(groupCall{settle: true})
+}
+
+// unsettled reports whether a write acknowledged so far is not yet
+// committed to klaxon.db.
+func (g *groupCommit) unsettled() bool { return g.acked.Load() != g.settled.Load() }
+
+// read runs fn in the writer's transaction, after the writes queued before
+// it, and returns once every write fn could see is durable.
+func (g *groupCommit) read(fn func(*bolt.Tx) error) error {
+	return g.enqueue(groupCall{fn: func(w *wtx) error { return fn(w.Tx) }, read: true})
 }
 
 func (g *groupCommit) enqueue(c groupCall) error {
@@ -111,7 +123,7 @@ func (g *groupCommit) enqueue(c groupCall) error {
 		c.queued = time.Now()
 	}
 	g.mu.Lock()
-	if g.hold > 0 && !c.deferrable && !c.settle { // a read is no sign of a burst
+	if g.hold > 0 && !c.deferrable && !c.settle && !c.read { // a read is no sign of a burst
 		g.lastPrompt = c.queued
 	}
 	select {
@@ -238,7 +250,9 @@ func (g *groupCommit) commit(calls []groupCall) {
 		}
 		return
 	}
-	w := &wtx{Tx: g.tx}
+	// The records stay in gen, so each batch needs its own; sized like the
+	// last, it seldom grows by copying.
+	w := &wtx{Tx: g.tx, rec: make([]byte, 0, g.recCap)}
 	var ok, settles []groupCall
 	for i := 0; ; i++ {
 		if i == len(calls) && !g.late(&calls) {
@@ -278,6 +292,7 @@ func (g *groupCommit) commit(calls []groupCall) {
 		}
 		ok = append(ok, c)
 	}
+	g.recCap = min(len(w.rec)+len(w.rec)/4, 1<<20)
 	var err error
 	if len(w.rec) > 0 {
 		if err = g.log.append(w.rec); err != nil {

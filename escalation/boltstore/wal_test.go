@@ -219,7 +219,8 @@ func TestOpenReplaysTheLogAfterACrash(t *testing.T) {
 
 // TestReadsSeeAcknowledgedWrites: a read sees every write acknowledged
 // before it, though the writer commits to klaxon.db only every
-// CheckpointEvery.
+// CheckpointEvery. Reads of a key or an incident do so in the writer's
+// transaction, without a checkpoint; a scan commits first.
 func TestReadsSeeAcknowledgedWrites(t *testing.T) {
 	s, err := Open(t.TempDir(), Options{NoSync: true, CheckpointEvery: time.Hour})
 	if err != nil {
@@ -227,6 +228,15 @@ func TestReadsSeeAcknowledgedWrites(t *testing.T) {
 	}
 	defer s.Close()
 	ctx := context.Background()
+	committed := func(key string) bool {
+		t.Helper()
+		c, err := Committed(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ok := c[key]
+		return ok
+	}
 	for i := range 10 {
 		k, v := fmt.Sprint("k", i), []byte(fmt.Sprint("v", i))
 		if err := s.PutState(ctx, "b", k, v); err != nil {
@@ -236,12 +246,37 @@ func TestReadsSeeAcknowledgedWrites(t *testing.T) {
 		if err != nil || !bytes.Equal(got, v) {
 			t.Fatalf("read %q, %v right after writing %q", got, err, v)
 		}
+		if committed("state/b/" + k) {
+			t.Fatal("reading a key committed the log to klaxon.db")
+		}
+	}
+	res, err := s.Ingest(ctx, escalation.Notification{GroupKey: "g", Status: "firing",
+		Alerts: []escalation.Alert{{Fingerprint: "f", Status: "firing", Labels: map[string]string{"alertname": "A"}, StartsAt: time.Now()}}},
+		time.Now(), func(*escalation.Incident, []escalation.PageRecord, []escalation.Event) (escalation.Change, error) {
+			return escalation.Change{}, escalation.ErrNoChange
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Incident(ctx, res.Incident); err != nil {
+		t.Fatalf("incident %d right after its webhook: %v", res.Incident, err)
+	}
+	if tl, err := s.Timeline(ctx, res.Incident); err != nil || len(tl) == 0 {
+		t.Fatalf("timeline of incident %d right after its webhook: %v, %v", res.Incident, tl, err)
+	}
+	list, err := s.Incidents(ctx, escalation.Filter{Limit: 10})
+	if err != nil || len(list) != 1 {
+		t.Fatalf("incidents right after a webhook: %v, %v", list, err)
+	}
+	if !committed("state/b/k9") {
+		t.Fatal("a scan read klaxon.db without committing the log first")
 	}
 }
 
 // TestFailedCheckpointKeepsWritesAndTellsPing: when klaxon.db cannot take a
 // checkpoint (a full disk), writes are still acknowledged from the log,
-// reads fail rather than show a store without them, Ping and OnCommitResult
+// reads of a key still see them, scans fail rather than show a store
+// without them, Ping and OnCommitResult
 // say so, and the next checkpoint that succeeds brings it all back, as does
 // a restart.
 func TestFailedCheckpointKeepsWritesAndTellsPing(t *testing.T) {
@@ -265,8 +300,11 @@ func TestFailedCheckpointKeepsWritesAndTellsPing(t *testing.T) {
 	if err := s.PutState(ctx, "b", "k", []byte("v")); err != nil {
 		t.Fatalf("a write with the log working but klaxon.db full: %v", err)
 	}
-	if v, err := s.GetState(ctx, "b", "k"); !errors.Is(err, full) {
-		t.Fatalf("read %q, %v while the checkpoint fails, want the checkpoint's error", v, err)
+	if v, err := s.GetState(ctx, "b", "k"); err != nil || string(v) != "v" {
+		t.Fatalf("read %q, %v while checkpoints fail, want the value from the writer's transaction", v, err)
+	}
+	if c, err := s.Counts(ctx); !errors.Is(err, full) {
+		t.Fatalf("a scan read %v, %v while checkpoints fail, want the checkpoint's error", c, err)
 	}
 	if err := s.Ping(ctx); err == nil || !strings.Contains(err.Error(), "write-ahead log") {
 		t.Fatalf("Ping while checkpoints fail: %v", err)
@@ -281,6 +319,9 @@ func TestFailedCheckpointKeepsWritesAndTellsPing(t *testing.T) {
 		t.Fatalf("OnCommitResult heard %v after a write while checkpoints fail, want the checkpoint's error", last)
 	}
 	s.group.do(func(*wtx) error { s.group.commitTx = nil; return nil }, false)
+	if _, err := s.Counts(ctx); err != nil { // a scan: checkpoints
+		t.Fatalf("a scan once checkpoints work again: %v", err)
+	}
 	for k, want := range map[string]string{"k": "v", "k2": "v2"} {
 		if v, err := s.GetState(ctx, "b", k); err != nil || string(v) != want {
 			t.Fatalf("%s = %q, %v once checkpoints work again, want %q", k, v, err, want)
