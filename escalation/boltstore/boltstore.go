@@ -1,8 +1,10 @@
 // Package boltstore implements escalation.Store on go.etcd.io/bbolt, Klaxon's
-// embedded default: one file, klaxon.db, fsynced on every commit. Writes go
-// through a group commit: a write with no other in progress commits at once,
-// and writes arriving while a commit is running share the next one, so a
-// quiet night pays one fsync per write and a storm far fewer than one each.
+// embedded default: klaxon.db, and its write-ahead log klaxon.wal (see
+// wal.go). Writes go through a group commit: a write with no other in
+// progress is made durable at once (one fdatasync of its log record), and
+// writes arriving meanwhile share the next, so a quiet night pays one
+// fdatasync per write and a storm far fewer than one each. The writer's
+// bbolt transaction commits to klaxon.db every Options.CheckpointEvery.
 package boltstore
 
 import (
