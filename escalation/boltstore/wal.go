@@ -160,11 +160,7 @@ func (w *wal) append(payload []byte) error {
 	if len(payload) > maxRecord {
 		return fmt.Errorf("write-ahead log: a batch of %d bytes is over the %d a record holds", len(payload), maxRecord)
 	}
-	w.buf = append(w.buf[:0], make([]byte, walHeader)...)
-	binary.BigEndian.PutUint32(w.buf, uint32(len(payload)))
-	binary.BigEndian.PutUint32(w.buf[4:], recordSum(w.salt, w.epoch, payload))
-	binary.BigEndian.PutUint64(w.buf[8:], w.epoch)
-	w.buf = append(w.buf, payload...)
+	w.buf = appendRecord(w.buf[:0], w.salt, w.epoch, payload)
 	if _, err := w.f.WriteAt(w.buf, w.off); err != nil {
 		return fmt.Errorf("write-ahead log: %w", err)
 	}
@@ -178,6 +174,14 @@ func (w *wal) append(payload []byte) error {
 		w.buf = nil // one big batch (a prune) need not stay allocated
 	}
 	return nil
+}
+
+// appendRecord appends payload to dst as a record of epoch.
+func appendRecord(dst, salt []byte, epoch uint64, payload []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(payload)))
+	dst = binary.BigEndian.AppendUint32(dst, recordSum(salt, epoch, payload))
+	dst = binary.BigEndian.AppendUint64(dst, epoch)
+	return append(dst, payload...)
 }
 
 // restart begins the next generation: klaxon.db has committed every record
