@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"path/filepath"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -90,6 +91,7 @@ type wal struct {
 // says salt and epoch, and returns it with the payloads of that epoch's
 // records, in order.
 func openWAL(path string, salt []byte, epoch uint64, noSync bool) (*wal, [][]byte, error) {
+	_, statErr := os.Stat(path)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening %s: %w", path, err)
@@ -106,6 +108,19 @@ func openWAL(path string, salt []byte, epoch uint64, noSync bool) (*wal, [][]byt
 	}
 	if fi.Size() < walPrealloc {
 		_ = preallocate(f, walPrealloc) // best effort: appends work either way
+	}
+	if !noSync {
+		// The file's size, and for a new file its name, must be on disk
+		// before a record in it is acknowledged: fdatasync covers neither
+		// a directory entry nor, everywhere, a size it did not change.
+		err := f.Sync()
+		if err == nil && errors.Is(statErr, os.ErrNotExist) {
+			err = syncDir(filepath.Dir(path))
+		}
+		if err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("syncing %s: %w", path, err)
+		}
 	}
 	return &wal{f: f, salt: salt, epoch: epoch, noSync: noSync, sync: datasync}, recs, nil
 }
