@@ -85,7 +85,8 @@ type Options struct {
 	DeferUpdates time.Duration
 	// CheckpointEvery is how long an acknowledged write may stay in the
 	// write-ahead log only before it is committed to klaxon.db (default
-	// DefaultCheckpointEvery). A read commits what is pending at once.
+	// DefaultCheckpointEvery). A scan (a list, counts, the schedule)
+	// commits what is pending at once.
 	CheckpointEvery time.Duration
 	// ReleaseMapEvery is how often the store gives back the pages of its
 	// memory map that reads have made resident (default 2s; negative
@@ -245,11 +246,7 @@ func (s *Store) ReleaseMap() error {
 // walking the file (after a crash it walks: see syncFreelist), and the
 // records of the groups in bNewGroups under their keys (see newgroups.go).
 func (s *Store) Close() error {
-	if s.stopRelease != nil {
-		close(s.stopRelease)
-		s.released.Wait()
-		s.stopRelease = nil
-	}
+	s.stopReleasing()
 	if s.group != nil {
 		// Best effort: if it fails, the next Open replays the log, walks the
 		// file and reads the groups from bNewGroups; nothing is lost.
@@ -260,6 +257,15 @@ func (s *Store) Close() error {
 		s.log.close()
 	}
 	return s.db.Close()
+}
+
+// stopReleasing ends releaseLoop, if it runs.
+func (s *Store) stopReleasing() {
+	if s.stopRelease != nil {
+		close(s.stopRelease)
+		s.released.Wait()
+		s.stopRelease = nil
+	}
 }
 
 // DB exposes the bbolt handle (for tests and tooling), with every write
@@ -355,12 +361,10 @@ const (
 func (s *Store) committed(err error) {
 	s.mu.Lock()
 	s.commitErr = err
-	if err == nil {
-		err = s.checkpointErr
-	}
+	failing := s.failingLocked()
 	s.mu.Unlock()
 	if s.onResult != nil {
-		s.onResult(err)
+		s.onResult(failing)
 	}
 }
 
@@ -370,14 +374,20 @@ func (s *Store) checkpointed(err error) {
 	s.mu.Lock()
 	was := s.checkpointErr
 	s.checkpointErr = err
-	report := err
-	if report == nil {
-		report = s.commitErr
-	}
+	failing := s.failingLocked()
 	s.mu.Unlock()
 	if s.onResult != nil && (err != nil || was != nil) {
-		s.onResult(report)
+		s.onResult(failing)
 	}
+}
+
+// failingLocked is what keeps writes from the disk, nil when nothing does:
+// the last write's failure, else the last checkpoint's. s.mu is held.
+func (s *Store) failingLocked() error {
+	if s.commitErr != nil {
+		return s.commitErr
+	}
+	return s.checkpointErr
 }
 
 func getJSON(b *bolt.Bucket, k []byte, v any) (bool, error) {

@@ -11,11 +11,7 @@ import (
 // is dropped, not committed, no last checkpoint runs, and the files keep
 // what was written to them (the kernel keeps a dead process's writes).
 func Crash(s *Store) {
-	if s.stopRelease != nil {
-		close(s.stopRelease)
-		s.released.Wait()
-		s.stopRelease = nil
-	}
+	s.stopReleasing()
 	_ = s.group.stop(nil, true)
 	s.log.close()
 	s.db.Close()

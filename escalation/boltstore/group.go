@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -266,32 +267,24 @@ func (g *groupCommit) commit(calls []groupCall) {
 		}
 		mark := len(w.rec)
 		err := safely(c.fn, w)
-		if err != nil && len(w.rec) > mark {
+		if err == nil {
+			ok = append(ok, c)
+			continue
+		}
+		if len(w.rec) > mark {
 			// It changed the transaction before failing: start again from
 			// the log and the batch's changes before it.
 			w.rec = w.rec[:mark]
 			if rerr := g.rebuild(w.rec); rerr != nil {
-				// Not even the log's records apply: fail the batch.
-				err = rerr
-				for _, o := range ok {
+				// Not even the log's records apply: fail the whole batch.
+				for _, o := range slices.Concat(ok, settles, calls[i:]) {
 					o.err <- rerr
-				}
-				ok, w.rec = nil, nil
-			}
-			w.Tx = g.tx
-		}
-		if err != nil {
-			c.err <- err
-			if g.tx == nil {
-				calls = calls[i+1:]
-				for _, c := range calls {
-					c.err <- err
 				}
 				return
 			}
-			continue
+			w.Tx = g.tx
 		}
-		ok = append(ok, c)
+		c.err <- err
 	}
 	g.recCap = min(len(w.rec)+len(w.rec)/4, 1<<20)
 	var err error

@@ -39,10 +39,11 @@ import (
 //
 // Durability is the same as before: a write returns once it is on disk
 // (in the log), and a crash loses nothing acknowledged. What changes is what
-// readers see: a read transaction of bbolt sees only committed data, so every
-// read of the store first asks the writer to checkpoint if an acknowledged
-// write is not yet committed (see groupCommit.settle), and nothing reads a
-// stale store.
+// readers see: a read transaction of bbolt sees only committed data. So
+// while an acknowledged write is only in the log, a read of a few keys runs
+// in the writer's transaction (Store.pointView, groupCommit.read), and a
+// scan first has the writer checkpoint (Store.view, groupCommit.settle):
+// nothing reads a stale store.
 
 // WALFileName is the write-ahead log's file name inside the data directory.
 const WALFileName = "klaxon.wal"
@@ -259,15 +260,14 @@ func (w *wtx) bucket(name []byte) wbucket {
 
 // state returns the channels' state namespace ns, creating it if need be.
 func (w *wtx) state(ns []byte) (wbucket, error) {
-	sb := w.Tx.Bucket(bState)
-	b := sb.Bucket(ns)
-	if b == nil {
-		var err error
-		if b, err = sb.CreateBucket(ns); err != nil {
-			return wbucket{}, err
-		}
-		w.record(opBucket, bState, ns, nil, nil)
+	if b, ok := w.stateIfAny(ns); ok {
+		return b, nil
 	}
+	b, err := w.Tx.Bucket(bState).CreateBucket(ns)
+	if err != nil {
+		return wbucket{}, err
+	}
+	w.record(opBucket, bState, ns, nil, nil)
 	return wbucket{Bucket: b, w: w, name: bState, sub: ns}, nil
 }
 

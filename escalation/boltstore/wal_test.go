@@ -151,11 +151,7 @@ func TestWriteIsAcknowledgedOnlyOnceTheLogIsSynced(t *testing.T) {
 		}, false)
 		done := make(chan error, 1)
 		go func() {
-			_, err := s.Ingest(context.Background(), escalation.Notification{GroupKey: "g", Status: "firing",
-				Alerts: []escalation.Alert{{Fingerprint: "f", Status: "firing", Labels: map[string]string{"alertname": "A"}, StartsAt: time.Now()}}},
-				time.Now(), func(*escalation.Incident, []escalation.PageRecord, []escalation.Event) (escalation.Change, error) {
-					return escalation.Change{}, escalation.ErrNoChange
-				})
+			_, err := ingestOne(s)
 			done <- err
 		}()
 		<-entered
@@ -250,11 +246,7 @@ func TestReadsSeeAcknowledgedWrites(t *testing.T) {
 			t.Fatal("reading a key committed the log to klaxon.db")
 		}
 	}
-	res, err := s.Ingest(ctx, escalation.Notification{GroupKey: "g", Status: "firing",
-		Alerts: []escalation.Alert{{Fingerprint: "f", Status: "firing", Labels: map[string]string{"alertname": "A"}, StartsAt: time.Now()}}},
-		time.Now(), func(*escalation.Incident, []escalation.PageRecord, []escalation.Event) (escalation.Change, error) {
-			return escalation.Change{}, escalation.ErrNoChange
-		})
+	res, err := ingestOne(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,4 +343,13 @@ func TestFailedCheckpointKeepsWritesAndTellsPing(t *testing.T) {
 			t.Fatalf("%s = %q, %v after a restart, want %q", k, v, err, want)
 		}
 	}
+}
+
+// ingestOne posts one firing alert of group "g", planning nothing.
+func ingestOne(s *Store) (escalation.IngestResult, error) {
+	n := escalation.Notification{GroupKey: "g", Status: "firing",
+		Alerts: []escalation.Alert{{Fingerprint: "f", Status: "firing", Labels: map[string]string{"alertname": "A"}, StartsAt: time.Now()}}}
+	return s.Ingest(context.Background(), n, time.Now(), func(*escalation.Incident, []escalation.PageRecord, []escalation.Event) (escalation.Change, error) {
+		return escalation.Change{}, escalation.ErrNoChange
+	})
 }
