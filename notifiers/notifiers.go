@@ -339,7 +339,23 @@ const (
 	Delivered DeliveryStatus = "delivered" // reached the device (SMS delivered, call answered by a person)
 	NoAnswer  DeliveryStatus = "no-answer" // rang out, busy, canceled, or a voicemail answered
 	Failed    DeliveryStatus = "failed"    // the provider could not deliver
+	// Unconfirmed is a channel's own evidence that a page it accepted did
+	// not (or cannot be shown to) reach anyone: PagerDuty triggered an
+	// incident but notified nobody, a Matrix event never came back through
+	// /sync. Report.Detail carries the reason in words. A Delivered report
+	// is the confirmation.
+	Unconfirmed DeliveryStatus = "unconfirmed"
 )
+
+// Confirmer is implemented by notifiers that prove delivery. A notifier
+// that implements it promises, for each page it sends, a Delivered,
+// Unconfirmed or Failed Report (through the notifiers.Reporter it is given)
+// within ConfirmWithin of the send; 0 means the channel gives no
+// confirmation. The engine marks a page unconfirmed itself when that
+// deadline passes with no report, so a notifier never blocks waiting.
+type Confirmer interface {
+	ConfirmWithin() time.Duration
+}
 
 // Report is a provider's later word on a page: delivered, not answered, failed.
 type Report struct {

@@ -74,6 +74,15 @@ type Config struct {
 	// also implements notifiers.StateSweeper gets tracked incidents restored
 	// at New and old event ids expired. Without it all of this is in memory.
 	State notifiers.StateStore
+	// ConfirmWithin is how long after a trigger PagerDuty must show that a
+	// person was notified (a notify_log_entry) before the page is reported
+	// unconfirmed (0: DefaultConfirmWithin; negative: no confirmation).
+	// Confirmation needs APIToken and Reporter.
+	ConfirmWithin time.Duration
+	// CanaryRoutingKey is the integration key Canary triggers on: a service
+	// whose escalation policy reaches a person (or a dummy user with a
+	// contact method) but that pages nobody who must wake up. Optional.
+	CanaryRoutingKey string
 }
 
 // Environment variables read by FromEnv. Each secret may instead be given as
@@ -87,6 +96,8 @@ const (
 	EnvEventsURL        = "KLAXON_PAGERDUTY_EVENTS_URL"
 	EnvAPIURL           = "KLAXON_PAGERDUTY_API_URL"
 	EnvPollInterval     = "KLAXON_PAGERDUTY_POLL_INTERVAL"
+	EnvConfirmWithin    = "KLAXON_PAGERDUTY_CONFIRM_WITHIN"     // a duration, or off
+	EnvCanaryRoutingKey = "KLAXON_PAGERDUTY_CANARY_ROUTING_KEY" // secret
 )
 
 // FromEnv reads a Config from environment variables through getenv
@@ -136,7 +147,28 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		}
 		cfg.PollInterval = d
 	}
+	if v := getenv(EnvConfirmWithin); v != "" {
+		if err := cfg.setConfirmWithin(v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvConfirmWithin, err))
+		}
+	}
+	cfg.CanaryRoutingKey = secret(EnvCanaryRoutingKey)
 	return cfg, errors.Join(errs...)
+}
+
+// setConfirmWithin parses a confirmation deadline: a duration, or "off".
+func (c *Config) setConfirmWithin(v string) error {
+	v = strings.TrimSpace(v)
+	if strings.EqualFold(v, "off") {
+		c.ConfirmWithin = -1
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("%q is not a positive duration like 2m, or off", v)
+	}
+	c.ConfirmWithin = d
+	return nil
 }
 
 // SetRegion points EventsURL and APIURL at PagerDuty's US ("us" or "") or EU
@@ -162,6 +194,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.APIURL, "pagerduty-api-url", c.APIURL, "PagerDuty REST API base URL (overrides -pagerduty-region)")
 	fs.DurationVar(&c.PollInterval, "pagerduty-poll-interval", c.PollInterval, "how often to poll PagerDuty incidents when no webhook secret is set")
 	fs.StringVar(&c.KlaxonURL, "pagerduty-klaxon-url", c.KlaxonURL, "Klaxon's public base URL for links in PagerDuty incidents")
+	fs.Func("pagerduty-confirm-within", "how long PagerDuty may take to show a person was notified before a page is unconfirmed, or off (default 2m; env "+EnvConfirmWithin+")", c.setConfirmWithin)
 }
 
 // withDefaults returns c with defaults filled in.
@@ -187,6 +220,9 @@ func (c Config) withDefaults() Config {
 	if c.WebhookMaxAge == 0 {
 		c.WebhookMaxAge = time.Hour
 	}
+	if c.ConfirmWithin == 0 {
+		c.ConfirmWithin = DefaultConfirmWithin
+	}
 	c.EventsURL = strings.TrimRight(c.EventsURL, "/")
 	c.APIURL = strings.TrimRight(c.APIURL, "/")
 	c.KlaxonURL = strings.TrimRight(c.KlaxonURL, "/")
@@ -198,6 +234,14 @@ func (c Config) validate() error {
 	var errs []error
 	if err := checkRoutingKey(c.RoutingKey); err != nil {
 		errs = append(errs, fmt.Errorf("routing key: %w", err))
+	}
+	if c.CanaryRoutingKey != "" {
+		if err := checkRoutingKey(c.CanaryRoutingKey); err != nil {
+			errs = append(errs, fmt.Errorf("canary routing key: %w", err))
+		}
+	}
+	if c.ConfirmWithin > 0 && c.ConfirmWithin < 10*time.Second {
+		errs = append(errs, fmt.Errorf("confirmation deadline %v is below 10s: PagerDuty notifies within seconds, but creates incidents asynchronously", c.ConfirmWithin))
 	}
 	for i, k := range c.ExtraRoutingKeys {
 		if err := checkRoutingKey(k); err != nil {

@@ -21,6 +21,14 @@
 // expired or unpaid account answers 402, code 2012) and the services behind
 // the routing keys.
 //
+// Delivery is confirmed, not assumed (see confirm.go): the Events API answers
+// 202 even when nobody will be notified, so with an API token the notifier
+// reads the triggered incident's log entries and reports Delivered once one
+// shows a person was notified, or Unconfirmed when ConfirmWithin (default
+// 2m) passes without that, saying what PagerDuty showed (nobody on call, a
+// user without contact methods, no incident at all). Canary triggers a test
+// incident on a canary routing key and confirms it the same way.
+//
 // Failures are classified for the engine: 400 (invalid event, e.g. an unknown
 // routing key), 401, 402, 403 and other 4xx are permanent; 408, 429 and 5xx
 // are temporary, with PagerDuty's Retry-After when it sends one; network

@@ -31,9 +31,10 @@ type Notifier struct {
 	secrets []string
 	log     *slog.Logger
 
-	tracked *tracker
-	replays *replayCache
-	state   durable
+	tracked  *tracker
+	confirms *confirmations
+	replays  *replayCache
+	state    durable
 
 	// newTicker is the polling clock; tests replace it.
 	newTicker func(d time.Duration) (<-chan time.Time, func())
@@ -66,6 +67,7 @@ func New(cfg Config) (*Notifier, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With("channel", string(notifiers.PagerDuty)),
 		tracked:  newTracker(10000),
+		confirms: newConfirmations(),
 		replays:  newReplayCache(10000, cfg.WebhookMaxAge+10*time.Minute),
 		services: map[string]verdict{},
 		newTicker: func(d time.Duration) (<-chan time.Time, func()) {
@@ -73,7 +75,7 @@ func New(cfg Config) (*Notifier, error) {
 			return t.C, t.Stop
 		},
 	}
-	for _, s := range append([]string{cfg.RoutingKey, cfg.APIToken, cfg.WebhookSecret}, cfg.ExtraRoutingKeys...) {
+	for _, s := range append([]string{cfg.RoutingKey, cfg.APIToken, cfg.WebhookSecret, cfg.CanaryRoutingKey}, cfg.ExtraRoutingKeys...) {
 		if len(s) >= 8 {
 			n.secrets = append(n.secrets, s)
 		}
@@ -174,6 +176,7 @@ func (n *Notifier) Notify(ctx context.Context, p notifiers.Page) (notifiers.Rece
 			return notifiers.Receipt{ProviderID: dedup, Detail: "accepted by PagerDuty, but nobody will be notified"},
 				notifiers.Permanent(code, fmt.Errorf("pagerduty: event accepted but %s: PagerDuty drops it and notifies nobody", problem))
 		}
+		n.expectConfirmation(p, n.cfg.Now())
 		return notifiers.Receipt{ProviderID: dedup, Detail: "PagerDuty incident triggered"}, nil
 	case notifiers.KindUnacknowledged:
 		return notifiers.Receipt{ProviderID: dedup, Detail: "trigger sent; PagerDuty keeps an acknowledged incident acknowledged"}, nil

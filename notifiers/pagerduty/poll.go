@@ -15,20 +15,37 @@ import (
 // webhook secret: each tracked incident (paged for and not yet resolved) is
 // looked up by incident key every PollInterval.
 
-// Run polls PagerDuty for acknowledgements until ctx ends, when there is no
-// webhook secret and there is an API token. Otherwise it returns nil at once:
-// webhooks bring the acknowledgements, or nothing can. A failed poll is
-// logged and retried at the next tick; Run returns nil when ctx ends.
+// Run is the channel's one poller of the REST API, until ctx ends. It polls
+// PagerDuty for acknowledgements when there is no webhook secret and there
+// is an API token, and it confirms deliveries (CheckDeliveries) when
+// ConfirmWithin is not 0. With neither it returns nil at once. A failed poll
+// is logged and retried at the next tick; Run returns nil when ctx ends.
 func (n *Notifier) Run(ctx context.Context) error {
-	if n.cfg.WebhookSecret != "" || n.cfg.APIToken == "" {
+	ackPoll := n.cfg.WebhookSecret == "" && n.cfg.APIToken != ""
+	confirm := n.ConfirmWithin() > 0
+	if !ackPoll && !confirm {
 		return nil
 	}
-	tick, stop := n.newTicker(n.cfg.PollInterval)
-	defer stop()
+	var tick <-chan time.Time
+	if ackPoll {
+		t, stop := n.newTicker(n.cfg.PollInterval)
+		defer stop()
+		tick = t
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var due <-chan time.Time
+	if confirm {
+		due = n.confirmTimer(timer, n.confirms.nextAt())
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-n.confirms.wake:
+			due = n.confirmTimer(timer, n.confirms.nextAt())
+		case <-due:
+			due = n.confirmTimer(timer, n.CheckDeliveries(ctx))
 		case <-tick:
 			if err := n.Poll(ctx); err != nil && ctx.Err() == nil {
 				n.log.Warn("PagerDuty poll failed", slog.String("error", err.Error()))
@@ -45,6 +62,9 @@ func (n *Notifier) Run(ctx context.Context) error {
 // again after an acknowledgement → Unack. It returns the first error met
 // after trying every incident.
 func (n *Notifier) Poll(ctx context.Context) error {
+	if n.confirms.paused(n.cfg.Now()) {
+		return nil // rate limited: PagerDuty's Retry-After has not passed
+	}
 	var first error
 	for _, key := range n.tracked.keys() {
 		if ctx.Err() != nil {
@@ -65,7 +85,7 @@ func (n *Notifier) pollOne(ctx context.Context, key string) error {
 	ctx, c := withCapture(ctx)
 	resp, err := n.client.ListIncidentsWithContext(ctx, pd.ListIncidentsOptions{IncidentKey: key, DateRange: "all", Limit: 100})
 	if err != nil {
-		return n.classify("poll incident", err, c)
+		return n.restFailed("poll incident", err, c)
 	}
 	inc, found := current(resp.Incidents, t.since)
 	if !found {

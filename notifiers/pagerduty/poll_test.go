@@ -24,7 +24,8 @@ type pollEnv struct {
 
 func newPollEnv(t *testing.T) *pollEnv {
 	t.Helper()
-	e := newEnv(t, func(c *Config) { c.WebhookSecret = ""; c.PollInterval = time.Minute })
+	// Delivery confirmation off: these tests count the acknowledgement polls.
+	e := newEnv(t, func(c *Config) { c.WebhookSecret = ""; c.PollInterval = time.Minute; c.ConfirmWithin = -1 })
 	pe := &pollEnv{env: e, tick: make(chan time.Time), polled: make(chan struct{}), done: make(chan error, 1), stopped: make(chan struct{})}
 	var gotInterval time.Duration
 	e.n.newTicker = func(d time.Duration) (<-chan time.Time, func()) {
@@ -178,8 +179,9 @@ func TestRunReturnsAtOnceWhenNotPolling(t *testing.T) {
 		name   string
 		mutate func(*Config)
 	}{
-		{"webhooks configured", nil},
+		{"webhooks configured, confirmation off", func(c *Config) { c.ConfirmWithin = -1 }},
 		{"no token", func(c *Config) { c.WebhookSecret, c.APIToken = "", "" }},
+		{"webhooks configured, no reporter", func(c *Config) { c.Reporter = nil }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

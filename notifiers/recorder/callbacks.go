@@ -10,8 +10,9 @@ import (
 
 // Reports is a notifiers.Reporter that records delivery reports.
 type Reports struct {
-	mu  sync.Mutex
-	got []notifiers.Report
+	mu      sync.Mutex
+	got     []notifiers.Report
+	changed chan struct{} // closed and replaced on every report; nil until waited on
 }
 
 // Report implements notifiers.Reporter.
@@ -19,7 +20,33 @@ func (r *Reports) Report(_ context.Context, rep notifiers.Report) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.got = append(r.got, rep)
+	if r.changed != nil {
+		close(r.changed)
+		r.changed = nil
+	}
 	return nil
+}
+
+// WaitFor waits until cond holds for the reports recorded so far (in
+// order), or ctx ends, and returns them.
+func (r *Reports) WaitFor(ctx context.Context, cond func([]notifiers.Report) bool) ([]notifiers.Report, error) {
+	for {
+		r.mu.Lock()
+		got := append([]notifiers.Report(nil), r.got...)
+		if r.changed == nil {
+			r.changed = make(chan struct{})
+		}
+		changed := r.changed
+		r.mu.Unlock()
+		if cond(got) {
+			return got, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return got, ctx.Err()
+		}
+	}
 }
 
 // All returns the reports recorded so far, in order.

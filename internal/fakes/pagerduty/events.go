@@ -122,11 +122,13 @@ func (s *Server) enqueue(raw []byte, ev *Event) (int, []string, bool, string, *f
 			inc.Alerts++
 			break
 		}
-		s.incidents = append(s.incidents, &Incident{
+		inc := &Incident{
 			ID: s.nextIDLocked("PINC"), Number: len(s.incidents) + 1, DedupKey: dedup, ServiceID: svc.id,
 			Status: StatusTriggered, Title: ev.Summary, Severity: ev.Severity, Alerts: 1,
-			AssignedTo: DefaultUserID, CreatedAt: now, LastStatusChangeAt: now, LastStatusChangeBy: svc.id,
-		})
+			CreatedAt: now, LastStatusChangeAt: now, LastStatusChangeBy: svc.id,
+		}
+		s.incidents = append(s.incidents, inc)
+		s.triggeredLocked(inc, svc, now)
 	case "acknowledge":
 		if inc := s.openLocked(svc, dedup); inc != nil && inc.Status == StatusTriggered {
 			s.setStatusLocked(inc, StatusAcknowledged, svc.id, now)
@@ -143,6 +145,7 @@ func (s *Server) enqueue(raw []byte, ev *Event) (int, []string, bool, string, *f
 
 func (s *Server) setStatusLocked(inc *Incident, status, by string, now time.Time) {
 	inc.Status, inc.LastStatusChangeAt, inc.LastStatusChangeBy = status, now, by
+	s.logLocked(inc, LogEntry{Type: statusLogType(status), At: now, Agent: by, Summary: s.statusSummaryLocked(status, by)})
 	switch status {
 	case StatusAcknowledged:
 		inc.AcknowledgedBy = by

@@ -81,6 +81,9 @@ type User struct {
 	ID    string
 	Name  string
 	Email string
+	// NoContactMethods makes the user one PagerDuty can assign incidents to
+	// but cannot notify: no notify_log_entry is ever logged for them.
+	NoContactMethods bool
 }
 
 // Delivery is one v3 webhook the fake posted (or tried to post).
@@ -108,6 +111,8 @@ type service struct {
 	name        string
 	status      string
 	routingKeys []string
+	// onCall is who the escalation policy reaches; nil means DefaultUserID.
+	onCall []string
 }
 
 type apiRef struct {

@@ -201,6 +201,10 @@ func (s *Server) incidentJSONLocked(inc *Incident, rest bool) map[string]any {
 		return out
 	}
 	out["incident_number"] = inc.Number
+	out["assignments"] = []map[string]any{}
+	if inc.AssignedTo != "" {
+		out["assignments"] = []map[string]any{{"at": inc.CreatedAt.UTC().Format(time.RFC3339), "assignee": s.userRefLocked(inc.AssignedTo)}}
+	}
 	out["summary"] = inc.Title
 	out["last_status_change_at"] = inc.LastStatusChangeAt.UTC().Format(time.RFC3339)
 	out["last_status_change_by"] = s.agentRefLocked(inc.LastStatusChangeBy)

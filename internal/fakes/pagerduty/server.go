@@ -1,7 +1,9 @@
 // Package fakepagerduty is a faithful in-process fake of the parts of PagerDuty
 // Klaxon uses: the Events API v2 (POST /v2/enqueue), the REST API endpoints
-// /abilities, /services and /incidents, and signed v3 webhooks sent when an
-// incident changes state.
+// /abilities, /services, /incidents and /incidents/{id}/log_entries (who is
+// on call, users without contact methods and the notifications PagerDuty
+// logs: see logentries.go), and signed v3 webhooks sent when an incident
+// changes state.
 //
 // It validates requests the way PagerDuty does (32-character routing keys of
 // known integrations, event_action, the required trigger payload fields,
@@ -85,6 +87,8 @@ type Server struct {
 	webhookClient     *http.Client
 	deliveries        []Delivery
 	seq               int
+	logs              map[string][]LogEntry // incident id → log, oldest first
+	notifyDelay       time.Duration
 
 	pending []deliveryJob
 	wake    chan struct{}
@@ -123,6 +127,7 @@ func New(tb testing.TB) *Server {
 	mux.HandleFunc("/services/{id}", s.rest(s.handleService))
 	mux.HandleFunc("/incidents", s.rest(s.handleIncidents))
 	mux.HandleFunc("/incidents/{id}", s.rest(s.handleIncident))
+	mux.HandleFunc("/incidents/{id}/log_entries", s.rest(s.handleLogEntries))
 	mux.HandleFunc("/users/{id}", s.rest(s.handleUser))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeRESTError(w, http.StatusNotFound, 2100, "Not Found")

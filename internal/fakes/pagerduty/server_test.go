@@ -314,3 +314,92 @@ func TestConcurrentUse(t *testing.T) {
 		t.Fatalf("incidents = %+v", incs)
 	}
 }
+
+// restJSON GETs path with the fake's token and decodes the body.
+func restJSON(t *testing.T, s *Server, path string) map[string]any {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, s.URL()+path, nil)
+	req.Header.Set("Authorization", "Token token="+s.APIToken())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", path, resp.StatusCode, err)
+	}
+	return out
+}
+
+func logTypes(t *testing.T, s *Server, dedup, query string) ([]string, map[string]any) {
+	t.Helper()
+	inc, ok := s.Incident(dedup)
+	if !ok {
+		t.Fatal("no incident")
+	}
+	body := restJSON(t, s, "/incidents/"+inc.ID+"/log_entries"+query)
+	var types []string
+	for _, e := range body["log_entries"].([]any) {
+		types = append(types, e.(map[string]any)["type"].(string))
+	}
+	return types, body
+}
+
+func TestLogEntriesByScenario(t *testing.T) {
+	cases := []struct {
+		name  string
+		setup func(s *Server)
+		want  string
+	}{
+		{"somebody on call", func(*Server) {}, "trigger_log_entry assign_log_entry notify_log_entry"},
+		{"nobody on call", func(s *Server) { s.SetOnCall(DefaultServiceID) }, "trigger_log_entry"},
+		{"user without contact methods", func(s *Server) {
+			s.AddUser(User{ID: "PUSR009", Name: "Bob", NoContactMethods: true})
+			s.SetOnCall(DefaultServiceID, "PUSR009")
+		}, "trigger_log_entry assign_log_entry"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(t)
+			tc.setup(s)
+			if st, _ := postEvent(t, s, trigger(s.RoutingKey(), "k1")); st != http.StatusAccepted {
+				t.Fatal(st)
+			}
+			types, _ := logTypes(t, s, "k1", "")
+			if got := strings.Join(types, " "); got != tc.want {
+				t.Fatalf("log = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestLogEntryShapesAndPaging(t *testing.T) {
+	s := New(t)
+	now := time.Date(2026, 3, 29, 1, 0, 0, 0, time.UTC)
+	s.SetClock(func() time.Time { return now })
+	s.SetNotifyDelay(time.Minute)
+	postEvent(t, s, trigger(s.RoutingKey(), "k1"))
+	if types, _ := logTypes(t, s, "k1", ""); strings.Join(types, " ") != "trigger_log_entry assign_log_entry" {
+		t.Fatalf("a notification not yet due is listed: %v", types)
+	}
+	now = now.Add(time.Minute)
+	types, body := logTypes(t, s, "k1", "?limit=2")
+	if len(types) != 2 || body["more"] != true {
+		t.Fatalf("first page %v more=%v, want 2 entries and more", types, body["more"])
+	}
+	types, body = logTypes(t, s, "k1", "?limit=2&offset=2")
+	if len(types) != 1 || types[0] != "notify_log_entry" || body["more"] != false {
+		t.Fatalf("second page %v more=%v", types, body["more"])
+	}
+	e := body["log_entries"].([]any)[0].(map[string]any)
+	user := e["user"].(map[string]any)
+	notification := e["channel"].(map[string]any)["notification"].(map[string]any)
+	if user["id"] != DefaultUserID || user["type"] != "user_reference" || notification["type"] != "email" ||
+		notification["address"] != "alice@example.org" || e["incident"].(map[string]any)["type"] != "incident_reference" {
+		t.Fatalf("notify entry %v", e)
+	}
+	if types, _ := logTypes(t, s, "k1", "?is_overview=true"); strings.Join(types, " ") != "trigger_log_entry assign_log_entry" {
+		t.Fatalf("overview lists notifications: %v", types)
+	}
+}
