@@ -68,6 +68,34 @@ type Config struct {
 	// State keeps SMS reply routing, call scripts and callback idempotency
 	// durably. nil means an in-memory store (lost on restart; a warning is logged).
 	State notifiers.StateStore
+	// SMSConfirmWithin is how long a text may go without Twilio's
+	// "delivered" status callback before the engine counts the page
+	// unconfirmed (0: DefaultSMSConfirmWithin; negative: no confirmation,
+	// for destinations whose carriers send no delivery receipts).
+	SMSConfirmWithin time.Duration
+	// CanaryTo is the number the SMS canary texts (E.164, not From): a
+	// second number of the account whose messaging webhook is Klaxon's
+	// /webhook/twilio/sms, or a phone that forwards texts back to From.
+	// Twilio cannot text a number from itself. Empty: no SMS canary.
+	CanaryTo string
+}
+
+// DefaultSMSConfirmWithin is how long a text may wait for its delivery receipt.
+const DefaultSMSConfirmWithin = 2 * time.Minute
+
+// setSMSConfirmWithin parses a confirmation deadline: a duration, or "off".
+func (c *Config) setSMSConfirmWithin(v string) error {
+	v = strings.TrimSpace(v)
+	if strings.EqualFold(v, "off") {
+		c.SMSConfirmWithin = -1
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("%q is not a positive duration like 2m, or off", v)
+	}
+	c.SMSConfirmWithin = d
+	return nil
 }
 
 var (
@@ -89,6 +117,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Language, "twilio-language", c.Language, "language for spoken alerts, e.g. en-GB (env KLAXON_TWILIO_LANGUAGE)")
 	fs.StringVar(&c.APIURL, "twilio-api-url", c.APIURL, "Twilio REST API base URL (env KLAXON_TWILIO_API_URL)")
 	fs.Float64Var(&c.MinBalance, "twilio-min-balance", c.MinBalance, "self-test alarm threshold for the account balance (env KLAXON_TWILIO_MIN_BALANCE)")
+	fs.Func("twilio-sms-confirm-within", "how long a text may wait for Twilio's delivered receipt before the page is unconfirmed, or off (default 2m; env KLAXON_TWILIO_SMS_CONFIRM_WITHIN)", c.setSMSConfirmWithin)
+	fs.StringVar(&c.CanaryTo, "twilio-canary-to", c.CanaryTo, "number the SMS canary texts; its texts must come back to the SMS webhook (env KLAXON_TWILIO_CANARY_TO)")
 }
 
 // LoadEnv fills empty fields from the environment variables named in
@@ -111,6 +141,12 @@ func (c *Config) LoadEnv(getenv func(string) string) error {
 	set(&c.Voice, "KLAXON_TWILIO_VOICE")
 	set(&c.Language, "KLAXON_TWILIO_LANGUAGE")
 	set(&c.APIURL, "KLAXON_TWILIO_API_URL")
+	set(&c.CanaryTo, "KLAXON_TWILIO_CANARY_TO")
+	if v := strings.TrimSpace(getenv("KLAXON_TWILIO_SMS_CONFIRM_WITHIN")); v != "" && c.SMSConfirmWithin == 0 {
+		if err := c.setSMSConfirmWithin(v); err != nil {
+			return fmt.Errorf("KLAXON_TWILIO_SMS_CONFIRM_WITHIN: %w", err)
+		}
+	}
 	if v := strings.TrimSpace(getenv("KLAXON_TWILIO_MIN_BALANCE")); v != "" && c.MinBalance == 0 {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil {
@@ -175,6 +211,12 @@ func (c Config) resolve() (Config, error) {
 	}
 	if c.MinBalance == 0 {
 		c.MinBalance = DefaultMinBalance
+	}
+	if c.SMSConfirmWithin == 0 {
+		c.SMSConfirmWithin = DefaultSMSConfirmWithin
+	}
+	if c.CanaryTo != "" && (!e164Re.MatchString(c.CanaryTo) || c.CanaryTo == c.From) {
+		errs = append(errs, fmt.Errorf("canary number %q must be E.164 and not the from-number (Twilio cannot text a number from itself)", c.CanaryTo))
 	}
 	if c.Responder == nil {
 		errs = append(errs, errors.New("a Responder is required"))

@@ -149,6 +149,9 @@ func (t *Twilio) onSMS(ctx context.Context, cb *callback) (string, string, error
 			return xmlType, string(prev), nil
 		}
 	}
+	if t.canaryText(cb.form.Get("Body")) {
+		return t.smsAnswer(ctx, sid, "")
+	}
 	route, ok, err := t.route(ctx, from)
 	if err != nil {
 		return "", "", err
@@ -208,6 +211,10 @@ func (t *Twilio) onSMSStatus(ctx context.Context, cb *callback) (string, string,
 	sid := cb.form.Get("MessageSid")
 	status := cb.form.Get("MessageStatus")
 	if sid == "" || status == "" {
+		return "", "", nil
+	}
+	if strings.HasPrefix(cb.pageID, canaryPage+":") {
+		t.canaryStatus(cb)
 		return "", "", nil
 	}
 	rep := notifiers.Report{PageID: cb.pageID, Incident: cb.incident, Channel: notifiers.SMS, At: t.cfg.Now()}

@@ -41,6 +41,8 @@ type Twilio struct {
 	keys keyedMutex
 	// routes holds the reply routing of texts not yet saved.
 	routes smsRoutes
+	// canaries are the SMS canaries waiting for their text to come back.
+	canaries canaryWaits
 }
 
 // keyedMutex is a set of mutexes by key, each dropped once unused.

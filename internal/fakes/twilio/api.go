@@ -261,6 +261,9 @@ func (s *Server) createMessage(w http.ResponseWriter, r *http.Request, received 
 	landline := ph.landline
 	s.mu.Unlock()
 	switch {
+	case to == from:
+		writeError(w, 400, 21266, "'To' and 'From' number cannot be the same: "+to)
+		return
 	case !owned || !num.sms:
 		writeError(w, 400, 21606, "The From phone number "+from+" is not a valid, SMS-capable inbound phone number or short code for your account.")
 		return
@@ -283,9 +286,16 @@ func (s *Server) createMessage(w http.ResponseWriter, r *http.Request, received 
 	ph.lastSender = from
 	s.notify()
 	hook := s.onSMS
+	var inbound string
+	if dst, ok := s.numbers[to]; ok && dst.sms && !s.dropInbound {
+		inbound = dst.smsURL
+	}
 	s.mu.Unlock()
 	if hook != nil {
 		hook(m)
+	}
+	if inbound != "" {
+		s.routeInbound(m, inbound)
 	}
 	writeJSON(w, http.StatusCreated, map[string]any{
 		"sid": m.Sid, "account_sid": s.sid, "to": to, "from": from, "body": body, "status": status,

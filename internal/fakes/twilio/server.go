@@ -6,7 +6,10 @@
 // to voicemail or replies to a text; the fake runs the TwiML it is given with
 // a small interpreter (Say, Play, Pause, Gather, Hangup, Redirect, Reject) and
 // posts callbacks signed as Twilio signs them (HMAC-SHA1 over the URL and
-// sorted parameters), computed here independently of twilio-go.
+// sorted parameters), computed here independently of twilio-go. A text to
+// one of the account's own numbers comes back through that number's
+// incoming-message webhook (unless SetDropInbound), and a text from a
+// number to itself is refused with 21266, as Twilio does.
 //
 // Not modelled: trial-account preambles on calls, asynchronous AMD, MMS,
 // call updates and pagination beyond the first page.
@@ -54,7 +57,10 @@ type Server struct {
 	requests int
 	last     *Callback
 	onSMS    func(*SMS)
-	conns    int
+	// dropInbound swallows texts to the account's own numbers (see SetDropInbound).
+	dropInbound bool
+	inbound     []*Callback
+	conns       int
 }
 
 // number is a phone number the account owns.

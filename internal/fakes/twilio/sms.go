@@ -1,8 +1,11 @@
 package faketwilio
 
 import (
+	"io"
+	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -18,6 +21,10 @@ type SMS struct {
 	// Received is when the API request creating the text arrived.
 	Received time.Time
 }
+
+// Sent posts the "sent" status callback: the carrier took the text, which
+// says nothing about the handset (many carriers never send more).
+func (m *SMS) Sent() { m.srv.t.Helper(); m.status("sent", 0) }
 
 // Delivered posts the "delivered" status callback.
 func (m *SMS) Delivered() { m.srv.t.Helper(); m.status("delivered", 0) }
@@ -46,4 +53,53 @@ func (m *SMS) status(st string, code int) {
 	if cb.Status < 200 || cb.Status > 299 {
 		m.srv.t.Errorf("faketwilio: SMS status callback answered %d: %s", cb.Status, cb.Body)
 	}
+}
+
+// SetDropInbound makes texts sent to the account's own numbers vanish (a
+// carrier that accepts and relays nothing): their incoming-message webhooks
+// are never posted.
+func (s *Server) SetDropInbound(drop bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dropInbound = drop
+}
+
+// Inbound returns the incoming-message webhooks the fake posted for texts
+// sent to the account's own numbers, in order.
+func (s *Server) Inbound() []*Callback {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*Callback(nil), s.inbound...)
+}
+
+// routeInbound posts the incoming-message webhook of a text m sent to one
+// of the account's own numbers, as Twilio does when the number's messaging
+// webhook (sms_url) is set. It runs before the API answers the request
+// that sent m, so a test sees it at once; a failed post is recorded with
+// status 0, not fatal (it runs on the API's goroutine).
+func (s *Server) routeInbound(m *SMS, target string) {
+	sid := NewSID("SM")
+	params := url.Values{
+		"AccountSid": {s.sid}, "ApiVersion": {"2010-04-01"},
+		"MessageSid": {sid}, "SmsSid": {sid}, "SmsMessageSid": {sid},
+		"From": {m.From}, "To": {m.To}, "Body": {m.Body},
+		"NumMedia": {"0"}, "NumSegments": {"1"}, "SmsStatus": {"received"},
+	}
+	cb := &Callback{Method: http.MethodPost, URL: target, Params: params}
+	cb.Signature = Signature(s.token, cb.URL, cb.Params)
+	req, err := http.NewRequest(http.MethodPost, target, strings.NewReader(params.Encode()))
+	if err == nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Twilio-Signature", cb.Signature)
+		req.Header.Set("User-Agent", "TwilioProxy/1.1")
+		if resp, err := s.hc.Do(req); err == nil {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			_ = resp.Body.Close()
+			cb.Status, cb.Body = resp.StatusCode, string(b)
+		}
+	}
+	s.mu.Lock()
+	s.inbound = append(s.inbound, cb)
+	s.notify()
+	s.mu.Unlock()
 }
