@@ -40,6 +40,8 @@ type Notifier struct {
 	newTicker func(d time.Duration) (<-chan time.Time, func())
 	// polled, if set, is called after each poll Run makes (tests).
 	polled func()
+	// wait is how Canary waits between looks; tests replace it.
+	wait func(ctx context.Context, d time.Duration) error
 
 	mu       sync.Mutex
 	account  verdict            // last word on the account
@@ -70,6 +72,7 @@ func New(cfg Config) (*Notifier, error) {
 		confirms: newConfirmations(),
 		replays:  newReplayCache(10000, cfg.WebhookMaxAge+10*time.Minute),
 		services: map[string]verdict{},
+		wait:     sleepCtx,
 		newTicker: func(d time.Duration) (<-chan time.Time, func()) {
 			t := time.NewTicker(d)
 			return t.C, t.Stop
