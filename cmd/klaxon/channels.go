@@ -2,14 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
+	"strings"
+	"time"
 
 	"github.com/klaxon-oncall/klaxon/internal/auth"
+	"github.com/klaxon-oncall/klaxon/internal/canary"
 	"github.com/klaxon-oncall/klaxon/internal/server"
 	"github.com/klaxon-oncall/klaxon/notifiers"
 	"github.com/klaxon-oncall/klaxon/notifiers/matrix"
@@ -27,6 +32,8 @@ type channelFlags struct {
 	mx     matrix.Config
 	mxDone func() error
 	mxOn   bool
+	// canary holds each channel's canary interval (0: off).
+	canary map[notifiers.Channel]*time.Duration
 }
 
 // declare adds each channel's flags. Channel secrets come from the
@@ -37,6 +44,20 @@ func (c *channelFlags) declare(fs *flag.FlagSet, env map[string]string) {
 	c.twErr = c.tw.LoadEnv(os.Getenv)
 	c.tw.RegisterFlags(fs)
 	c.mxDone = c.mx.RegisterFlags(fs, os.Getenv)
+	c.canary = map[notifiers.Channel]*time.Duration{}
+	for _, k := range []struct {
+		ch   notifiers.Channel
+		what string
+	}{
+		{notifiers.PagerDuty, "a PagerDuty canary (a trigger on the canary routing key, confirmed by a notify log entry, then resolved; notifies whoever that service's policy names)"},
+		{notifiers.SMS, "an SMS canary (a text to the canary number that must come back to the SMS webhook; two texts billed per run)"},
+		{notifiers.Matrix, "a Matrix canary (an m.notice the observer account must see)"},
+	} {
+		name := "canary-" + string(k.ch) + "-interval"
+		envName := "KLAXON_CANARY_" + strings.ToUpper(string(k.ch)) + "_INTERVAL"
+		c.canary[k.ch] = fs.Duration(name, 0, "run "+k.what+" this often; 0 is off (env "+envName+")")
+		env[name] = envName
+	}
 }
 
 func (c *channelFlags) resolve() error {
@@ -45,6 +66,17 @@ func (c *channelFlags) resolve() error {
 	}
 	if c.twErr != nil {
 		return fmt.Errorf("Twilio: %w", c.twErr)
+	}
+	for ch, d := range c.canary {
+		if *d != 0 && *d < canary.MinInterval {
+			return fmt.Errorf("--canary-%s-interval %v is below %v", ch, *d, canary.MinInterval)
+		}
+	}
+	if *c.canary[notifiers.PagerDuty] > 0 && (c.pd.CanaryRoutingKey == "" || c.pd.APIToken == "") {
+		return fmt.Errorf("--canary-pagerduty-interval needs %s and %s", pagerduty.EnvCanaryRoutingKey, pagerduty.EnvAPIToken)
+	}
+	if *c.canary[notifiers.SMS] > 0 && c.tw.CanaryTo == "" {
+		return errors.New("--canary-sms-interval needs --twilio-canary-to (env KLAXON_TWILIO_CANARY_TO)")
 	}
 	c.mxOn = c.mx.Homeserver != "" || c.mx.UserID != "" || c.mx.Room != ""
 	if c.mxOn {
@@ -72,10 +104,14 @@ type channelSet struct {
 	testers   map[notifiers.Channel]notifiers.SelfTester
 	handlers  map[string]http.Handler // pattern → provider callback handler
 	runners   []func(context.Context) error
+	// canaries runs the opted-in canaries (one of runners); serve wires its
+	// Deliveries to the self-test monitor.
+	canaries *canary.Runner
 }
 
 func (c *channelFlags) build(d channelDeps) (*channelSet, error) {
-	s := &channelSet{testers: map[notifiers.Channel]notifiers.SelfTester{}, handlers: map[string]http.Handler{}}
+	s := &channelSet{testers: map[notifiers.Channel]notifiers.SelfTester{}, handlers: map[string]http.Handler{},
+		canaries: &canary.Runner{Logger: d.log.With("component", "canary")}}
 	if c.pd.RoutingKey != "" {
 		cfg := c.pd
 		cfg.Responder, cfg.Reporter, cfg.State = d.responder, d.responder, d.store
@@ -117,6 +153,28 @@ func (c *channelFlags) build(d channelDeps) (*channelSet, error) {
 		s.add(voice, selfTester(voice))
 		s.add(sms, selfTester(sms))
 		s.handlers["/webhook/twilio/"] = tw.Handler()
+	}
+	for _, n := range s.notifiers {
+		every := c.canary[n.Channel()]
+		if every == nil || *every == 0 {
+			continue
+		}
+		p, _ := n.(canary.Prober)
+		if p == nil {
+			return nil, fmt.Errorf("--canary-%s-interval: this build's %s channel cannot run canaries", n.Channel(), n.Channel())
+		}
+		s.canaries.Checks = append(s.canaries.Checks, canary.Check{Channel: n.Channel(), Prober: p, Interval: *every})
+	}
+	for ch, every := range c.canary {
+		if *every > 0 && !slices.ContainsFunc(s.notifiers, func(n notifiers.Notifier) bool { return n.Channel() == ch }) {
+			return nil, fmt.Errorf("--canary-%s-interval: the %s channel is not configured", ch, ch)
+		}
+	}
+	if len(s.canaries.Checks) > 0 {
+		if err := s.canaries.Validate(); err != nil {
+			return nil, err
+		}
+		s.runners = append(s.runners, s.canaries.Run)
 	}
 	return s, nil
 }

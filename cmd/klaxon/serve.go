@@ -439,6 +439,16 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 	if err != nil {
 		return err
 	}
+	// Canary results feed health as unconfirmed pages do, through the
+	// monitor's Delivery (issue 27; it comes with the engine's confirmation
+	// work, so it is looked up rather than named here).
+	if d, ok := any(mon).(interface {
+		Delivery(ch notifiers.Channel, confirmed bool, reason string)
+	}); ok {
+		chans.canaries.Deliveries = d.Delivery
+	} else if len(chans.canaries.Checks) > 0 {
+		log.Warn("canary results are only logged: this build's health monitor does not take delivery evidence")
+	}
 	personProblem = mon.PersonProblem
 	installation, err := escalation.InstallationID(ctx, store)
 	if err != nil {
