@@ -36,6 +36,9 @@ func TestNewValidates(t *testing.T) {
 		{"Klaxon URL garbage", func(c *Config) { c.KlaxonURL = "::" }, "Klaxon URL"},
 		{"poll interval too short", func(c *Config) { c.PollInterval = time.Millisecond }, "poll interval"},
 		{"webhook max age too short", func(c *Config) { c.WebhookMaxAge = time.Second }, "webhook max age"},
+		{"bad canary key", func(c *Config) { c.CanaryRoutingKey = "canary-key-too-short" }, "canary routing key"},
+		{"confirmation deadline too short", func(c *Config) { c.ConfirmWithin = time.Second }, "below 10s"},
+		{"confirmation off", func(c *Config) { c.ConfirmWithin = -1 }, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -51,7 +54,7 @@ func TestNewValidates(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.words) {
 				t.Fatalf("err = %v, want one mentioning %q", err, tc.words)
 			}
-			assertNoSecrets(t, "error", err.Error(), append([]string{cfg.RoutingKey, cfg.APIToken, cfg.WebhookSecret, goodToken, "short-secret-key"}, cfg.ExtraRoutingKeys...)...)
+			assertNoSecrets(t, "error", err.Error(), append([]string{cfg.RoutingKey, cfg.APIToken, cfg.WebhookSecret, goodToken, "short-secret-key", cfg.CanaryRoutingKey}, cfg.ExtraRoutingKeys...)...)
 		})
 	}
 }
@@ -133,5 +136,51 @@ func TestRegisterFlags(t *testing.T) {
 		if fs.Lookup(name) != nil {
 			t.Errorf("secret flag %s exists: secrets must not be on the command line", name)
 		}
+	}
+}
+
+func TestFromEnvConfirmationAndCanary(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "canary")
+	if err := os.WriteFile(keyFile, []byte(goodKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name   string
+		env    map[string]string
+		within time.Duration
+		canary string
+		err    string
+	}{
+		{"unset", nil, 0, "", ""},
+		{"a duration", map[string]string{EnvConfirmWithin: "3m"}, 3 * time.Minute, "", ""},
+		{"off", map[string]string{EnvConfirmWithin: "OFF"}, -1, "", ""},
+		{"garbage", map[string]string{EnvConfirmWithin: "soon"}, 0, "", EnvConfirmWithin},
+		{"negative", map[string]string{EnvConfirmWithin: "-2m"}, 0, "", EnvConfirmWithin},
+		{"canary key from a file", map[string]string{EnvCanaryRoutingKey + "_FILE": keyFile}, 0, goodKey, ""},
+		{"canary key file missing", map[string]string{EnvCanaryRoutingKey + "_FILE": filepath.Join(dir, "nope")}, 0, "", EnvCanaryRoutingKey + "_FILE"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := FromEnv(func(k string) string { return tc.env[k] })
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want one naming %s", err, tc.err)
+				}
+				return
+			}
+			if err != nil || cfg.ConfirmWithin != tc.within || cfg.CanaryRoutingKey != tc.canary {
+				t.Fatalf("cfg confirm %v canary %q, err %v", cfg.ConfirmWithin, cfg.CanaryRoutingKey, err)
+			}
+		})
+	}
+	var c Config
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	c.RegisterFlags(fs)
+	if err := fs.Parse([]string{"-pagerduty-confirm-within", "off"}); err != nil || c.ConfirmWithin != -1 {
+		t.Fatalf("flag off: %v %v", c.ConfirmWithin, err)
+	}
+	if err := fs.Parse([]string{"-pagerduty-confirm-within", "0s"}); err == nil {
+		t.Fatal("a zero deadline was accepted")
 	}
 }
