@@ -30,7 +30,9 @@ import (
 // pass makes at most confirmCallsPerPass REST calls, and a 429 pauses every
 // REST call for PagerDuty's Retry-After. Waiting pages are bounded
 // (confirmMaxPending, oldest dropped: the engine's own deadline then marks
-// them unconfirmed).
+// them unconfirmed). With a state store, a page's deadline is kept with its
+// tracked incident, so after a restart the pages still waiting are looked at
+// again, by the same deadline.
 
 // DefaultConfirmWithin is how long a trigger may go without PagerDuty
 // showing a notified person before the page is reported unconfirmed.
@@ -202,6 +204,9 @@ func (n *Notifier) expectConfirmation(p notifiers.Page, sent time.Time) {
 		sent: sent, deadline: sent.Add(within), next: sent.Add(first)}); dropped != "" {
 		n.log.Warn("PagerDuty: too many pages waiting for confirmation; the oldest is no longer checked", slog.String("page", dropped))
 	}
+	if n.state.store != nil && n.tracked.setConfirmBy(p.IncidentKey, p.ID, sent.Add(within)) {
+		n.persistTracked(context.Background(), p.IncidentKey)
+	}
 }
 
 // evidence is what PagerDuty shows about a page's incident.
@@ -282,6 +287,9 @@ func (n *Notifier) judge(ctx context.Context, p *pendingConfirm, ev evidence, er
 	n.log.LogAttrs(ctx, slog.LevelInfo, "PagerDuty delivery judged", slog.String("page", p.pageID),
 		slog.String("status", string(rep.Status)), slog.String("detail", rep.Detail))
 	n.confirms.done(p.pageID)
+	if n.state.store != nil && n.tracked.setConfirmBy(p.key, p.pageID, time.Time{}) {
+		n.persistTracked(ctx, p.key)
+	}
 }
 
 func (e evidence) words() string {

@@ -36,6 +36,7 @@ type trackedJSON struct {
 	PageID     string    `json:"page_id,omitempty"`
 	Since      time.Time `json:"since"`
 	LastStatus string    `json:"last_status,omitempty"`
+	ConfirmBy  time.Time `json:"confirm_by,omitzero"`
 }
 
 type userJSON struct {
@@ -68,7 +69,7 @@ func (n *Notifier) loadState(ctx context.Context) {
 		if json.Unmarshal(v, &tj) != nil {
 			return false
 		}
-		list = append(list, entry{key, tracked{routingKey: tj.RoutingKey, incident: tj.Incident, pageID: tj.PageID, since: tj.Since, lastStatus: tj.LastStatus}})
+		list = append(list, entry{key, tracked{routingKey: tj.RoutingKey, incident: tj.Incident, pageID: tj.PageID, since: tj.Since, lastStatus: tj.LastStatus, confirmBy: tj.ConfirmBy}})
 		return true
 	})
 	if err != nil {
@@ -80,9 +81,20 @@ func (n *Notifier) loadState(ctx context.Context) {
 			list[j], list[j-1] = list[j-1], list[j]
 		}
 	}
+	waiting := 0
 	for _, e := range list {
 		n.tracked.track(e.key, e.t)
 		n.tracked.setStatus(e.key, e.t.lastStatus)
+		if !e.t.confirmBy.IsZero() && n.ConfirmWithin() > 0 {
+			// A page still waiting for PagerDuty's evidence when the
+			// process stopped: look again at once, by the same deadline.
+			n.confirms.add(&pendingConfirm{pageID: e.t.pageID, incident: e.t.incident, key: e.key,
+				sent: e.t.since, deadline: e.t.confirmBy, next: n.cfg.Now()})
+			waiting++
+		}
+	}
+	if waiting > 0 {
+		n.log.Info("PagerDuty pages waiting for delivery confirmation checked again after a restart", slog.Int("pages", waiting))
 	}
 	if len(list) > 0 {
 		n.log.Info("PagerDuty incidents tracked again after a restart", slog.Int("incidents", len(list)))
@@ -159,7 +171,7 @@ func (n *Notifier) persistTracked(ctx context.Context, key string) {
 	if !ok {
 		return
 	}
-	b, _ := json.Marshal(trackedJSON{RoutingKey: t.routingKey, Incident: t.incident, PageID: t.pageID, Since: t.since, LastStatus: t.lastStatus})
+	b, _ := json.Marshal(trackedJSON{RoutingKey: t.routingKey, Incident: t.incident, PageID: t.pageID, Since: t.since, LastStatus: t.lastStatus, ConfirmBy: t.confirmBy})
 	if err := n.state.store.PutState(ctx, bucketTracked, key, b); err != nil {
 		n.log.Warn("PagerDuty tracked incident not stored", slog.String("error", err.Error()))
 	}

@@ -130,3 +130,44 @@ func TestUserEmailIsLookedUpOnceAndCached(t *testing.T) {
 		t.Fatalf("responses without a token: %+v", r)
 	}
 }
+
+// TestConfirmationSurvivesARestart: a page still waiting for PagerDuty's
+// evidence when the process stops is checked again after the restart, by
+// its original deadline, and reported once.
+func TestConfirmationSurvivesARestart(t *testing.T) {
+	cases := []struct {
+		name   string
+		setup  func(e *env)
+		status notifiers.DeliveryStatus
+	}{
+		{"notified", func(*env) {}, notifiers.Delivered},
+		{"nobody on call", func(e *env) { e.fake.SetOnCall(fakepd.DefaultServiceID) }, notifiers.Unconfirmed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st := stateStore(t)
+			e := newEnv(t, func(c *Config) { c.State = st })
+			tc.setup(e)
+			p := page(42)
+			if _, err := e.n.Notify(context.Background(), p); err != nil {
+				t.Fatal(err)
+			}
+			sent := e.now.Now()
+			e.restart(t)
+			if e.n.Pending() != 1 {
+				t.Fatalf("%d pages wait after the restart, want the one sent before", e.n.Pending())
+			}
+			r, _, ok := e.judgeUntil(t, p.ID, time.Second, 3*time.Minute)
+			if !ok || r.Status != tc.status || r.PageID != p.ID || r.Incident != 42 {
+				t.Fatalf("report %+v, want %s for page %s", r, tc.status, p.ID)
+			}
+			if tc.status == notifiers.Unconfirmed && r.At.Sub(sent) > DefaultConfirmWithin+time.Second {
+				t.Errorf("unconfirmed %v after the send: the restart moved the deadline", r.At.Sub(sent))
+			}
+			e.restart(t)
+			if e.n.Pending() != 0 {
+				t.Fatal("a judged page waits again after another restart")
+			}
+		})
+	}
+}

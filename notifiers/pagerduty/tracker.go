@@ -16,6 +16,9 @@ type tracked struct {
 	pageID     string
 	since      time.Time
 	lastStatus string
+	// confirmBy is the delivery confirmation deadline of pageID while it
+	// waits for PagerDuty's evidence (zero: none waits).
+	confirmBy time.Time
 }
 
 // tracker is a bounded map of incident key → tracked, oldest evicted first.
@@ -44,6 +47,9 @@ func (tr *tracker) track(key string, t tracked) {
 	if e, ok := tr.m[key]; ok {
 		old := e.Value.(*trackEntry)
 		t.lastStatus = old.t.lastStatus
+		if t.confirmBy.IsZero() && t.pageID == old.t.pageID {
+			t.confirmBy = old.t.confirmBy
+		}
 		old.t = t
 		tr.order.MoveToBack(e)
 		return
@@ -71,6 +77,18 @@ func (tr *tracker) setStatus(key, status string) {
 	if e, ok := tr.m[key]; ok {
 		e.Value.(*trackEntry).t.lastStatus = status
 	}
+}
+
+// setConfirmBy records (or, with a zero at, clears) the confirmation
+// deadline of key's page pageID; a later page of key is left alone.
+func (tr *tracker) setConfirmBy(key, pageID string, at time.Time) bool {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if e, ok := tr.m[key]; ok && e.Value.(*trackEntry).t.pageID == pageID {
+		e.Value.(*trackEntry).t.confirmBy = at
+		return true
+	}
+	return false
 }
 
 func (tr *tracker) forget(key string) {
