@@ -319,3 +319,19 @@ func TestConfirmRunDeliversWithTheRealClock(t *testing.T) {
 		t.Fatalf("report %+v, want delivered", got[0])
 	}
 }
+
+// BenchmarkConfirmPassWithManyWaiting is the cost of one confirmation pass
+// when confirmMaxPending pages wait and none is due (the common case
+// between looks): the scan for due pages and the next wake-up.
+func BenchmarkConfirmPassWithManyWaiting(b *testing.B) {
+	e := newEnv(b, nil)
+	now := e.now.Now()
+	for i := range confirmMaxPending {
+		id := fmt.Sprintf("out-%d", i)
+		e.n.confirms.add(&pendingConfirm{pageID: id, key: "k" + id, sent: now, deadline: now.Add(time.Hour), next: now.Add(time.Minute)})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		e.n.CheckDeliveries(context.Background())
+	}
+}
