@@ -92,6 +92,9 @@ func New(cfg Config) (*Notifier, error) {
 		n.loadState(ctx)
 		cancel()
 	}
+	if cfg.ConfirmWithin > 0 && cfg.APIToken == "" {
+		n.log.Warn("PagerDuty has no API token: pages cannot be confirmed (nobody on call, a user without contact methods go unnoticed)")
+	}
 	if cfg.WebhookSecret == "" && cfg.APIToken == "" {
 		n.log.Warn("PagerDuty has neither a webhook secret nor an API token: acknowledgements made in PagerDuty will not reach Klaxon")
 	}
