@@ -121,6 +121,9 @@ func (c *etcdConfig) client() (*clientv3.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd client: %w", err)
 	}
+	// A write that reached a member as it died or lost its Raft leader is
+	// tried again on another: with a quorum left, Alertmanager sees nothing.
+	cli.KV = etcdstore.RetryKV(cli.KV, 0)
 	return cli, nil
 }
 
