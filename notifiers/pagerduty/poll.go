@@ -19,7 +19,14 @@ import (
 // webhook secret and there is an API token. Otherwise it returns nil at once:
 // webhooks bring the acknowledgements, or nothing can. A failed poll is
 // logged and retried at the next tick; Run returns nil when ctx ends.
+//
+// Run first loads the tracked incidents again from Config.State (when it
+// can be walked): Run is the leader's loop, and a replica that has just
+// become the leader tracks what its predecessor paged for.
 func (n *Notifier) Run(ctx context.Context) error {
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	n.reloadState(lctx)
+	cancel()
 	if n.cfg.WebhookSecret != "" || n.cfg.APIToken == "" {
 		return nil
 	}
