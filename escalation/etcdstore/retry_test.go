@@ -88,6 +88,9 @@ func TestRetryKV(t *testing.T) {
 		{"member died under the request", []error{eof}, false, 2, nil},
 		{"leader changed, then no leader", []error{rpctypes.ErrGRPCLeaderChanged, rpctypes.ErrGRPCNoLeader}, false, 3, nil},
 		{"proposal timed out", []error{rpctypes.ErrGRPCTimeoutDueToLeaderFail}, false, 2, nil},
+		// As the client hands the server's errors back: rpctypes.EtcdError.
+		{"leader changed, as the client returns it", []error{rpctypes.ErrLeaderChanged, rpctypes.ErrNoLeader, rpctypes.ErrTimeout}, false, 4, nil},
+		{"compacted, as the client returns it", []error{rpctypes.ErrCompacted}, false, 1, rpctypes.ErrCompacted},
 		{"stalled member", []error{errHang}, false, 2, nil},
 		{"compacted is the request's fault", []error{rpctypes.ErrGRPCCompacted}, false, 1, rpctypes.ErrGRPCCompacted},
 		{"permission denied", []error{rpctypes.ErrGRPCPermissionDenied}, false, 1, rpctypes.ErrGRPCPermissionDenied},
