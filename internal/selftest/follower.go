@@ -14,9 +14,10 @@ import (
 // With several replicas one, the leader, runs the checks (Run); the others
 // follow (Config.Follower). The leader records its view of the channels, the
 // heartbeat and the open alarms in the state store (key "view") whenever it
-// changes and at least every viewRefresh; a follower answers from that
-// record, read again at most every FollowerCache, so every replica shows the
-// same verdicts with who made them and how long ago. A follower that finds
+// changes, which is at least every self-test round (each channel's last
+// check moves); a follower answers from that record, read again at most
+// every FollowerCache, so every replica shows the same verdicts with who
+// made them and how long ago. A quiet leader writes nothing. A follower that finds
 // no record (no leader ever ran the checks) shows its own "not checked yet".
 
 // keyView is the leader's recorded view in the "selftest" bucket.
@@ -24,10 +25,6 @@ const keyView = "view"
 
 // FollowerCache is how long a follower reuses the leader's record it read.
 const FollowerCache = time.Second
-
-// viewRefresh is how often the leader records its view though nothing
-// changed, so its age tells a follower the leader still checks.
-const viewRefresh = 30 * time.Second
 
 // viewRecord is the leader's view as stored.
 type viewRecord struct {
@@ -47,8 +44,7 @@ type followState struct {
 	watchdog watchdogRecord
 	err      error
 
-	written   []byte // the last recorded view without its time
-	writtenAt time.Time
+	written []byte // the last recorded view without its time
 }
 
 // following reports whether another replica runs the checks.
@@ -140,7 +136,7 @@ func (m *Monitor) openAlarms() map[string]string {
 }
 
 // record runs on the leader (Run, when replicated) every second: it records
-// the view when it changed or viewRefresh passed, and takes in Watchdog
+// the view when it changed, and takes in Watchdog
 // arrivals other replicas recorded, so the dead man's switch runs from the
 // latest arrival wherever it landed.
 func (m *Monitor) record(ctx context.Context) {
@@ -150,7 +146,7 @@ func (m *Monitor) record(ctx context.Context) {
 	})
 }
 
-// recordView writes the leader's view if it changed or is due.
+// recordView writes the leader's view if it changed.
 func (m *Monitor) recordView(ctx context.Context) {
 	v := viewRecord{RecordedBy: m.cfg.Replica, Channels: m.Channels(), Heartbeat: m.Heartbeat(), Alarms: m.openAlarms()}
 	b, err := json.Marshal(v)
@@ -160,7 +156,7 @@ func (m *Monitor) recordView(ctx context.Context) {
 	now := m.cfg.Clock.Now()
 	f := &m.follow
 	f.mu.Lock()
-	same := bytes.Equal(b, f.written) && now.Sub(f.writtenAt) < viewRefresh
+	same := bytes.Equal(b, f.written)
 	f.mu.Unlock()
 	if same {
 		return
@@ -173,7 +169,7 @@ func (m *Monitor) recordView(ctx context.Context) {
 		return
 	}
 	f.mu.Lock()
-	f.written, f.writtenAt = b, now
+	f.written = b
 	f.mu.Unlock()
 }
 
