@@ -58,6 +58,12 @@ func TestEtcdRoleRestrictedToPrefix(t *testing.T) {
 	if err := st.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The members' status, which /readyz and the read bound rely on, is open to the role.
+	h := newEtcdHealth(cli)
+	h.check(ctx)
+	if why := h.unreachable(); why != "" {
+		t.Fatalf("the restricted user cannot ask the members' status: %s %+v", why, h.snapshot().Members)
+	}
 	other := etcdstore.New(cli, etcdstore.Options{Prefix: "/other-team/"})
 	if _, err := other.Ingest(ctx, storetest.Note("g", "firing"), time.Now(), storetest.NoDecide); err == nil || !strings.Contains(err.Error(), "permission denied") {
 		t.Fatalf("ingest outside the role's prefix: %v, want permission denied", err)

@@ -32,6 +32,7 @@ type etcdConfig struct {
 	replica                               string
 	passwordFile                          string
 	maxTxnOps                             int
+	readTimeout                           time.Duration
 }
 
 func (c *etcdConfig) declare(fs *flag.FlagSet, env map[string]string) {
@@ -45,6 +46,8 @@ func (c *etcdConfig) declare(fs *flag.FlagSet, env map[string]string) {
 	fs.DurationVar(&c.leaderTTL, "leader-ttl", 5*time.Second, "lease of the elected leader: a dead leader is replaced within about this long (env KLAXON_LEADER_TTL)")
 	fs.IntVar(&c.maxTxnOps, "etcd-max-txn-ops", etcdstore.DefaultMaxTxnOps, "the cluster's --max-txn-ops: concurrent webhooks are committed together in transactions of up to this many operations; raise both together for more webhooks/s (env KLAXON_ETCD_MAX_TXN_OPS)")
 	fs.StringVar(&c.replica, "replica-name", "", "this replica's name in the election and in status (default host name and listen address) (env KLAXON_REPLICA_NAME)")
+	fs.DurationVar(&c.readTimeout, "store-read-timeout", DefaultStoreReadTimeout, "with --store etcd, the longest an API read or web page waits on etcd before it answers 503 with the reason (env KLAXON_STORE_READ_TIMEOUT)")
+	env["store-read-timeout"] = "KLAXON_STORE_READ_TIMEOUT"
 	for k, v := range map[string]string{"etcd-endpoints": "KLAXON_ETCD_ENDPOINTS", "etcd-prefix": "KLAXON_ETCD_PREFIX",
 		"etcd-username": "KLAXON_ETCD_USERNAME", "etcd-password-file": "KLAXON_ETCD_PASSWORD_FILE", "etcd-ca-file": "KLAXON_ETCD_CA_FILE",
 		"etcd-cert-file": "KLAXON_ETCD_CERT_FILE", "etcd-key-file": "KLAXON_ETCD_KEY_FILE", "leader-ttl": "KLAXON_LEADER_TTL",
@@ -74,6 +77,9 @@ func (c *etcdConfig) resolve(listen string) error {
 	}
 	if c.leaderTTL < 2*time.Second || c.leaderTTL%time.Second != 0 {
 		return fmt.Errorf("--leader-ttl %s: want whole seconds, at least 2s (etcd leases count in seconds)", c.leaderTTL)
+	}
+	if c.readTimeout < 100*time.Millisecond {
+		return fmt.Errorf("--store-read-timeout %s: want at least 100ms", c.readTimeout)
 	}
 	if c.maxTxnOps < 16 {
 		return fmt.Errorf("--etcd-max-txn-ops %d: want at least 16 (etcd's default is %d)", c.maxTxnOps, etcdstore.DefaultMaxTxnOps)
@@ -121,6 +127,9 @@ func (c *etcdConfig) client() (*clientv3.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd client: %w", err)
 	}
+	// A write that reached a member as it died or lost its Raft leader is
+	// tried again on another: with a quorum left, Alertmanager sees nothing.
+	cli.KV = etcdstore.RetryKV(cli.KV, 0)
 	return cli, nil
 }
 
@@ -266,6 +275,12 @@ type leaderInfo struct {
 	LeaseTTL   string   `json:"leaseTTL,omitempty"`
 	LeaseLeft  string   `json:"leaseRemaining,omitempty"`
 	Candidates []string `json:"replicas,omitempty"`
+	// When the election cannot be read: why, and when it last was (Leader
+	// and Candidates are as read then).
+	ElectionError  string    `json:"electionError,omitempty"`
+	ElectionReadAt time.Time `json:"electionReadAt,omitzero"`
+	// Etcd is the replica's own knowledge of etcd's members.
+	Etcd *etcdView `json:"etcd,omitempty"`
 }
 
 // info reads the election: every candidate, oldest first (the leader).

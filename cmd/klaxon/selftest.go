@@ -138,10 +138,26 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		c.server = "http://127.0.0.1:9797"
 	}
 	var rep selftest.Report
+	code := 0
+	// Either answer alone is worth showing: with etcd down the channels
+	// cannot be read, while the replica still tells what it knows.
 	if err := c.call(ctx, http.MethodGet, "/api/v1/channels", &rep); err != nil {
-		fmt.Fprintln(stderr, "klaxon status:", err)
+		fmt.Fprintln(stdout, "channels: unknown:", err)
+		code = 1
+	} else if printChannels(stdout, rep) {
+		code = 1
+	}
+	var cl leaderInfo
+	if err := c.call(ctx, http.MethodGet, "/api/v1/cluster", &cl); err != nil {
+		fmt.Fprintln(stdout, "replicas: unknown:", err)
 		return 1
 	}
+	printCluster(stdout, cl)
+	return code
+}
+
+// printChannels shows the channels' verdicts and reports whether one is down.
+func printChannels(stdout io.Writer, rep selftest.Report) bool {
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHANNEL\tSTATUS\tSINCE\tLAST SUCCESS\tREASON")
 	down := false
@@ -152,18 +168,22 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ch.Channel, ch.Status, when(ch.Since), when(ch.LastSuccess), dash(ch.Reason))
 	}
 	tw.Flush()
+	if rep.RecordedBy != "" {
+		age := ""
+		if rep.Age != nil {
+			age = fmt.Sprintf(" (%s ago)", (time.Duration(*rep.Age) * time.Second).Round(time.Second))
+		}
+		fmt.Fprintf(stdout, "checks: recorded by %s at %s%s\n", rep.RecordedBy, when(rep.RecordedAt), age)
+	}
 	b, _ := json.Marshal(rep.Watchdog)
 	fmt.Fprintf(stdout, "watchdog: %s\n", b)
-	var cl leaderInfo
-	if err := c.call(ctx, http.MethodGet, "/api/v1/cluster", &cl); err != nil {
-		fmt.Fprintln(stdout, "replicas: unknown:", err)
-		return 1
+	if hb := rep.Heartbeat; hb != nil && hb.Configured {
+		fmt.Fprintf(stdout, "heartbeat: last ok %s, last try %s %s\n", when(hb.LastOK), when(hb.LastTry), dash(hb.Error))
 	}
-	printCluster(stdout, cl)
-	if down {
-		return 1
+	for k, title := range rep.Alarms {
+		fmt.Fprintf(stdout, "alarm %s: %s\n", k, title)
 	}
-	return 0
+	return down
 }
 
 // printCluster shows the replicas, the leader and its lease.
@@ -183,6 +203,34 @@ func printCluster(w io.Writer, cl leaderInfo) {
 		fmt.Fprintf(w, "leader: %s, lease %s, %s left\n", cl.Leader, cl.LeaseTTL, dash(cl.LeaseLeft))
 	}
 	fmt.Fprintf(w, "replicas: %s\n", strings.Join(cl.Candidates, ", "))
+	if cl.ElectionError != "" {
+		fmt.Fprintf(w, "election: %s; leader and replicas as last read at %s\n", cl.ElectionError, when(cl.ElectionReadAt))
+	}
+	if e := cl.Etcd; e != nil {
+		answer := 0
+		for _, m := range e.Members {
+			if m.Reachable {
+				answer++
+			}
+		}
+		if e.Reachable {
+			fmt.Fprintf(w, "etcd: reachable, %d of %d members answer\n", answer, len(e.Members))
+		} else {
+			fmt.Fprintf(w, "etcd: %s; last contact %s\n", strings.TrimPrefix(e.Error, "etcd "), when(e.LastContact))
+		}
+		for _, m := range e.Members {
+			state := "answers"
+			if m.Leader {
+				state = fmt.Sprintf("answers, Raft leader (term %d)", m.RaftTerm)
+			}
+			if !m.Reachable {
+				state = "does not answer: " + m.Error + "; last contact " + when(m.LastContact)
+			} else if m.Error != "" {
+				state += ": " + m.Error
+			}
+			fmt.Fprintf(w, "  member %s: %s\n", m.Endpoint, state)
+		}
+	}
 }
 
 func when(t time.Time) string {

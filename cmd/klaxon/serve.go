@@ -435,6 +435,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 		},
 		OnChannelUp: replan,
 		Logger:      log, Registerer: m.Registry,
+		Follower: following(es, &el), Replica: cfg.etcd.replica,
 	})
 	if err != nil {
 		return err
@@ -470,10 +471,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 		Store: store, Actor: responder, Rota: rw.w, Signer: web.NewSigner(key), Tokens: web.PersonTokens(tokens),
 		PublicURL: cfg.publicURL, LinkTTL: cfg.webLinkTTL, SessionTTL: cfg.webSessionTTL, Logger: log,
 		AuthHeader: cfg.webAuthHeader, TrustedProxies: cfg.webAuthProxies,
-		Health: func(context.Context) web.Health {
-			return web.Health{Report: mon.Status(), Heartbeat: mon.Heartbeat(),
-				Coverage: selftest.RotaCoverage(rw.w.Current(), time.Now(), selftest.DefaultCoverageHorizon, configured, mon.Usable)}
-		},
+		Health: func(ctx context.Context) web.Health { return webHealth(ctx, mon, rw.w.Current(), configured) },
 	})
 	if err != nil {
 		return err
@@ -535,6 +533,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 	errc := make(chan error, 4)
 	var background []func(ctx context.Context)
 	var eng *escalation.Engine
+	bound := func(h http.Handler) http.Handler { return h } // with etcd: reads answer within a bound
 	readyCheck := mon.Ready
 	status := func(context.Context) (leaderInfo, error) {
 		return leaderInfo{Store: "bolt", Replica: cfg.listen, Leading: true, Leader: cfg.listen}, nil
@@ -584,7 +583,10 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 			}
 			return nil // a follower is ready when it can reach the store (checked first)
 		}
-		status = el.info
+		health := newEtcdHealth(es.Client())
+		background = append(background, health.run)
+		status = (&knownInfo{el: el, health: health}).info
+		bound = func(h http.Handler) http.Handler { return boundReads(h, cfg.etcd.readTimeout, health.unreachable) }
 		lead := func(ctx context.Context, fenced *etcdstore.Store, writer string, gated []notifiers.Notifier) error {
 			leng := escalation.New(engineConfig(fenced, gated))
 			start := time.Now()
@@ -644,7 +646,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.listen, err)
 	}
-	hs := httpServer(srv, log, defaultTimeouts)
+	hs := httpServer(bound(srv), log, defaultTimeouts)
 	hs.RegisterOnShutdown(wb.Close) // browsers' event streams would hold a graceful shutdown
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

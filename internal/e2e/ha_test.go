@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -42,6 +43,12 @@ type haWorld struct {
 
 func startHA(t testing.TB, etcd *harness.EtcdCluster, prefix, steps string) *haWorld {
 	t.Helper()
+	return startHAWith(t, etcd, prefix, steps, nil, nil)
+}
+
+// startHAWith is startHA with more environment and flags for every replica.
+func startHAWith(t testing.TB, etcd *harness.EtcdCluster, prefix, steps string, moreEnv, moreArgs []string) *haWorld {
+	t.Helper()
 	w := &haWorld{etcd: etcd, prefix: prefix, pd: fakepagerduty.New(t), tw: faketwilio.New(t, twilioToken)}
 	rota := writeRota(t, "example.org", steps)
 	// Every replica has the same tokens, as Alertmanager and the CLI need.
@@ -52,8 +59,10 @@ func startHA(t testing.TB, etcd *harness.EtcdCluster, prefix, steps string) *haW
 			"KLAXON_TWILIO_ACCOUNT_SID="+w.tw.AccountSID(), "KLAXON_TWILIO_AUTH_TOKEN="+twilioToken,
 			"KLAXON_TWILIO_FROM="+faketwilio.DefaultFrom, "KLAXON_TWILIO_API_URL="+w.tw.URL(), "KLAXON_PUBLIC_URL=http://"+addr,
 			"KLAXON_ETCD_ENDPOINTS="+strings.Join(etcd.Endpoints(), ","), "KLAXON_ETCD_PREFIX="+prefix)
+		env = append(env, moreEnv...)
+		args := append([]string{"--store", "etcd", "--leader-ttl", haTTL.String(), "--replica-name", fmt.Sprint("r", i)}, moreArgs...)
 		w.replicas = append(w.replicas, harness.StartKlaxon(t, harness.KlaxonConfig{Listen: addr, Env: env, Rota: rota, WebhookToken: webhookTok, APIToken: apiTok,
-			Args: []string{"--store", "etcd", "--leader-ttl", haTTL.String(), "--replica-name", fmt.Sprint("r", i)}}))
+			Args: args}))
 	}
 	return w
 }
@@ -255,12 +264,25 @@ func testPausedLeader(t *testing.T, etcd *harness.EtcdCluster) {
 			"the old leader did not notice it lost the lease"
 	})
 	// Give the old leader's stale timers two leases' time to fire, watching
-	// every write under the prefix. Only candidacy keys may appear: the old
-	// replica campaigns again, as a follower.
+	// every write under the prefix. Only candidacy keys may appear (the old
+	// replica campaigns again, as a follower), and the view of its checks the
+	// new leader records for the other replicas, which names who wrote it.
 	wctx, wcancel := context.WithTimeout(context.Background(), 2*haTTL)
 	defer wcancel()
+	view, viewTime := w.prefix+"state/\x00\x08selftestview", w.prefix+"statet/\x00\x08selftestview"
+	viewRevs := map[int64]bool{} // the new leader's view writes (with their write time)
 	for resp := range cli.Watch(wctx, w.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
 		for _, ev := range resp.Events {
+			var v struct {
+				RecordedBy string `json:"recorded_by"`
+			}
+			if string(ev.Kv.Key) == view && json.Unmarshal(ev.Kv.Value, &v) == nil && v.RecordedBy != fmt.Sprint("r", lead) {
+				viewRevs[ev.Kv.ModRevision] = true
+				continue
+			}
+			if string(ev.Kv.Key) == viewTime && viewRevs[ev.Kv.ModRevision] {
+				continue
+			}
 			if key := string(ev.Kv.Key); !strings.HasPrefix(key, w.prefix+"election/") {
 				t.Fatalf("after the old leader resumed, %s %q was written at revision %d", ev.Type, key, ev.Kv.ModRevision)
 			}

@@ -109,6 +109,13 @@ type Config struct {
 	Logger   *slog.Logger
 	// Registerer, if set, receives the Monitor's metrics.
 	Registerer prometheus.Registerer
+	// Follower, if set, runs the Monitor as one of several replicas: while
+	// it reports true another replica (the leader) runs the checks, and
+	// StatusContext answers from the view that replica recorded in State.
+	// The replica whose Run runs records its view there.
+	Follower func() bool
+	// Replica names this replica in the view it records (with Follower).
+	Replica string
 }
 
 func (c *Config) defaults() error {

@@ -3,6 +3,7 @@ package selftest
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/klaxon-oncall/klaxon/notifiers"
 )
@@ -13,6 +14,16 @@ type Report struct {
 	// Usable counts channels that can page; 0 means nobody can be paged.
 	Usable   int            `json:"usable"`
 	Watchdog WatchdogStatus `json:"watchdog"`
+	// With several replicas: RecordedBy is the replica that made these
+	// verdicts (the leader), RecordedAt when it last recorded them, and Age
+	// how long ago that was, in seconds, as of this answer.
+	RecordedBy string    `json:"recorded_by,omitempty"`
+	RecordedAt time.Time `json:"recorded_at,omitzero"`
+	Age        *float64  `json:"age_seconds,omitempty"`
+	// Heartbeat is the outbound heartbeat's last result (StatusContext only).
+	Heartbeat *HeartbeatStatus `json:"heartbeat,omitempty"`
+	// Alarms are the open rota and coverage alarms, key → title (StatusContext only).
+	Alarms map[string]string `json:"alarms,omitempty"`
 }
 
 // Status returns what GET /api/v1/channels shows.
@@ -39,6 +50,12 @@ func (m *Monitor) Handler() http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		_ = json.NewEncoder(w).Encode(m.Status())
+		rep, err := m.StatusContext(r.Context())
+		if err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(w).Encode(map[string]string{"error": "reading the leader's record of the checks: " + oneLine(err.Error())})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(rep)
 	})
 }

@@ -69,6 +69,8 @@ type Monitor struct {
 
 	heartbeats *prometheus.CounterVec
 	beat       HeartbeatStatus // guarded by mu
+
+	follow followState // with several replicas (follower.go)
 }
 
 type personChannel struct {

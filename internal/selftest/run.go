@@ -12,9 +12,16 @@ import (
 // while no channel can page, the rota's validity (RotaErrors) and retries of
 // alarms that could not be raised; the heartbeat; and the coverage check after
 // the first round, daily, and whenever a channel becomes usable or unusable.
+//
+// With several replicas (Config.Follower) Run is the leader's: it starts from
+// the records the leader before it kept, and records its view for the others.
 func (m *Monitor) Run(ctx context.Context) error {
 	firstRound := make(chan struct{})
 	var wg sync.WaitGroup
+	if m.cfg.Follower != nil {
+		m.reload(ctx)
+		wg.Go(func() { m.record(ctx) })
+	}
 	wg.Go(func() { m.checkLoop(ctx, firstRound) })
 	wg.Go(func() { m.minuteLoop(ctx) })
 	wg.Go(func() { m.alarmLoop(ctx) })

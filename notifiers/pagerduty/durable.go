@@ -102,6 +102,17 @@ func (n *Notifier) loadState(ctx context.Context) {
 	n.sweepEvents(ctx)
 }
 
+// reloadState replaces the tracked incidents with those in the store. Run
+// calls it: with several replicas the one that becomes the leader polls the
+// incidents the leader before it tracked, not the few it knew when it started.
+func (n *Notifier) reloadState(ctx context.Context) {
+	if n.state.sweeper == nil {
+		return
+	}
+	n.tracked.reset()
+	n.loadState(ctx)
+}
+
 func (n *Notifier) sweepEvents(ctx context.Context) {
 	if n.state.sweeper == nil {
 		return

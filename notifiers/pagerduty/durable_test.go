@@ -171,3 +171,38 @@ func TestConfirmationSurvivesARestart(t *testing.T) {
 		})
 	}
 }
+
+// TestRunPollsWhatAnotherReplicaTracked: replicas share the state store; one
+// started before another paged for an incident, and when it becomes the
+// leader (its Run starts) it polls that incident, as the old leader did.
+func TestRunPollsWhatAnotherReplicaTracked(t *testing.T) {
+	st := stateStore(t)
+	e := newEnv(t, func(c *Config) { c.State = st; c.WebhookSecret = "" })
+	next, err := New(e.cfg) // a replica started before the page
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.n.Notify(context.Background(), page(42)); err != nil {
+		t.Fatal(err)
+	}
+	tick, polled, done := make(chan time.Time), make(chan struct{}), make(chan error, 1)
+	next.newTicker = func(time.Duration) (<-chan time.Time, func()) { return tick, func() {} }
+	next.polled = func() { polled <- struct{}{} }
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { done <- next.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	e.now.Advance(time.Minute)
+	if _, err := e.fake.Acknowledge("klaxon-42", fakepd.DefaultUserID); err != nil {
+		t.Fatal(err)
+	}
+	tick <- e.now.Now()
+	<-polled
+	if got := e.responder.all(); len(got) != 1 || got[0].Action != notifiers.Ack {
+		t.Fatalf("responses after the new leader's first poll: %+v, want the ack", got)
+	}
+}

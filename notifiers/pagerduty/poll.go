@@ -20,12 +20,19 @@ import (
 // is an API token, and it confirms deliveries (CheckDeliveries) when
 // ConfirmWithin is not 0. With neither it returns nil at once. A failed poll
 // is logged and retried at the next tick; Run returns nil when ctx ends.
+//
+// Run first loads the tracked incidents again from Config.State (when it
+// can be walked): Run is the leader's loop, and a replica that has just
+// become the leader tracks what its predecessor paged for.
 func (n *Notifier) Run(ctx context.Context) error {
 	ackPoll := n.cfg.WebhookSecret == "" && n.cfg.APIToken != ""
 	confirm := n.ConfirmWithin() > 0
 	if !ackPoll && !confirm {
 		return nil
 	}
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	n.reloadState(lctx) // tracked incidents and waiting confirmations (add is by page id)
+	cancel()
 	var tick <-chan time.Time
 	if ackPoll {
 		t, stop := n.newTicker(n.cfg.PollInterval)

@@ -100,6 +100,14 @@ func (tr *tracker) forget(key string) {
 	}
 }
 
+// reset forgets every tracked incident.
+func (tr *tracker) reset() {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	tr.m = map[string]*list.Element{}
+	tr.order.Init()
+}
+
 // keys returns the tracked incident keys, oldest first.
 func (tr *tracker) keys() []string {
 	tr.mu.Lock()
