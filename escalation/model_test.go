@@ -23,8 +23,9 @@ import (
 // store on a fake clock through random sequences of events — alerts firing
 // and resolving, answers, channel health flapping, provider faults, failing
 // store writes, restarts, rota reloads and early provider callbacks — and
-// checks the rules that keep a page alive after every event (DESIGN.md, "Rules
-// that keep a page alive"). A failure names the seed and the event trace.
+// checks the rules that keep a page alive, I1–I6, after every event
+// (docs/dev/architecture.md, "Rules that keep a page alive"; as users see
+// them: docs/escalation.md). A failure names the seed and the event trace.
 //
 // CI runs a fixed set of seeds: 300 without the race detector (.ci/run runs
 // this test once more without -race), 40 under it; KLAXON_MODEL_SEEDS=N (or -model.seeds) runs

@@ -242,7 +242,7 @@ func TestAuthMatrix(t *testing.T) {
 		}},
 	}
 
-	// Web routes (README: Web). A session is a cookie from the sign-in form:
+	// Web routes (docs/web.md). A session is a cookie from the sign-in form:
 	// an API bearer token opens no page. The admin token belongs to nobody,
 	// so it signs nobody in.
 	for pattern, p := range map[string]probe{

@@ -37,7 +37,8 @@ type channelFlags struct {
 }
 
 // declare adds each channel's flags. Channel secrets come from the
-// environment or *_FILE paths (see README), never from flags that ps shows.
+// environment or *_FILE paths (docs/configuration.md), never from flags that
+// ps shows.
 func (c *channelFlags) declare(fs *flag.FlagSet, env map[string]string) {
 	c.pd, c.pdErr = pagerduty.FromEnv(os.Getenv)
 	c.pd.RegisterFlags(fs)

@@ -15,7 +15,7 @@ import (
 	"github.com/klaxon-oncall/klaxon/internal/e2e/harness"
 )
 
-// TestEtcdRoleRestrictedToPrefix sets up etcd as the README says for a shared
+// TestEtcdRoleRestrictedToPrefix sets up etcd as docs/operations/ha-etcd.md says for a shared
 // cluster (authentication on, a klaxon user whose role may only touch
 // /klaxon/) and checks that Klaxon works under its prefix, is refused
 // elsewhere, and that a wrong password fails without the password in the error.

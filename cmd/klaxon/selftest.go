@@ -73,7 +73,7 @@ func runSelftest(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return 2
 	}
 	if len(chans.testers) == 0 {
-		fmt.Fprintln(stderr, "klaxon selftest: no channel is configured (see README: Channels)")
+		fmt.Fprintln(stderr, "klaxon selftest: no channel is configured (see docs/channels/)")
 		return 1
 	}
 	if !selftest.RunOnce(ctx, chans.testers, stdout) {

@@ -400,7 +400,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 		return err
 	}
 	if len(chans.notifiers) == 0 {
-		log.Error("no delivery channel is configured: incidents are recorded but nobody can be paged (see README: Channels)")
+		log.Error("no delivery channel is configured: incidents are recorded but nobody can be paged (see docs/channels/)")
 	}
 	watchdog, err := selftest.WatchdogMatcher(cfg.watchdogMatcher)
 	if err != nil {

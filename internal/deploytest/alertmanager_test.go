@@ -10,7 +10,7 @@ import (
 )
 
 // TestExampleAlertmanagerConfigPassesAmtool runs `amtool check-config` on
-// deploy/alertmanager.yml and checks it sends to Klaxon as the README says:
+// deploy/alertmanager.yml and checks it sends to Klaxon as docs/alertmanager.md says:
 // the webhook path, resolved notifications, a token file and the Watchdog route.
 func TestExampleAlertmanagerConfigPassesAmtool(t *testing.T) {
 	amtool := testtools.Tool(t, "alertmanager", "github.com/prometheus/alertmanager/cmd/amtool")

@@ -53,7 +53,7 @@ func installDeb(t *testing.T, deb string) string {
 }
 
 // TestDebInstallsBinaryConfigAndUnit builds the .deb, installs it with
-// `dpkg -i`, and checks that the files land where the README says, that the
+// `dpkg -i`, and checks that the files land where docs/install.md says, that the
 // configuration is marked as such, that the installed binary carries the
 // stamped version, and that `dpkg -r` keeps the operator's configuration.
 func TestDebInstallsBinaryConfigAndUnit(t *testing.T) {
@@ -159,7 +159,7 @@ func unit(t *testing.T, text string) map[string][]string {
 // `systemd-analyze verify` (with ExecStart pointing at the installed binary,
 // since the test does not install into /usr) and scores at most 1.5 on
 // `systemd-analyze security` (0 is locked down, 10 is exposed), and it has
-// the settings the issue asks for.
+// the hardening settings docs/install.md describes.
 func TestSystemdUnitIsHardenedAndVerifies(t *testing.T) {
 	text, err := os.ReadFile(path("deploy/packaging/klaxon.service"))
 	if err != nil {

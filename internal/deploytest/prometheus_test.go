@@ -13,8 +13,8 @@ import (
 	"github.com/klaxon-oncall/klaxon/internal/testtools"
 )
 
-// wantAlerts are the alerts the issue asks for; each needs a rule, firing and
-// quiet unit tests, and a runbook section in the README.
+// wantAlerts are Klaxon's alerts about itself; each needs a rule, firing and
+// quiet unit tests, and a runbook page in docs/operations/runbooks/.
 var wantAlerts = []string{"KlaxonDown", "KlaxonCannotPage", "KlaxonChannelDown", "KlaxonWatchdogSilent",
 	"KlaxonRotaInvalid", "KlaxonWebhookErrors", "KlaxonPagesFailing", "KlaxonIncidentsExhausted", "KlaxonHeartbeatFailing"}
 
@@ -153,7 +153,9 @@ func TestRuleCheckRejectsInvalidRules(t *testing.T) {
 }
 
 // TestEveryAlertHasTestsAndARunbook: each alert fires in some unit test, stays
-// quiet in another, links its runbook, and the README has that runbook.
+// quiet in another, and links its runbook page, docs/operations/runbooks/
+// NAME.md (KlaxonDown: klaxon-down.md), whose title is the alert's name.
+// (internal/doclinks checks that every runbook_url resolves.)
 func TestEveryAlertHasTestsAndARunbook(t *testing.T) {
 	var rules struct {
 		Groups []struct {
@@ -201,10 +203,7 @@ func TestEveryAlertHasTestsAndARunbook(t *testing.T) {
 			}
 		}
 	}
-	readme, err := os.ReadFile(path("README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	kebab := regexp.MustCompile(`([a-z])([A-Z])`)
 	for _, a := range wantAlerts {
 		if !fires[a] {
 			t.Errorf("%s: no unit test where it fires", a)
@@ -212,12 +211,17 @@ func TestEveryAlertHasTestsAndARunbook(t *testing.T) {
 		if !quiet[a] {
 			t.Errorf("%s: no unit test where it stays quiet", a)
 		}
-		anchor := strings.ToLower(a)
-		if !strings.HasSuffix(runbooks[a], "#"+anchor) {
-			t.Errorf("%s: runbook_url %q does not point at the README's #%s", a, runbooks[a], anchor)
+		page := "docs/operations/runbooks/" + strings.ToLower(kebab.ReplaceAllString(a, "$1-$2")) + ".md"
+		if want := "https://github.com/klaxon-oncall/klaxon/blob/main/" + page; runbooks[a] != want {
+			t.Errorf("%s: runbook_url %q, want %q", a, runbooks[a], want)
 		}
-		if !regexp.MustCompile(`(?m)^#{2,4} ` + a + `$`).Match(readme) {
-			t.Errorf("%s: README.md has no runbook heading %q", a, "#### "+a)
+		b, err := os.ReadFile(path(page))
+		if err != nil {
+			t.Errorf("%s: no runbook page: %v", a, err)
+			continue
+		}
+		if !regexp.MustCompile(`\A# ` + a + `\n`).Match(b) {
+			t.Errorf("%s: %s does not start with the heading %q", a, page, "# "+a)
 		}
 	}
 }

@@ -563,7 +563,7 @@ func BenchmarkE2EStorm(b *testing.B) {
 			b.Logf("last GC lines:\n%s", strings.Join(gc[max(len(gc)-5, 0):], "\n"))
 		}
 		// Killed when the benchmark ends: after a storm a graceful stop
-		// takes longer than the harness waits for it (see the issue).
+		// takes longer than the harness waits for it.
 	}
 	b.ReportMetric(rate, "webhooks/s")
 	b.ReportMetric(peakRSS, "peak-rss-MiB")

@@ -96,7 +96,8 @@ func get[T any](t *testing.T, ctx context.Context, what string, a chromedp.Actio
 }
 
 // screenshot saves the whole page as name.png in the test's artifact
-// directory; with KLAXON_UPDATE_SCREENSHOTS=1 also as docs/web-name.png.
+// directory; with KLAXON_UPDATE_SCREENSHOTS=1 also as docs/images/web-name.png,
+// where docs/web.md shows it.
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	png := get(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
@@ -104,7 +105,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 		t.Fatal(err)
 	}
 	if os.Getenv("KLAXON_UPDATE_SCREENSHOTS") != "" {
-		if err := os.WriteFile(filepath.Join(testtools.Root(), "docs", "web-"+name+".png"), png, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(testtools.Root(), "docs", "images", "web-"+name+".png"), png, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -72,7 +72,7 @@ func TestQuickstartIsLockedByDefault(t *testing.T) {
 	})
 	id := list[0].ID
 
-	// The CLI reads the generated token from --data, as the README's quickstart does.
+	// The CLI reads the generated token from --data, as the README's tour does.
 	cmd := exec.Command(harness.KlaxonBinary(t), "ack", "--server", k.URL(), "--data", k.DataDir(), itoa(id))
 	cmd.Env = cleanEnv()
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "acknowledged") {

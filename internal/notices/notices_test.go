@@ -101,7 +101,7 @@ func parse(t *testing.T, src string) *rota.Rota {
 	return r
 }
 
-// swap is the README's weekly edit: Bob and Carol swap their weeks of
+// swap is the weekly edit of docs/rota.md: Bob and Carol swap their weeks of
 // 23 February and 2 March.
 const swap = `    overrides:
       - who: carol

@@ -80,7 +80,7 @@ type EtcdMember struct {
 }
 
 // EtcdMaxTxnOps is the --max-txn-ops the test clusters allow (etcd's
-// default is 128): the tuning README's *Running several replicas* advises,
+// default is 128): the tuning docs/operations/ha-etcd.md advises,
 // so the benchmarks measure a cluster set up as documented.
 const EtcdMaxTxnOps = 1024
 
