@@ -381,7 +381,13 @@ func (res *Result) overrides(tracks []*track, base *rota.Rota, from, to time.Tim
 		firstGap := make([]time.Time, len(ts))
 		var crowded time.Duration
 		var firstCrowd time.Time
-		for m := from; m.Before(to); m = m.Add(time.Minute) {
+		points := res.instants(s, ts, base, from, to)
+		for pi, m := range points {
+			next := to
+			if pi+1 < len(points) {
+				next = points[pi+1]
+			}
+			span := next.Sub(m)
 			want := s.OnCall(m)
 			natural := make([]string, len(ts))
 			assigned := make([]string, len(ts))
@@ -404,7 +410,7 @@ func (res *Result) overrides(tracks []*track, base *rota.Rota, from, to time.Tim
 					if crowded == 0 {
 						firstCrowd = m
 					}
-					crowded += time.Minute
+					crowded += span
 					break
 				}
 				assigned[i] = id
@@ -416,15 +422,15 @@ func (res *Result) overrides(tracks []*track, base *rota.Rota, from, to time.Tim
 						if gaps[i] == 0 {
 							firstGap[i] = m
 						}
-						gaps[i] += time.Minute
+						gaps[i] += span
 					}
 				case assigned[i] != natural[i]:
 					reason := res.reason(s, res.PersonKey[assigned[i]], m)
 					list := out[t.id]
 					if n := len(list); n > 0 && list[n-1].to.Equal(m) && list[n-1].who == assigned[i] && list[n-1].reason == reason {
-						list[n-1].to = m.Add(time.Minute)
+						list[n-1].to = next
 					} else {
-						list = append(list, override{who: assigned[i], reason: reason, from: m, to: m.Add(time.Minute)})
+						list = append(list, override{who: assigned[i], reason: reason, from: m, to: next})
 					}
 					out[t.id] = list
 				}
@@ -455,6 +461,73 @@ func (res *Result) overrides(tracks []*track, base *rota.Rota, from, to time.Tim
 		}
 	}
 	return out
+}
+
+// instants returns, in order, every minute in [from, to) at which who a
+// schedule or its tracks' base rotations have on call can change: layer
+// bounds, turns, restriction edges, fixed spans, temporary schedules,
+// adjustments and the rotations' handoffs. Between two of them nothing
+// changes, so they are all that needs comparing.
+func (res *Result) instants(s *Schedule, ts []*track, base *rota.Rota, from, to time.Time) []time.Time {
+	loc := s.Location
+	out := []time.Time{from}
+	add := func(ts ...time.Time) {
+		for _, t := range ts {
+			if t.IsZero() {
+				continue
+			}
+			t = t.Truncate(time.Minute)
+			if !t.Before(from) && t.Before(to) {
+				out = append(out, t)
+			}
+		}
+	}
+	// wall adds the instants at which loc's clock reads w (and an hour
+	// either side, for readings a clock change repeats or skips).
+	wall := func(w time.Time) {
+		t := time.Date(w.Year(), w.Month(), w.Day(), w.Hour(), w.Minute(), w.Second(), 0, loc)
+		add(t, t.Add(-time.Hour), t.Add(time.Hour))
+	}
+	wf, wt := wallClock(from, loc).AddDate(0, 0, -1), wallClock(to, loc).AddDate(0, 0, 1)
+	for _, l := range s.Layers {
+		add(l.From, l.Until)
+		for _, sp := range l.Fixed {
+			add(sp.Start, sp.End)
+		}
+		if l.Fixed == nil && l.Turn > 0 && len(l.Members) > 0 {
+			ow := wallClock(l.Origin, loc)
+			k := int64(wf.Sub(ow) / l.Turn)
+			for w := ow.Add(time.Duration(k-1) * l.Turn); w.Before(wt); w = w.Add(l.Turn) {
+				if !w.Before(wf) {
+					wall(w)
+				}
+			}
+		}
+		for d := time.Date(wf.Year(), wf.Month(), wf.Day(), 0, 0, 0, 0, time.UTC).AddDate(0, 0, -8); d.Before(wt); d = d.AddDate(0, 0, 1) {
+			for _, r := range l.Restrictions {
+				if r.Daily || d.Weekday() == r.Weekday {
+					wall(d.Add(r.Start))
+					wall(d.Add(r.Start + r.Length))
+				}
+			}
+		}
+	}
+	for _, tmp := range s.Temporary {
+		add(tmp.Start, tmp.End)
+		for _, sp := range tmp.Shifts {
+			add(sp.Start, sp.End)
+		}
+	}
+	for _, a := range s.Adjust {
+		add(a.Start, a.End)
+	}
+	for _, t := range ts {
+		for _, sh := range rota.Shifts(base.Rotations[t.id], from, to) {
+			add(sh.Start, sh.End)
+		}
+	}
+	slices.SortFunc(out, time.Time.Compare)
+	return slices.CompactFunc(out, time.Time.Equal)
 }
 
 // reason says why the source has person on call at t, for an override.
