@@ -16,6 +16,7 @@ import (
 
 	"github.com/klaxon-oncall/klaxon/escalation/rota"
 	"github.com/klaxon-oncall/klaxon/internal/importer"
+	importgoalert "github.com/klaxon-oncall/klaxon/internal/importer/goalert"
 	importpd "github.com/klaxon-oncall/klaxon/internal/importer/pagerduty"
 	"github.com/klaxon-oncall/klaxon/notifiers"
 )
@@ -26,6 +27,7 @@ Read another on-call tool's people, schedules, escalation policies and routes
 and write them as rota.yaml and rota_test.yaml. SOURCE is one of:
 
   pagerduty       token in PAGERDUTY_TOKEN (or PAGERDUTY_TOKEN_FILE)
+  goalert         --url of the GoAlert; API key in GOALERT_TOKEN (or GOALERT_TOKEN_FILE)
 
 Credentials come only from the environment or a *_FILE, never from flags.
 By default (--dry-run) the rota and the report of what it cannot say as the
@@ -56,6 +58,11 @@ type importSource struct {
 var importSources = map[string]importSource{
 	"pagerduty": {importpd.TokenEnv, func(url, secret string, rt http.RoundTripper, loc *time.Location) importer.Source {
 		s := importpd.New(url, secret, rt)
+		s.Location = loc
+		return s
+	}},
+	"goalert": {importgoalert.TokenEnv, func(url, secret string, rt http.RoundTripper, loc *time.Location) importer.Source {
+		s := importgoalert.New(url, secret, rt)
 		s.Location = loc
 		return s
 	}},
@@ -93,6 +100,10 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		return 2
 	}
 	srcDef, ok := importSources[pos[0]]
+	if ok && pos[0] == "goalert" && *url == "" {
+		fmt.Fprintln(stderr, "klaxon import goalert: give --url, the GoAlert's address (e.g. https://goalert.example.org)")
+		return 2
+	}
 	if !ok {
 		names := make([]string, 0, len(importSources))
 		for n := range importSources {

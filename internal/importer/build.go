@@ -59,6 +59,11 @@ type Result struct {
 	// gaps holds the schedules the report says have nobody on call at
 	// times, which a rotation cannot say.
 	gaps map[string]bool
+	// crowded holds the schedules the report says have more people on call
+	// at once than they have rotations.
+	crowded map[string]bool
+	// answered, while Verify runs, holds the schedules the source answered for.
+	answered map[string]bool
 }
 
 // track is one rotation a schedule is written into.
@@ -84,7 +89,7 @@ func Build(m *Model, opts Options) (*Result, error) {
 	if len(m.People) == 0 {
 		return nil, fmt.Errorf("%s has no users to import", m.Source)
 	}
-	res := &Result{Tracks: map[string][]string{}, PersonID: map[string]string{}, PersonKey: map[string]string{}, model: m, opts: opts, gaps: map[string]bool{}}
+	res := &Result{Tracks: map[string][]string{}, PersonID: map[string]string{}, PersonKey: map[string]string{}, model: m, opts: opts, gaps: map[string]bool{}, crowded: map[string]bool{}}
 	res.Report.Findings = append(res.Report.Findings, m.Findings...)
 
 	ids := newNamer()
@@ -175,19 +180,29 @@ func (res *Result) tracksOf(s *Schedule, ids *namer) []*track {
 			if len(l.Restrictions) > 0 {
 				res.note(fmt.Sprintf("schedule %q, %s %q", s.Name, kindOf(l), l.Name),
 					fmt.Sprintf("on call only %s", describeWindows(l.Restrictions)),
-					fmt.Sprintf("rotation %s has its person on call around the clock", res.trackOf(out, l).id),
-					"outside those hours the source has nobody from this rule and Klaxon pages the rotation's person")
+					fmt.Sprintf("rotation %s has its person on call around the clock; until %s overrides give it someone the schedule has on call outside those hours",
+						res.trackOf(out, l).id, res.opts.Now.AddDate(0, 0, 7*res.opts.Weeks).In(res.model.Location).Format("2006-01-02")),
+					"after that, and whenever the schedule has nobody, Klaxon pages the rotation's person outside those hours")
 			}
 		}
 	}
+	var other []string
 	for _, t := range out {
 		res.Tracks[s.Key] = append(res.Tracks[s.Key], t.id)
-		if t.base != nil && s.Location.String() != res.model.Location.String() {
-			res.note(fmt.Sprintf("schedule %q", s.Name),
-				fmt.Sprintf("hands off in its own time zone %s", s.Location),
-				fmt.Sprintf("rotation %s hands off in the rota's time zone %s", t.id, res.model.Location),
-				"where the two zones change clocks on different dates, handoffs differ by the change: overrides correct that within the written weeks")
+		if t.base != nil {
+			z := s.Location
+			if t.base.Location != nil {
+				z = t.base.Location
+			}
+			if z.String() != res.model.Location.String() {
+				other = append(other, fmt.Sprintf("%s (%s)", t.id, z))
+			}
 		}
+	}
+	if len(other) > 0 {
+		res.note(fmt.Sprintf("schedule %q", s.Name), "hands off in its own time zone",
+			fmt.Sprintf("rotations %s hand off in the rota's time zone %s", strings.Join(other, ", "), res.model.Location),
+			"where the two zones change clocks on different dates, handoffs differ by the change: overrides correct that within the written weeks")
 	}
 	return out
 }
@@ -415,6 +430,20 @@ func (res *Result) overrides(tracks []*track, base *rota.Rota, from, to time.Tim
 				}
 				assigned[i] = id
 			}
+			// A rotation left over would show its own person: while the
+			// schedule has anyone on call, let it show one of them instead
+			// (a step pages each person once), preferring its own members.
+			if len(want) > 0 {
+				for i, t := range ts {
+					if assigned[i] != "" || left[natural[i]] {
+						continue
+					}
+					if slices.Contains(wantIDs(res, want), natural[i]) {
+						continue
+					}
+					assigned[i] = res.pick(t, wantIDs(res, want))
+				}
+			}
 			for i, t := range ts {
 				switch {
 				case assigned[i] == "":
@@ -447,6 +476,7 @@ func (res *Result) overrides(tracks []*track, base *rota.Rota, from, to time.Tim
 			}
 		}
 		if crowded > 0 {
+			res.crowded[s.Key] = true
 			res.note(fmt.Sprintf("schedule %q", s.Name),
 				fmt.Sprintf("has more people on call at once than it has rotations for %s of the next %d weeks (first at %s)", rota.FormatDuration(crowded), res.opts.Weeks, firstCrowd.In(loc).Format("Mon 2006-01-02 15:04 MST")),
 				"one rotation per person the schedule can have on call at once is written only for its rotations",
@@ -495,11 +525,16 @@ func (res *Result) instants(s *Schedule, ts []*track, base *rota.Rota, from, to 
 			add(sp.Start, sp.End)
 		}
 		if l.Fixed == nil && l.Turn > 0 && len(l.Members) > 0 {
-			ow := wallClock(l.Origin, loc)
+			tl := loc
+			if l.Location != nil {
+				tl = l.Location
+			}
+			ow, wf, wt := wallClock(l.Origin, tl), wallClock(from, tl).AddDate(0, 0, -1), wallClock(to, tl).AddDate(0, 0, 1)
 			k := int64(wf.Sub(ow) / l.Turn)
 			for w := ow.Add(time.Duration(k-1) * l.Turn); w.Before(wt); w = w.Add(l.Turn) {
 				if !w.Before(wf) {
-					wall(w)
+					t := time.Date(w.Year(), w.Month(), w.Day(), w.Hour(), w.Minute(), w.Second(), 0, tl)
+					add(t, t.Add(-time.Hour), t.Add(time.Hour))
 				}
 			}
 		}
@@ -528,6 +563,31 @@ func (res *Result) instants(s *Schedule, ts []*track, base *rota.Rota, from, to 
 	}
 	slices.SortFunc(out, time.Time.Compare)
 	return slices.CompactFunc(out, time.Time.Equal)
+}
+
+// wantIDs maps the source's on-call keys to rota ids.
+func wantIDs(res *Result, want []string) []string {
+	var out []string
+	for _, k := range want {
+		if id := res.PersonID[k]; id != "" {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// pick chooses who of ids a leftover track shows: one of its members if any.
+func (res *Result) pick(t *track, ids []string) string {
+	if len(ids) == 0 {
+		return ""
+	}
+	members := res.members(t)
+	for _, id := range ids {
+		if slices.Contains(members, id) {
+			return id
+		}
+	}
+	return ids[0]
 }
 
 // reason says why the source has person on call at t, for an override.

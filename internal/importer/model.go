@@ -94,9 +94,12 @@ type Layer struct {
 	// Members are person keys in turn order (may repeat, as in PagerDuty).
 	Members []string
 	// Origin is when Members[0]'s turn starts; turns follow every Turn of
-	// wall-clock time in the schedule's zone.
+	// wall-clock time in the schedule's zone (or in Location, when set).
 	Origin time.Time
 	Turn   time.Duration
+	// Location, when not nil, is the zone the turns follow (a GoAlert
+	// rotation has its own); restrictions stay in the schedule's.
+	Location *time.Location
 	// From and Until bound the layer (zero: unbounded).
 	From, Until time.Time
 	// Restrictions, when any, are the only times the layer is active.
@@ -206,6 +209,9 @@ func (l *Layer) at(t time.Time, loc *time.Location) (string, bool) {
 
 // turnAt returns the member whose turn it is at t, restrictions aside.
 func (l *Layer) turnAt(t time.Time, loc *time.Location) string {
+	if l.Location != nil {
+		loc = l.Location
+	}
 	n := int64(len(l.Members))
 	if n == 0 || l.Turn <= 0 {
 		return ""

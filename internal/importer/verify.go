@@ -32,9 +32,10 @@ type Mismatch struct {
 	// Source and Klaxon are the rota person ids (or source keys for people
 	// not imported) on call then, sorted; empty is nobody.
 	Source, Klaxon []string
-	// Reported is set when the source has fewer people on call than the
-	// rota in a schedule the report lists with a gap: a rotation cannot
-	// say "nobody", and the report says so.
+	// Reported is set when the report explains the difference: the source
+	// has fewer people on call than the rota in a schedule listed with a gap
+	// (a rotation cannot say "nobody"), or more in one listed as having
+	// more people on call at once than rotations.
 	Reported bool
 }
 
@@ -61,8 +62,16 @@ type Sample struct {
 // says each schedule has on call with what the written rota gives. It returns
 // the hours that disagree and the agreeing samples to keep as test cases.
 func (res *Result) Verify(answers map[string][]Span, from time.Time, hours int) ([]Mismatch, []Sample) {
+	res.answered = map[string]bool{}
+	for k := range answers {
+		res.answered[k] = true
+	}
+	defer func() { res.answered = nil }()
 	return res.compare(func(s *Schedule, t time.Time) []string {
-		var out []string
+		out := []string{}
+		if !res.answered[s.Key] {
+			return nil
+		}
 		for _, sp := range answers[s.Key] {
 			if sp.Person != "" && !t.Before(sp.Start) && t.Before(sp.End) {
 				out = append(out, sp.Person)
@@ -93,7 +102,11 @@ func (res *Result) compare(src func(*Schedule, time.Time) []string, from time.Ti
 		keep := h%sampleEvery == 0
 		sample := Sample{At: t, OnCall: map[string]string{}}
 		for _, s := range res.model.Schedules {
-			want := res.ids(src(s, t))
+			answer := src(s, t)
+			if answer == nil && !res.verifiable(s) {
+				continue
+			}
+			want := res.ids(answer)
 			var got []string
 			per := map[string]string{}
 			for _, id := range res.Tracks[s.Key] {
@@ -107,7 +120,8 @@ func (res *Result) compare(src func(*Schedule, time.Time) []string, from time.Ti
 			got = slices.Compact(got)
 			if !slices.Equal(want, got) {
 				bad = append(bad, Mismatch{Schedule: s.Name, At: t, Source: want, Klaxon: got,
-					Reported: res.gaps[s.Key] && len(want) < len(got) && subset(want, got)})
+					Reported: (res.gaps[s.Key] && len(want) < len(got) && subset(want, got)) ||
+						(res.crowded[s.Key] && len(want) > len(got) && subset(got, want))})
 				continue
 			}
 			for id, p := range per {
@@ -119,6 +133,12 @@ func (res *Result) compare(src func(*Schedule, time.Time) []string, from time.Ti
 		}
 	}
 	return bad, samples
+}
+
+// verifiable reports whether s is compared: against the importer's own
+// reading always, against a source's answers only when it answered for s.
+func (res *Result) verifiable(s *Schedule) bool {
+	return res.answered == nil
 }
 
 func subset(a, b []string) bool {
@@ -179,8 +199,11 @@ func (res *Result) WriteMismatches(w io.Writer, bad []Mismatch) {
 				when = fmt.Sprintf("%s to %s (%d hours, each)", when, list[j-1].At.In(loc).Format(layout), j-i)
 			}
 			note := ""
-			if m.Reported {
+			switch {
+			case m.Reported && len(m.Source) < len(m.Klaxon):
 				note = " [in the report: a rotation cannot say nobody]"
+			case m.Reported:
+				note = " [in the report: more people at once than rotations]"
 			}
 			fmt.Fprintf(w, "  %s: %s: %s has %s, rota.yaml has %s%s\n", name, when, res.model.Source, orNobody(m.Source), orNobody(m.Klaxon), note)
 			i = j
