@@ -85,6 +85,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	via := fs.String("via", "phone,sms", "`CHANNELS` every imported step pages on (matrix, pagerduty, phone, sms)")
 	zone := fs.String("timezone", "", "the rota's time `ZONE` (default: the zone most schedules use)")
 	verify := fs.Bool("verify", false, "ask the source who is on call every hour of the next 28 days and compare")
+	document := fs.Bool("graphql-document", false, "goalert: print the GraphQL document to create the API key with, and exit")
 	pos, err := rotaParse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		fs.SetOutput(stdout)
@@ -100,6 +101,10 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		return 2
 	}
 	srcDef, ok := importSources[pos[0]]
+	if ok && pos[0] == "goalert" && *document {
+		fmt.Fprint(stdout, importgoalert.Document)
+		return 0
+	}
 	if ok && pos[0] == "goalert" && *url == "" {
 		fmt.Fprintln(stderr, "klaxon import goalert: give --url, the GoAlert's address (e.g. https://goalert.example.org)")
 		return 2

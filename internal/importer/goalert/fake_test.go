@@ -141,6 +141,10 @@ func (f *fake) serve(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]any{"errors": []any{map[string]any{"message": "json body could not be decoded: " + err.Error()}}})
 		return
 	}
+	if req.Query != Document {
+		_ = json.NewEncoder(w).Encode(map[string]any{"errors": []any{map[string]any{"message": "query does not match the API key's query"}}})
+		return
+	}
 	f.ops = append(f.ops, req.OperationName)
 	after, _ := req.Variables["after"].(string)
 	var data map[string]any

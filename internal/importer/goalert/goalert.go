@@ -52,7 +52,8 @@ const maxBody = 32 << 20
 
 // query sends one named GraphQL operation and decodes its data into out.
 func (s *Source) query(ctx context.Context, what, op, q string, vars map[string]any, out any) error {
-	body, err := json.Marshal(map[string]any{"operationName": op, "query": q, "variables": vars})
+	_ = q // every request sends the whole Document; operationName picks the operation
+	body, err := json.Marshal(map[string]any{"operationName": op, "query": Document, "variables": vars})
 	if err != nil {
 		return err
 	}
@@ -166,6 +167,11 @@ const (
 	qShifts = `query shifts($id: ID!, $start: ISOTimestamp!, $end: ISOTimestamp!) {
   schedule(id: $id) { id shifts(start: $start, end: $end) { userID start end truncated } } }`
 )
+
+// Document is the one GraphQL document every request sends, naming the
+// operation it runs: a GoAlert API key is created for one query document,
+// and this is the one to give it.
+var Document = strings.Join([]string{qUsers, qRotations, qSchedules, qOverrides, qPolicies, qServices, qShifts}, "\n\n") + "\n"
 
 type user struct {
 	ID             string `json:"id"`
