@@ -17,6 +17,7 @@ import (
 	"github.com/klaxon-oncall/klaxon/escalation/rota"
 	"github.com/klaxon-oncall/klaxon/internal/importer"
 	importgoalert "github.com/klaxon-oncall/klaxon/internal/importer/goalert"
+	importoncall "github.com/klaxon-oncall/klaxon/internal/importer/oncall"
 	importpd "github.com/klaxon-oncall/klaxon/internal/importer/pagerduty"
 	"github.com/klaxon-oncall/klaxon/notifiers"
 )
@@ -28,6 +29,7 @@ and write them as rota.yaml and rota_test.yaml. SOURCE is one of:
 
   pagerduty       token in PAGERDUTY_TOKEN (or PAGERDUTY_TOKEN_FILE)
   goalert         --url of the GoAlert; API key in GOALERT_TOKEN (or GOALERT_TOKEN_FILE)
+  grafana-oncall  --url of the OnCall API; token in GRAFANA_ONCALL_TOKEN (or _FILE)
 
 Credentials come only from the environment or a *_FILE, never from flags.
 By default (--dry-run) the rota and the report of what it cannot say as the
@@ -58,6 +60,11 @@ type importSource struct {
 var importSources = map[string]importSource{
 	"pagerduty": {importpd.TokenEnv, func(url, secret string, rt http.RoundTripper, loc *time.Location) importer.Source {
 		s := importpd.New(url, secret, rt)
+		s.Location = loc
+		return s
+	}},
+	"grafana-oncall": {importoncall.TokenEnv, func(url, secret string, rt http.RoundTripper, loc *time.Location) importer.Source {
+		s := importoncall.New(url, secret, rt)
 		s.Location = loc
 		return s
 	}},
@@ -105,8 +112,8 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		fmt.Fprint(stdout, importgoalert.Document)
 		return 0
 	}
-	if ok && pos[0] == "goalert" && *url == "" {
-		fmt.Fprintln(stderr, "klaxon import goalert: give --url, the GoAlert's address (e.g. https://goalert.example.org)")
+	if ok && pos[0] != "pagerduty" && *url == "" {
+		fmt.Fprintf(stderr, "klaxon import %s: give --url, the API's address (e.g. https://goalert.example.org, or OnCall's \"OnCall API URL\")\n", pos[0])
 		return 2
 	}
 	if !ok {
