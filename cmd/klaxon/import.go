@@ -18,6 +18,7 @@ import (
 	"github.com/klaxon-oncall/klaxon/internal/importer"
 	importgoalert "github.com/klaxon-oncall/klaxon/internal/importer/goalert"
 	importoncall "github.com/klaxon-oncall/klaxon/internal/importer/oncall"
+	importopsgenie "github.com/klaxon-oncall/klaxon/internal/importer/opsgenie"
 	importpd "github.com/klaxon-oncall/klaxon/internal/importer/pagerduty"
 	"github.com/klaxon-oncall/klaxon/notifiers"
 )
@@ -30,6 +31,7 @@ and write them as rota.yaml and rota_test.yaml. SOURCE is one of:
   pagerduty       token in PAGERDUTY_TOKEN (or PAGERDUTY_TOKEN_FILE)
   goalert         --url of the GoAlert; API key in GOALERT_TOKEN (or GOALERT_TOKEN_FILE)
   grafana-oncall  --url of the OnCall API; token in GRAFANA_ONCALL_TOKEN (or _FILE)
+  opsgenie        API key in OPSGENIE_API_KEY (or OPSGENIE_API_KEY_FILE); --url api.eu.opsgenie.com for EU
 
 Credentials come only from the environment or a *_FILE, never from flags.
 By default (--dry-run) the rota and the report of what it cannot say as the
@@ -54,24 +56,32 @@ type importEnv struct {
 // importSource makes the reader of one source from its URL flag and secret.
 type importSource struct {
 	secret string
-	make   func(url, secret string, rt http.RoundTripper, loc *time.Location) importer.Source
+	make   func(url, secret string, rt http.RoundTripper, loc *time.Location) (importer.Source, error)
 }
 
 var importSources = map[string]importSource{
-	"pagerduty": {importpd.TokenEnv, func(url, secret string, rt http.RoundTripper, loc *time.Location) importer.Source {
+	"pagerduty": {importpd.TokenEnv, func(url, secret string, rt http.RoundTripper, loc *time.Location) (importer.Source, error) {
 		s := importpd.New(url, secret, rt)
 		s.Location = loc
-		return s
+		return s, nil
 	}},
-	"grafana-oncall": {importoncall.TokenEnv, func(url, secret string, rt http.RoundTripper, loc *time.Location) importer.Source {
+	"grafana-oncall": {importoncall.TokenEnv, func(url, secret string, rt http.RoundTripper, loc *time.Location) (importer.Source, error) {
 		s := importoncall.New(url, secret, rt)
 		s.Location = loc
-		return s
+		return s, nil
 	}},
-	"goalert": {importgoalert.TokenEnv, func(url, secret string, rt http.RoundTripper, loc *time.Location) importer.Source {
+	"opsgenie": {importopsgenie.KeyEnv, func(url, secret string, rt http.RoundTripper, loc *time.Location) (importer.Source, error) {
+		s, err := importopsgenie.New(url, secret, rt)
+		if err != nil {
+			return nil, err
+		}
+		s.Location = loc
+		return s, nil
+	}},
+	"goalert": {importgoalert.TokenEnv, func(url, secret string, rt http.RoundTripper, loc *time.Location) (importer.Source, error) {
 		s := importgoalert.New(url, secret, rt)
 		s.Location = loc
-		return s
+		return s, nil
 	}},
 }
 
@@ -112,7 +122,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		fmt.Fprint(stdout, importgoalert.Document)
 		return 0
 	}
-	if ok && pos[0] != "pagerduty" && *url == "" {
+	if ok && pos[0] != "pagerduty" && pos[0] != "opsgenie" && *url == "" {
 		fmt.Fprintf(stderr, "klaxon import %s: give --url, the API's address (e.g. https://goalert.example.org, or OnCall's \"OnCall API URL\")\n", pos[0])
 		return 2
 	}
@@ -156,7 +166,11 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		fmt.Fprintf(stderr, "klaxon import %s: %v\n", pos[0], err)
 		return 1
 	}
-	src := srcDef.make(*url, secret, env.transport, loc)
+	src, err := srcDef.make(*url, secret, env.transport, loc)
+	if err != nil {
+		fmt.Fprintf(stderr, "klaxon import %s: %v\n", pos[0], err)
+		return 2
+	}
 	now := env.now()
 
 	m, err := src.Read(ctx, now, *weeks)

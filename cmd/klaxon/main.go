@@ -33,7 +33,7 @@ Usage:
   klaxon route --labels k=v,...        which route and policy an alert takes, and who each step pages now
   klaxon selftest                      check every configured channel's account once (exit 1 if one is down)
   klaxon status                        channel health, replicas and leader as a running server sees them
-  klaxon import pagerduty|goalert|grafana-oncall [--write] [--verify]
+  klaxon import pagerduty|opsgenie|grafana-oncall|goalert [--write] [--verify]
                                        write rota.yaml from another on-call tool, checked against it
   klaxon migrate --from bolt://DIR --to etcd://HOSTS/PREFIX/
                                        copy a stopped single-node store into etcd

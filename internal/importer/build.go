@@ -439,6 +439,7 @@ func (res *Result) overrides(tracks []*track, base *rota.Rota, from, to time.Tim
 						continue
 					}
 					if slices.Contains(wantIDs(res, want), natural[i]) {
+						assigned[i] = natural[i] // already shows someone on call
 						continue
 					}
 					assigned[i] = res.pick(t, wantIDs(res, want))
@@ -524,6 +525,9 @@ func (res *Result) instants(s *Schedule, ts []*track, base *rota.Rota, from, to 
 		for _, sp := range l.Fixed {
 			add(sp.Start, sp.End)
 		}
+		for _, sp := range l.Cover {
+			add(sp.Start, sp.End)
+		}
 		if l.Fixed == nil && l.Turn > 0 && len(l.Members) > 0 {
 			tl := loc
 			if l.Location != nil {
@@ -605,6 +609,11 @@ func (res *Result) reason(s *Schedule, person string, t time.Time) string {
 	}
 	for i := len(s.Layers) - 1; i >= 0; i-- {
 		l := s.Layers[i]
+		for _, c := range l.Cover {
+			if c.Person == person && !t.Before(c.Start) && t.Before(c.End) {
+				return src + " override"
+			}
+		}
 		if p, ok := l.at(t, s.Location); ok && p == person {
 			if l.Fixed != nil && l.Name == "" {
 				return src + " " + kindOf(l)

@@ -110,6 +110,9 @@ type Layer struct {
 	// Kind says what the layer is in the source's words, for reasons
 	// ("layer", "override", "rule").
 	Kind string
+	// Cover replaces the layer's person while the layer is active
+	// (Opsgenie's overrides of one rotation).
+	Cover []Span
 }
 
 // Window is a span of wall-clock time repeated every day (Daily) or every
@@ -203,6 +206,11 @@ func (l *Layer) at(t time.Time, loc *time.Location) (string, bool) {
 	wall := wallClock(t, loc)
 	if len(l.Restrictions) > 0 && !slices.ContainsFunc(l.Restrictions, func(w Window) bool { return w.active(wall) }) {
 		return "", false
+	}
+	for _, c := range l.Cover {
+		if !t.Before(c.Start) && t.Before(c.End) {
+			return c.Person, true
+		}
 	}
 	return l.turnAt(t, loc), true
 }

@@ -367,7 +367,7 @@ func (s *Source) Read(ctx context.Context, now time.Time, weeks int) (*importer.
 		for _, hb := range svc.HeartbeatMonitors {
 			m.Findings = append(m.Findings, importer.Finding{Where: where + fmt.Sprintf(", heartbeat monitor %q", hb.Name),
 				Source:     fmt.Sprintf("opens an alert when no heartbeat arrives for %d minutes", hb.TimeoutMinutes),
-				Nearest:    "Klaxon's dead man's switch is Alertmanager's Watchdog alert (klaxon serve --watchdog)",
+				Nearest:    "Klaxon's dead man's switch is Alertmanager's Watchdog alert (klaxon serve --watchdog-matcher, --watchdog-timeout)",
 				Difference: "per-service heartbeats are not imported: send them as Prometheus alerts instead"})
 		}
 	}
