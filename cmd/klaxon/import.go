@@ -93,7 +93,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		fs.PrintDefaults()
 	}
 	url := fs.String("url", "", "the source's API base `URL` (default: the vendor's)")
-	_ = fs.Bool("dry-run", true, "print the rota and the report, write nothing (the default)")
+	dryRun := fs.Bool("dry-run", false, "print the rota and the report, write nothing (the default without --write)")
 	write := fs.Bool("write", false, "write rota.yaml and rota_test.yaml into --out")
 	out := fs.String("out", ".", "`DIR` that --write writes into")
 	force := fs.Bool("force", false, "let --write replace files that exist")
@@ -110,6 +110,10 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		return 0
 	}
 	if err != nil {
+		return 2
+	}
+	if *dryRun && *write {
+		fmt.Fprintln(stderr, "klaxon import: --dry-run and --write contradict each other")
 		return 2
 	}
 	if len(pos) != 1 {

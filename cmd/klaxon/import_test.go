@@ -149,6 +149,11 @@ func TestImportSecrets(t *testing.T) {
 			t.Fatalf("the token shows in the output:\n%s%s", out, errs)
 		}
 	})
+	t.Run("dry run and write contradict", func(t *testing.T) {
+		if code, _, errs := runImportT(t, "pagerduty", "--dry-run", "--write"); code != 2 || !strings.Contains(errs, "contradict") {
+			t.Fatalf("exit %d: %s", code, errs)
+		}
+	})
 	t.Run("none set", func(t *testing.T) {
 		os.Unsetenv("PAGERDUTY_TOKEN")
 		code, _, errs := runImportT(t, "pagerduty", "--url", fake.URL())
@@ -156,4 +161,26 @@ func TestImportSecrets(t *testing.T) {
 			t.Fatalf("exit %d: %s", code, errs)
 		}
 	})
+}
+
+func TestImportUsageErrors(t *testing.T) {
+	t.Setenv("OPSGENIE_API_KEY", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"victorops"}, `unknown source "victorops"`},
+		{[]string{"goalert"}, "give --url"},
+		{[]string{"grafana-oncall"}, "give --url"},
+		{[]string{"opsgenie", "--url", "https://opsgenie.internal.example"}, "plain http"},
+		{[]string{"pagerduty", "--weeks", "0"}, "--weeks must be from 1 to 52"},
+		{[]string{"pagerduty", "--via", "email"}, `"email" is not a channel`},
+		{[]string{"pagerduty", "--route-label", "not a label"}, "is not a label name"},
+		{[]string{"pagerduty", "--timezone", "Mars/Olympus"}, "unknown time zone"},
+	} {
+		code, _, errs := runImportT(t, c.args...)
+		if code != 2 || !strings.Contains(errs, c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, errs, c.want)
+		}
+	}
 }
