@@ -108,6 +108,22 @@ func Build(m *Model, opts Options) (*Result, error) {
 		ts := res.tracksOf(s, rotIDs)
 		tracks = append(tracks, ts...)
 	}
+	// A rotation needs members: a schedule whose people were not imported
+	// (deactivated users, say) is left out and reported.
+	var kept []*track
+	for _, t := range tracks {
+		res.quiet = true
+		n := len(res.members(t))
+		res.quiet = false
+		if n > 0 {
+			kept = append(kept, t)
+			continue
+		}
+		res.note(fmt.Sprintf("schedule %q", t.sched.Name), "has nobody on call who is among the imported users",
+			fmt.Sprintf("no rotation %s", t.id), "steps that page this schedule leave it out")
+		res.Tracks[t.sched.Key] = slices.DeleteFunc(res.Tracks[t.sched.Key], func(id string) bool { return id == t.id })
+	}
+	tracks = kept
 	from := opts.Now.Truncate(time.Minute)
 	to := from.AddDate(0, 0, 7*opts.Weeks)
 

@@ -89,3 +89,24 @@ func TestBuildRotaParses(t *testing.T) {
 	t.Logf("%s", res.YAML)
 	t.Logf("%s", res.Report.String())
 }
+
+// A schedule whose people were not imported is left out and reported, not
+// the whole import refused.
+func TestScheduleWithoutImportedPeopleIsReported(t *testing.T) {
+	m := layered(t)
+	ny := m.Location
+	m.Schedules = append(m.Schedules, &Schedule{Key: "S2", Name: "Gone", Location: ny,
+		Layers: []*Layer{{Name: "L", Members: []string{"U9"}, Origin: time.Date(2026, 10, 5, 9, 0, 0, 0, ny), Turn: 24 * time.Hour}}})
+	m.Policies = append(m.Policies, &Policy{Key: "P2", Name: "Gone", Steps: []Step{{Schedules: []string{"S2"}, Wait: time.Minute}, {People: []string{"U1"}, Wait: time.Minute}}})
+	res, err := Build(m, Options{Now: time.Date(2026, 10, 26, 12, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := res.Report.String()
+	if !strings.Contains(rep, `schedule "Gone"`) || !strings.Contains(rep, "has nobody on call who is among the imported users") {
+		t.Fatalf("report:\n%s", rep)
+	}
+	if res.Rota.Rotations["gone"] != nil {
+		t.Fatal("a rotation without members was written")
+	}
+}
