@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -108,5 +109,22 @@ func TestScheduleWithoutImportedPeopleIsReported(t *testing.T) {
 	}
 	if res.Rota.Rotations["gone"] != nil {
 		t.Fatal("a rotation without members was written")
+	}
+}
+
+// BenchmarkBuild measures writing the layered schedule of TestBuildFollowsLayersAcrossDST
+// with 4 and 52 weeks of overrides.
+func BenchmarkBuild(b *testing.B) {
+	for _, weeks := range []int{4, 52} {
+		b.Run(fmt.Sprintf("weeks=%d", weeks), func(b *testing.B) {
+			t := &testing.T{}
+			m := layered(t)
+			now := time.Date(2026, 10, 26, 12, 0, 0, 0, time.UTC)
+			for b.Loop() {
+				if _, err := Build(m, Options{Now: now, Weeks: weeks}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
