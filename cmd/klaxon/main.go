@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/klaxon-oncall/klaxon/internal/importer"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -31,6 +33,8 @@ Usage:
   klaxon route --labels k=v,...        which route and policy an alert takes, and who each step pages now
   klaxon selftest                      check every configured channel's account once (exit 1 if one is down)
   klaxon status                        channel health, replicas and leader as a running server sees them
+  klaxon import pagerduty|opsgenie|grafana-oncall|goalert [--write] [--verify]
+                                       write rota.yaml from another on-call tool, checked against it
   klaxon migrate --from bolt://DIR --to etcd://HOSTS/PREFIX/
                                        copy a stopped single-node store into etcd
   klaxon version                       print the version
@@ -73,6 +77,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runRoute(rest, stdout, stderr, time.Now)
 	case "migrate":
 		return runMigrate(ctx, rest, stdout, stderr)
+	case "import":
+		return runImport(ctx, rest, stdout, stderr, importEnv{now: time.Now, transport: &importer.RetryTransport{}})
 	case "version", "--version":
 		fmt.Fprintln(stdout, "klaxon", version)
 		return 0

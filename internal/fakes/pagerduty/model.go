@@ -84,6 +84,21 @@ type User struct {
 	// NoContactMethods makes the user one PagerDuty can assign incidents to
 	// but cannot notify: no notify_log_entry is ever logged for them.
 	NoContactMethods bool
+	// TimeZone is the user's IANA zone ("" leaves it out).
+	TimeZone string
+	// ContactMethods are listed by GET /users?include[]=contact_methods.
+	ContactMethods []ContactMethod
+}
+
+// ContactMethod is one way PagerDuty reaches a user: Type is
+// phone_contact_method, sms_contact_method, email_contact_method or
+// push_notification_contact_method; phone and SMS addresses are the national
+// number, with CountryCode apart, as PagerDuty stores them.
+type ContactMethod struct {
+	Type        string
+	Label       string
+	Address     string
+	CountryCode int
 }
 
 // Delivery is one v3 webhook the fake posted (or tried to post).
@@ -107,10 +122,11 @@ type RESTCall struct {
 }
 
 type service struct {
-	id          string
-	name        string
-	status      string
-	routingKeys []string
+	id               string
+	name             string
+	status           string
+	routingKeys      []string
+	escalationPolicy string
 	// onCall is who the escalation policy reaches; nil means DefaultUserID.
 	onCall []string
 }

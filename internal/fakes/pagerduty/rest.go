@@ -113,6 +113,15 @@ func (s *Server) serviceJSONLocked(svc *service, withIntegrations bool) map[stri
 		"id": svc.id, "type": "service", "summary": svc.name, "name": svc.name,
 		"self": ref.Self, "html_url": ref.HTMLURL, "status": svc.status,
 	}
+	if svc.escalationPolicy != "" {
+		name := svc.escalationPolicy
+		for _, ep := range s.policies {
+			if ep.ID == svc.escalationPolicy {
+				name = ep.Name
+			}
+		}
+		out["escalation_policy"] = s.ref("escalation_policy_reference", svc.escalationPolicy, name)
+	}
 	var integrations []map[string]any
 	for i, key := range svc.routingKeys {
 		in := map[string]any{
@@ -225,6 +234,7 @@ func (s *Server) incidentJSONLocked(inc *Incident, rest bool) map[string]any {
 // paging parses offset and limit as PagerDuty does: limit defaults to 25
 // and is capped at 100.
 func paging(offsetStr, limitStr string) (offset, limit int, ok bool) {
+	defer func() { limit = min(limit, int(maxPage.Load())) }()
 	limit = 25
 	if offsetStr != "" {
 		n, err := strconv.Atoi(offsetStr)

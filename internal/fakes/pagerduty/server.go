@@ -75,6 +75,9 @@ type Server struct {
 	byKey             map[string]*service
 	incidents         []*Incident
 	users             map[string]User
+	userOrder         []string
+	schedules         []*Schedule
+	policies          []*EscalationPolicy
 	abilities         []string
 	events            []Event
 	restCalls         []RESTCall
@@ -118,6 +121,7 @@ func New(tb testing.TB) *Server {
 	}
 	s.addService(DefaultServiceID, "Klaxon")
 	s.users[DefaultUserID] = User{ID: DefaultUserID, Name: "Alice Example", Email: "alice@example.org"}
+	s.userOrder = []string{DefaultUserID}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v2/enqueue", s.handleEnqueue)
@@ -129,6 +133,12 @@ func New(tb testing.TB) *Server {
 	mux.HandleFunc("/incidents/{id}", s.rest(s.handleIncident))
 	mux.HandleFunc("/incidents/{id}/log_entries", s.rest(s.handleLogEntries))
 	mux.HandleFunc("/users/{id}", s.rest(s.handleUser))
+	mux.HandleFunc("/users", s.rest(s.handleUsers))
+	mux.HandleFunc("/schedules", s.rest(s.handleSchedules))
+	mux.HandleFunc("/schedules/{id}", s.rest(s.handleSchedule))
+	mux.HandleFunc("/schedules/{id}/overrides", s.rest(s.handleOverrides))
+	mux.HandleFunc("/escalation_policies", s.rest(s.handleEscalationPolicies))
+	mux.HandleFunc("/oncalls", s.rest(s.handleOnCalls))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeRESTError(w, http.StatusNotFound, 2100, "Not Found")
 	})
@@ -198,6 +208,9 @@ func (s *Server) addService(id, name string) *service {
 func (s *Server) AddUser(u User) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.users[u.ID]; !ok {
+		s.userOrder = append(s.userOrder, u.ID)
+	}
 	s.users[u.ID] = u
 }
 
