@@ -677,6 +677,10 @@ func (e *Engine) send(ctx context.Context, inc *Incident, p PageRecord) {
 		h, err := e.cfg.Store.Held(ctx, p.Recipient.PersonID, p.Channel, 3)
 		if err == nil {
 			summary = foldSummary(inc.ID, p, h)
+		} else {
+			// Unable to count what it would carry, the page goes out on
+			// its own and carries nothing: the held pages wait for the next.
+			composed = time.Time{}
 		}
 	}
 	page := e.page(*inc, p)
@@ -895,7 +899,7 @@ func (e *Engine) settle(ctx context.Context, p PageRecord, r result) {
 	e.after(ctx, inc, ch)
 }
 
-// storeRetry is how long a write the store refused waits before it is tried again.
+// storeRetry is how long a read or write the store refused waits before it is tried again.
 const storeRetry = 5 * time.Second
 
 // moveOnIfStepFailed lets Decide move on at once when page cur, just failed
