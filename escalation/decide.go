@@ -81,10 +81,8 @@ func Decide(inc *Incident, pages []PageRecord, s Situation) Change {
 			e.NextAt = time.Time{}
 			return ch
 		}
-		inc.State = Open
 		ch.Note(now, EvRepaged, "still firing %s after the acknowledgement by %s: paging again from the first step", s.ackTimeout(), inc.AckedBy)
-		inc.AckedAt, inc.AckedBy, inc.AckedVia = time.Time{}, "", ""
-		e.restart()
+		inc.move(incReopen, now, "", "")
 	}
 	if s.Policy == nil || len(s.Policy.Steps) == 0 {
 		wait(inc, s, &ch, "no escalation policy applies to it")
@@ -128,7 +126,7 @@ func Decide(inc *Incident, pages []PageRecord, s Situation) Change {
 	}
 	for range (pol.Repeat+1)*len(pol.Steps) + 1 {
 		if advance {
-			e.Generation++
+			inc.move(incStep, now, "", "")
 			e.Step++
 			if e.Step >= len(pol.Steps) {
 				e.Step = 0
@@ -175,11 +173,6 @@ func Attempted(pages []PageRecord, since uint64) bool {
 	return false
 }
 
-// restart begins a new escalation from the first step, in a new generation.
-func (e *Escalation) restart() {
-	*e = Escalation{Policy: e.Policy, Generation: e.Generation + 1, Since: e.Generation + 1}
-}
-
 // wait marks an incident nobody can be paged for: it is planned again every
 // RecheckEvery, and at once when a channel comes up or the rota reloads.
 func wait(inc *Incident, s Situation, ch *Change, why string) {
@@ -224,7 +217,7 @@ func cancelStale(pages []PageRecord, ch *Change) {
 // until someone answers.
 func exhaust(inc *Incident, pol *Policy, s Situation, ch *Change) {
 	e := &inc.Escalation
-	e.Generation++
+	inc.move(incStep, s.Now, "", "")
 	if !e.Fallback && len(pol.Fallback) > 0 {
 		e.Fallback = true
 		st := Step{Targets: pol.Fallback, Channels: notifiers.Channels}
@@ -240,7 +233,7 @@ func exhaust(inc *Incident, pol *Policy, s Situation, ch *Change) {
 // channel they have or, without one, the policy's last step.
 func repage(inc *Incident, pol *Policy, s Situation, ch *Change) {
 	e := &inc.Escalation
-	e.Generation++
+	inc.move(incStep, s.Now, "", "")
 	e.Repages++
 	st := pol.Steps[len(pol.Steps)-1]
 	who := "the last step"

@@ -337,96 +337,16 @@ func pastTense(a notifiers.Action) string {
 }
 
 // apply records an acknowledgement, un-acknowledgement, escalation or
-// resolution, and tells the channels already used.
+// resolution, and tells the channels already used: Answer decides, inside
+// the store's transaction.
 func (e *Engine) apply(ctx context.Context, id uint64, action notifiers.Action, actor, via, pageID string) (notifiers.Outcome, error) {
 	now := e.cfg.Clock.Now()
+	act := Act{Action: action, By: actor, Via: via, PageID: pageID}
 	out := notifiers.Outcome{Incident: id, By: actor}
-	viaCh := notifiers.Channel(via)
-	if !viaCh.Valid() {
-		viaCh = ""
-	}
 	inc, ch, err := e.cfg.Store.Update(ctx, id, func(inc *Incident, pages []PageRecord) (Change, error) {
-		var ch Change
-		out.Applied = false
-		ev := Event{At: now, Actor: actor, Channel: via, PageID: pageID}
-		switch action {
-		case notifiers.Ack:
-			switch inc.State {
-			case Resolved:
-				out.Message = fmt.Sprintf("Incident %d is already resolved.", inc.ID)
-				return ch, ErrNoChange
-			case Acknowledged:
-				out.Message = fmt.Sprintf("Incident %d was already acknowledged by %s.", inc.ID, inc.AckedBy)
-				return ch, ErrNoChange
-			}
-			inc.State, inc.AckedAt, inc.AckedBy, inc.AckedVia = Acknowledged, now, actor, via
-			inc.Escalation.Generation++
-			s := e.situation(inc, now)
-			inc.Escalation.NextAt = now.Add(s.ackTimeout())
-			ev.Kind, ev.Text = EvAcknowledged, fmt.Sprintf("acknowledged by %s via %s", actor, via)
-			ch.Events = append(ch.Events, ev)
-			Cancel(pages, "acknowledged", &ch)
-			out.Message = fmt.Sprintf("Incident %d acknowledged by %s.", inc.ID, actor)
-			TellVia(inc, pages, notifiers.KindAcknowledged, fmt.Sprintf("Incident %d acknowledged by %s (via %s).", inc.ID, actor, via), viaCh, now, &ch)
-		case notifiers.Unack:
-			if inc.State != Acknowledged {
-				out.Message = fmt.Sprintf("Incident %d is not acknowledged.", inc.ID)
-				return ch, ErrNoChange
-			}
-			inc.State, inc.AckedAt, inc.AckedBy, inc.AckedVia = Open, time.Time{}, "", ""
-			ev.Kind, ev.Text = EvUnack, fmt.Sprintf("acknowledgement withdrawn by %s via %s: paging again from the first step", actor, via)
-			ch.Events = append(ch.Events, ev)
-			inc.Escalation.restart()
-			TellVia(inc, pages, notifiers.KindUnacknowledged, fmt.Sprintf("Incident %d un-acknowledged by %s.", inc.ID, actor), viaCh, now, &ch)
-			d := Decide(inc, pages, e.situation(inc, now))
-			ch.Events, ch.Pages = append(ch.Events, d.Events...), append(ch.Pages, d.Pages...)
-			out.Message = fmt.Sprintf("Incident %d un-acknowledged: paging again.", inc.ID)
-		case notifiers.Escalate:
-			if inc.State == Resolved {
-				out.Message = fmt.Sprintf("Incident %d is already resolved.", inc.ID)
-				return ch, ErrNoChange
-			}
-			if pageID != "" {
-				if p, ok := findPage(pages, pageID); ok && p.Generation != inc.Escalation.Generation {
-					// The answer applies as of its page: the incident moved on since.
-					out.Message = fmt.Sprintf("Incident %d has already moved on since that page.", inc.ID)
-					return ch, ErrNoChange
-				}
-			}
-			if inc.State == Acknowledged {
-				inc.State, inc.AckedAt, inc.AckedBy, inc.AckedVia = Open, time.Time{}, "", ""
-			}
-			ev.Kind, ev.Text = EvEscalated, fmt.Sprintf("escalated by %s via %s", actor, via)
-			ch.Events = append(ch.Events, ev)
-			TellVia(inc, pages, notifiers.KindEscalated, fmt.Sprintf("Incident %d escalated by %s.", inc.ID, actor), viaCh, now, &ch)
-			exhausted := inc.Escalation.Exhausted
-			if inc.Escalation.Started {
-				inc.Escalation.NextAt = now // the current step's wait (or the re-page interval) is over
-			}
-			d := Decide(inc, pages, e.situation(inc, now))
-			ch.Events, ch.Pages = append(ch.Events, d.Events...), append(ch.Pages, d.Pages...)
-			out.Message = fmt.Sprintf("Incident %d escalated to the next step.", inc.ID)
-			if exhausted {
-				out.Message = fmt.Sprintf("Incident %d has used up its policy: paging the fallback again now.", inc.ID)
-			}
-		case notifiers.Resolve:
-			if inc.State == Resolved {
-				out.Message = fmt.Sprintf("Incident %d is already resolved.", inc.ID)
-				return ch, ErrNoChange
-			}
-			inc.State, inc.ResolvedAt = Resolved, now
-			inc.Escalation.Generation++
-			inc.Escalation.NextAt = time.Time{}
-			ev.Kind, ev.Text = EvResolved, fmt.Sprintf("resolved by %s via %s", actor, via)
-			ch.Events = append(ch.Events, ev)
-			Cancel(pages, "resolved", &ch)
-			TellVia(inc, pages, notifiers.KindResolved, fmt.Sprintf("Incident %d resolved by %s.", inc.ID, actor), viaCh, now, &ch)
-			out.Message = fmt.Sprintf("Incident %d resolved by %s.", inc.ID, actor)
-		default:
-			return ch, fmt.Errorf("unknown action %q", action)
-		}
-		out.Applied = true
-		return ch, nil
+		ch, o, err := Answer(inc, pages, act, e.situation(inc, now))
+		out = o
+		return ch, err
 	})
 	if err != nil {
 		return out, err

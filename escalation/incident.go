@@ -73,8 +73,9 @@ type Escalation struct {
 	Round   int  `json:"round"` // 0-based repeat round
 	Step    int  `json:"step"`  // index into the policy's steps
 	// Generation increases every time the incident moves to another step, is
-	// acknowledged, unacknowledged or resolved. A page remembers the generation
-	// it was sent in, so an answer applies as of that page.
+	// acknowledged, unacknowledged or resolved (always through the incident
+	// state machine, (*Incident).move). A page remembers the generation it
+	// was sent in, so an answer applies as of that page.
 	Generation uint64    `json:"generation"`
 	StepAt     time.Time `json:"stepAt,omitzero"`
 	// NextAt is when the engine must look at the incident again (zero: never).
