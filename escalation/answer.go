@@ -47,16 +47,16 @@ func Answer(inc *Incident, pages []PageRecord, act Act, s Situation) (Change, no
 		inc.Escalation.NextAt = now.Add(s.ackTimeout())
 		ev.Kind, ev.Text = EvAcknowledged, fmt.Sprintf("acknowledged by %s via %s", actor, via)
 		ch.Events = append(ch.Events, ev)
-		Cancel(pages, "acknowledged", &ch)
+		cancelPages(pages, "acknowledged", &ch)
 		out.Message = fmt.Sprintf("Incident %d acknowledged by %s.", inc.ID, actor)
-		TellVia(inc, pages, notifiers.KindAcknowledged, fmt.Sprintf("Incident %d acknowledged by %s (via %s).", inc.ID, actor, via), viaCh, now, &ch)
+		tellVia(inc, pages, notifiers.KindAcknowledged, fmt.Sprintf("Incident %d acknowledged by %s (via %s).", inc.ID, actor, via), viaCh, now, &ch)
 	case notifiers.Unack:
 		if !inc.move(incUnack, now, "", "") {
 			return refuse("Incident %d is not acknowledged.", inc.ID)
 		}
 		ev.Kind, ev.Text = EvUnack, fmt.Sprintf("acknowledgement withdrawn by %s via %s: paging again from the first step", actor, via)
 		ch.Events = append(ch.Events, ev)
-		TellVia(inc, pages, notifiers.KindUnacknowledged, fmt.Sprintf("Incident %d un-acknowledged by %s.", inc.ID, actor), viaCh, now, &ch)
+		tellVia(inc, pages, notifiers.KindUnacknowledged, fmt.Sprintf("Incident %d un-acknowledged by %s.", inc.ID, actor), viaCh, now, &ch)
 		d := Decide(inc, pages, s)
 		ch.Events, ch.Pages = append(ch.Events, d.Events...), append(ch.Pages, d.Pages...)
 		out.Message = fmt.Sprintf("Incident %d un-acknowledged: paging again.", inc.ID)
@@ -73,7 +73,7 @@ func Answer(inc *Incident, pages []PageRecord, act Act, s Situation) (Change, no
 		inc.move(incEscalate, now, "", "")
 		ev.Kind, ev.Text = EvEscalated, fmt.Sprintf("escalated by %s via %s", actor, via)
 		ch.Events = append(ch.Events, ev)
-		TellVia(inc, pages, notifiers.KindEscalated, fmt.Sprintf("Incident %d escalated by %s.", inc.ID, actor), viaCh, now, &ch)
+		tellVia(inc, pages, notifiers.KindEscalated, fmt.Sprintf("Incident %d escalated by %s.", inc.ID, actor), viaCh, now, &ch)
 		exhausted := inc.Escalation.Exhausted
 		if inc.Escalation.Started {
 			inc.Escalation.NextAt = now // the current step's wait (or the re-page interval) is over
@@ -90,8 +90,8 @@ func Answer(inc *Incident, pages []PageRecord, act Act, s Situation) (Change, no
 		}
 		ev.Kind, ev.Text = EvResolved, fmt.Sprintf("resolved by %s via %s", actor, via)
 		ch.Events = append(ch.Events, ev)
-		Cancel(pages, "resolved", &ch)
-		TellVia(inc, pages, notifiers.KindResolved, fmt.Sprintf("Incident %d resolved by %s.", inc.ID, actor), viaCh, now, &ch)
+		cancelPages(pages, "resolved", &ch)
+		tellVia(inc, pages, notifiers.KindResolved, fmt.Sprintf("Incident %d resolved by %s.", inc.ID, actor), viaCh, now, &ch)
 		out.Message = fmt.Sprintf("Incident %d resolved by %s.", inc.ID, actor)
 	default:
 		return Change{}, out, fmt.Errorf("unknown action %q", act.Action)

@@ -209,7 +209,7 @@ func cancelStale(pages []PageRecord, ch *Change) {
 			stale = append(stale, p)
 		}
 	}
-	Cancel(stale, "step passed", ch)
+	cancelPages(stale, "step passed", ch)
 }
 
 // exhaust pages the fallback list on every channel they have and marks the
@@ -354,10 +354,10 @@ func describeTarget(t Target) string {
 	return "rotation " + t.Rotation
 }
 
-// Cancel marks every unfinished page canceled, with reason.
-func Cancel(pages []PageRecord, reason string, ch *Change) {
+// cancelPages marks every unfinished page canceled, with reason.
+func cancelPages(pages []PageRecord, reason string, ch *Change) {
 	for _, p := range pages {
-		if next := Transition(p.Status, EvCancel); next != p.Status {
+		if next := transition(p.Status, EvCancel); next != p.Status {
 			p.Status = next
 			p.LastError = reason
 			p.NextTry = time.Time{}
@@ -366,23 +366,23 @@ func Cancel(pages []PageRecord, reason string, ch *Change) {
 	}
 }
 
-// Tell adds an update of kind k (acknowledged, resolved, ...) for every
+// tell adds an update of kind k (acknowledged, resolved, ...) for every
 // channel that already paged someone about the incident, so PagerDuty stops
 // paging and the Matrix thread shows it. Phone calls are not placed to say so.
-func Tell(inc *Incident, pages []PageRecord, k notifiers.Kind, text string, now time.Time, ch *Change) {
-	TellVia(inc, pages, k, text, "", now, ch)
+func tell(inc *Incident, pages []PageRecord, k notifiers.Kind, text string, now time.Time, ch *Change) {
+	tellVia(inc, pages, k, text, "", now, ch)
 }
 
-// TellVia is Tell for an answer that came through channel via, which the
+// tellVia is tell for an answer that came through channel via, which the
 // updates name so that channel can skip confirming twice.
-func TellVia(inc *Incident, pages []PageRecord, k notifiers.Kind, text string, via notifiers.Channel, now time.Time, ch *Change) {
+func tellVia(inc *Incident, pages []PageRecord, k notifiers.Kind, text string, via notifiers.Channel, now time.Time, ch *Change) {
 	type dest struct {
 		c   notifiers.Channel
 		key string
 	}
 	done := map[dest]bool{}
 	for _, p := range pages {
-		if p.Kind != notifiers.KindPage || p.Channel == notifiers.Phone || !wasSent(p.Status) {
+		if p.Kind != notifiers.KindPage || p.Channel == notifiers.Phone || !p.Status.Sent() {
 			continue
 		}
 		d := dest{p.Channel, p.RoutingKey}
@@ -396,10 +396,6 @@ func TellVia(inc *Incident, pages []PageRecord, k notifiers.Kind, text string, v
 		ch.Pages = append(ch.Pages, PageRecord{Kind: k, Channel: p.Channel, Recipient: p.Recipient,
 			Generation: inc.Escalation.Generation, RoutingKey: p.RoutingKey, Text: text, Via: via, Status: PagePending, CreatedAt: now})
 	}
-}
-
-func wasSent(s PageStatus) bool {
-	return s == PageSent || s == PageDeliv || s == PageNoAnswer
 }
 
 // announceNewAlerts posts new alerts of an acknowledged incident on the chat
@@ -416,7 +412,7 @@ func announceNewAlerts(inc *Incident, pages []PageRecord, events []Event, now ti
 	}
 	text := fmt.Sprintf("New alert(s) joined incident %d, acknowledged by %s: %s", inc.ID, inc.AckedBy, strings.Join(lines, "; "))
 	var n Change
-	Tell(inc, pages, notifiers.KindNotice, text, now, &n)
+	tell(inc, pages, notifiers.KindNotice, text, now, &n)
 	n.Pages = slices.DeleteFunc(n.Pages, func(p PageRecord) bool { return p.Channel != notifiers.Matrix })
 	ch.Pages = append(ch.Pages, n.Pages...)
 	if len(n.Pages) > 0 {

@@ -218,12 +218,12 @@ func (e *Engine) onIngest(inc *Incident, pages []PageRecord, events []Event, now
 	switch {
 	case inc.State == Resolved:
 		var ch Change
-		Cancel(pages, "resolved", &ch)
+		cancelPages(pages, "resolved", &ch)
 		text := fmt.Sprintf("Incident %d resolved in Alertmanager.", inc.ID)
 		if inc.Synthetic {
 			text = fmt.Sprintf("Incident %d resolved: %s", inc.ID, alarmClearText(inc))
 		}
-		Tell(inc, pages, notifiers.KindResolved, text, now, &ch)
+		tell(inc, pages, notifiers.KindResolved, text, now, &ch)
 		return ch, nil
 	case !inc.Escalation.Started:
 		return Decide(inc, pages, e.situation(inc, now)), nil
@@ -728,8 +728,8 @@ func (e *Engine) settle(ctx context.Context, p PageRecord, r result) {
 		if !ok {
 			return ch, fmt.Errorf("page %s vanished", p.ID)
 		}
-		next := Transition(cur.Status, r.ev)
-		again := pageRank(cur.Status) == 0 && (r.ev == EvHold || r.ev == EvSendTemp) // held or failed once more
+		next := transition(cur.Status, r.ev)
+		again := !cur.Status.Done() && (r.ev == EvHold || r.ev == EvSendTemp) // held or failed once more
 		if next == cur.Status && !again {
 			if len(state) > 0 {
 				// Canceled while in flight, but the text went out: where
@@ -764,7 +764,7 @@ func (e *Engine) settle(ctx context.Context, p PageRecord, r result) {
 		case EvSendTemp:
 			cur.LastError = r.err.Error()
 			if (p.Kind != notifiers.KindPage && cur.Attempts >= maxUpdateAttempts) || (inc.Escalation.Exhausted && cur.Attempts >= maxFallbackAttempts) {
-				cur.Status = Transition(cur.Status, EvGiveUp)
+				cur.Status = transition(cur.Status, EvGiveUp)
 				ev.Text = fmt.Sprintf("%s via %s: gave up after %d attempts: %s", verb(p.Kind), p.Channel, cur.Attempts, r.err)
 				break
 			}
@@ -906,7 +906,7 @@ func (e *Engine) Report(ctx context.Context, r notifiers.Report) error {
 		if !ok {
 			return ch, notifiers.ErrUnknownIncident
 		}
-		next := Transition(cur.Status, ev)
+		next := transition(cur.Status, ev)
 		if next == cur.Status {
 			return ch, ErrNoChange // a retried callback, or older news
 		}

@@ -656,7 +656,7 @@ func (m *model) check() {
 						}
 					}
 				}
-				if !ok || (carrier.Status != escalation.PageSent && carrier.Status != escalation.PageDeliv && carrier.Status != escalation.PageNoAnswer && m.sends[carrier.ID] == 0) {
+				if !ok || (!carrier.Status.Sent() && m.sends[carrier.ID] == 0) {
 					m.fatalf("I3: page %s folded into %s, which was not sent (%+v)", p.ID, p.FoldedInto, carrier)
 				}
 			}
