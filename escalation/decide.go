@@ -307,7 +307,7 @@ func planOn(inc *Incident, chans []notifiers.Channel, people []notifiers.Recipie
 	n := 0
 	for _, c := range chans {
 		for _, r := range people {
-			if missing := missingContact(c, r); missing != "" {
+			if missing := r.MissingContact(c); missing != "" {
 				ch.Events = append(ch.Events, Event{At: s.Now, Kind: EvSkipped, Channel: string(c), Actor: r.PersonID,
 					Text: fmt.Sprintf("skipped: %s has no %s for %s", name(r), missing, c)})
 				continue
@@ -322,27 +322,8 @@ func planOn(inc *Incident, chans []notifiers.Channel, people []notifiers.Recipie
 	return n
 }
 
-// missingContact names the contact detail person r lacks for channel c, or "".
-func missingContact(c notifiers.Channel, r notifiers.Recipient) string {
-	switch c {
-	case notifiers.Phone, notifiers.SMS:
-		if r.Phone == "" {
-			return "phone number"
-		}
-	case notifiers.Matrix:
-		if r.MatrixID == "" {
-			return "Matrix id"
-		}
-	}
-	return ""
-}
-
-func name(r notifiers.Recipient) string {
-	if r.Name != "" {
-		return r.Name
-	}
-	return r.PersonID
-}
+// name is how the timeline names person r (see notifiers.Recipient.DisplayName).
+func name(r notifiers.Recipient) string { return r.DisplayName() }
 
 func describeTarget(t Target) string {
 	switch {

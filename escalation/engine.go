@@ -575,7 +575,7 @@ func (e *Engine) send(ctx context.Context, inc *Incident, p PageRecord) {
 		cur, err := e.cfg.Store.Incident(ctx, p.Incident)
 		if err != nil {
 			e.log.Error("loading an incident to send its page; retrying", "page", p.ID, "error", err)
-			e.scheduleRetry(p.ID, e.cfg.Clock.Now().Add(backoff(1, 0)))
+			e.scheduleRetry(p.ID, e.cfg.Clock.Now().Add(Backoff(1, 0)))
 			return
 		}
 		inc = &cur
@@ -634,7 +634,7 @@ func (e *Engine) send(ctx context.Context, inc *Incident, p PageRecord) {
 		r.ev, outcome = EvSendPerm, "failed-permanent"
 	default:
 		r.ev, outcome = EvSendTemp, "failed-temporary"
-		r.retry = backoff(p.Attempts+1, notifiers.RetryAfter(err))
+		r.retry = Backoff(p.Attempts+1, notifiers.RetryAfter(err))
 	}
 	if e.cfg.OnPage != nil {
 		e.cfg.OnPage(p.Channel, outcome, took)
@@ -694,8 +694,11 @@ func thousands(n int) string {
 	return s
 }
 
-// backoff is the wait before retry attempt n of a temporary failure.
-func backoff(n int, hint time.Duration) time.Duration {
+// Backoff is the wait before retry attempt n (from 1) of a temporary
+// failure: a second, doubling up to a minute, or the provider's hint
+// (notifiers.RetryAfter) up to five minutes. Pages and the notices outbox
+// retry by it.
+func Backoff(n int, hint time.Duration) time.Duration {
 	if hint > 0 {
 		return min(hint, 5*time.Minute)
 	}

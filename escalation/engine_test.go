@@ -719,3 +719,24 @@ func TestRunWakesForEarlierWork(t *testing.T) {
 		<-done
 	})
 }
+
+func TestBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		hint time.Duration
+		want time.Duration
+	}{
+		{0, 0, time.Second},
+		{1, 0, time.Second},
+		{2, 0, 2 * time.Second},
+		{6, 0, 32 * time.Second},
+		{7, 0, time.Minute},
+		{40, 0, time.Minute},
+		{1, 30 * time.Second, 30 * time.Second}, // the provider's Retry-After
+		{1, time.Hour, 5 * time.Minute},
+	} {
+		if got := escalation.Backoff(tc.n, tc.hint); got != tc.want {
+			t.Errorf("Backoff(%d, %s) = %s, want %s", tc.n, tc.hint, got, tc.want)
+		}
+	}
+}

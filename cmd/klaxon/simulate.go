@@ -191,10 +191,7 @@ func lastPaged(ctx context.Context, s escalation.Store, id uint64) string {
 	pages, _ := s.Pages(ctx, id)
 	for i := len(pages) - 1; i >= 0; i-- {
 		if p := pages[i]; p.Kind == notifiers.KindPage && p.Status.Sent() {
-			if p.Recipient.Name != "" {
-				return p.Recipient.Name
-			}
-			return p.Recipient.PersonID
+			return p.Recipient.DisplayName()
 		}
 	}
 	return "the on-call person"
