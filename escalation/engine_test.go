@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -344,6 +345,81 @@ func TestRateLimitFoldsPages(t *testing.T) {
 	}
 	if pages, _ := w.store.Pages(w.ctx, 4); pages[0].FoldedInto != calls[2].ID {
 		t.Errorf("incident 4 folded into %q, want the carrier %q", pages[0].FoldedInto, calls[2].ID)
+	}
+}
+
+// failingReads is a store whose count of held pages, or whose incident
+// reads, fail while set (an etcd read timing out).
+type failingReads struct {
+	escalation.Store
+	held, incident atomic.Bool
+}
+
+var errReadInjected = errors.New("injected: the store read timed out")
+
+func (s *failingReads) Held(ctx context.Context, person string, ch notifiers.Channel, newest int) (escalation.Held, error) {
+	if s.held.Load() {
+		return escalation.Held{}, errReadInjected
+	}
+	return s.Store.Held(ctx, person, ch, newest)
+}
+
+func (s *failingReads) Incident(ctx context.Context, id uint64) (escalation.Incident, error) {
+	if s.incident.Load() {
+		return escalation.Incident{}, errReadInjected
+	}
+	return s.Store.Incident(ctx, id)
+}
+
+// TestRetryReadErrorReschedules: a page whose retry cannot read the store is
+// retried again later, as wake and releaseHeld do, never dropped.
+func TestRetryReadErrorReschedules(t *testing.T) {
+	var fr *failingReads
+	w := newWorldWith(t, defaultPolicy(), func(cfg *escalation.Config) { fr = &failingReads{Store: cfg.Store}; cfg.Store = fr })
+	fails := 1
+	w.rec[notifiers.Matrix].FailWith(func(notifiers.Page) error {
+		if fails > 0 {
+			fails--
+			return notifiers.Temporary("M_LIMIT_EXCEEDED", 0, errors.New("slow down"))
+		}
+		return nil
+	})
+	w.ingest(firing("g", "a")) // fails once: retried in a second
+	fr.incident.Store(true)
+	w.advance(2 * time.Second) // the retry cannot read its incident
+	fr.incident.Store(false)
+	w.advance(time.Minute) // well within the step's wait
+	if pages, _ := w.store.Pages(w.ctx, 1); len(pages) != 1 || pages[0].Status != escalation.PageSent || pages[0].Attempts != 2 {
+		t.Fatalf("pages = %+v, want the page sent on its second attempt", pages)
+	}
+}
+
+// TestUncountedCarrierFoldsNothing: when the store cannot count the pages
+// held for a person, the page that finds room goes out without a summary and
+// nothing is folded into it: each held page still reaches the person itself.
+func TestUncountedCarrierFoldsNothing(t *testing.T) {
+	p := &escalation.Policy{ID: "phone", Steps: []escalation.Step{{Targets: []escalation.Target{{Person: "alice"}}, Channels: []notifiers.Channel{notifiers.Phone}, Wait: time.Hour}}}
+	var fr *failingReads
+	w := newWorldWith(t, p, func(cfg *escalation.Config) { fr = &failingReads{Store: cfg.Store}; cfg.Store = fr })
+	w.rota.limits = map[notifiers.Channel][2]int64{notifiers.Phone: {2, int64(15 * time.Minute)}}
+	for _, g := range []string{"g1", "g2", "g3", "g4"} {
+		w.ingest(firing(g, "a"))
+	}
+	fr.held.Store(true)
+	w.advance(15 * time.Minute)
+	calls := w.rec[notifiers.Phone].Pages()
+	if len(calls) != 4 {
+		t.Fatalf("calls after the window = %d, want each held page called on its own (4)", len(calls))
+	}
+	for _, c := range calls[2:] {
+		if c.Text != "" {
+			t.Errorf("call %s says %q, yet nothing could be counted", c.ID, c.Text)
+		}
+	}
+	for id := uint64(3); id <= 4; id++ {
+		if pages, _ := w.store.Pages(w.ctx, id); pages[0].Status != escalation.PageSent {
+			t.Errorf("incident %d page %s (folded into %q), want sent: folded into a call that never mentioned it", id, pages[0].Status, pages[0].FoldedInto)
+		}
 	}
 }
 
