@@ -164,16 +164,21 @@ func TestPermanentFailureMovesOnAtOnce(t *testing.T) {
 	}
 }
 
-func TestTemporaryFailureRetriesWithinStep(t *testing.T) {
-	w := newWorld(t, defaultPolicy())
-	fails := 2
-	w.rec[notifiers.Matrix].FailWith(func(notifiers.Page) error {
-		if fails > 0 {
-			fails--
+// failFirst fails the first n sends temporarily (a rate limit), then lets
+// every send through.
+func failFirst(n int) func(notifiers.Page) error {
+	return func(notifiers.Page) error {
+		if n > 0 {
+			n--
 			return notifiers.Temporary("M_LIMIT_EXCEEDED", 0, errors.New("slow down"))
 		}
 		return nil
-	})
+	}
+}
+
+func TestTemporaryFailureRetriesWithinStep(t *testing.T) {
+	w := newWorld(t, defaultPolicy())
+	w.rec[notifiers.Matrix].FailWith(failFirst(2))
 	w.ingest(firing("g", "a"))
 	w.advance(4 * time.Second) // retries after 1s and 2s
 	pages, _ := w.store.Pages(w.ctx, 1)
@@ -376,14 +381,7 @@ func (s *failingReads) Incident(ctx context.Context, id uint64) (escalation.Inci
 func TestRetryReadErrorReschedules(t *testing.T) {
 	var fr *failingReads
 	w := newWorldWith(t, defaultPolicy(), func(cfg *escalation.Config) { fr = &failingReads{Store: cfg.Store}; cfg.Store = fr })
-	fails := 1
-	w.rec[notifiers.Matrix].FailWith(func(notifiers.Page) error {
-		if fails > 0 {
-			fails--
-			return notifiers.Temporary("M_LIMIT_EXCEEDED", 0, errors.New("slow down"))
-		}
-		return nil
-	})
+	w.rec[notifiers.Matrix].FailWith(failFirst(1))
 	w.ingest(firing("g", "a")) // fails once: retried in a second
 	fr.incident.Store(true)
 	w.advance(2 * time.Second) // the retry cannot read its incident
