@@ -81,10 +81,8 @@ func Decide(inc *Incident, pages []PageRecord, s Situation) Change {
 			e.NextAt = time.Time{}
 			return ch
 		}
-		inc.State = Open
 		ch.Note(now, EvRepaged, "still firing %s after the acknowledgement by %s: paging again from the first step", s.ackTimeout(), inc.AckedBy)
-		inc.AckedAt, inc.AckedBy, inc.AckedVia = time.Time{}, "", ""
-		e.restart()
+		inc.move(incReopen, now, "", "")
 	}
 	if s.Policy == nil || len(s.Policy.Steps) == 0 {
 		wait(inc, s, &ch, "no escalation policy applies to it")
@@ -128,7 +126,7 @@ func Decide(inc *Incident, pages []PageRecord, s Situation) Change {
 	}
 	for range (pol.Repeat+1)*len(pol.Steps) + 1 {
 		if advance {
-			e.Generation++
+			inc.move(incStep, now, "", "")
 			e.Step++
 			if e.Step >= len(pol.Steps) {
 				e.Step = 0
@@ -175,11 +173,6 @@ func Attempted(pages []PageRecord, since uint64) bool {
 	return false
 }
 
-// restart begins a new escalation from the first step, in a new generation.
-func (e *Escalation) restart() {
-	*e = Escalation{Policy: e.Policy, Generation: e.Generation + 1, Since: e.Generation + 1}
-}
-
 // wait marks an incident nobody can be paged for: it is planned again every
 // RecheckEvery, and at once when a channel comes up or the rota reloads.
 func wait(inc *Incident, s Situation, ch *Change, why string) {
@@ -216,7 +209,7 @@ func cancelStale(pages []PageRecord, ch *Change) {
 			stale = append(stale, p)
 		}
 	}
-	Cancel(stale, "step passed", ch)
+	cancelPages(stale, "step passed", ch)
 }
 
 // exhaust pages the fallback list on every channel they have and marks the
@@ -224,7 +217,7 @@ func cancelStale(pages []PageRecord, ch *Change) {
 // until someone answers.
 func exhaust(inc *Incident, pol *Policy, s Situation, ch *Change) {
 	e := &inc.Escalation
-	e.Generation++
+	inc.move(incStep, s.Now, "", "")
 	if !e.Fallback && len(pol.Fallback) > 0 {
 		e.Fallback = true
 		st := Step{Targets: pol.Fallback, Channels: notifiers.Channels}
@@ -240,7 +233,7 @@ func exhaust(inc *Incident, pol *Policy, s Situation, ch *Change) {
 // channel they have or, without one, the policy's last step.
 func repage(inc *Incident, pol *Policy, s Situation, ch *Change) {
 	e := &inc.Escalation
-	e.Generation++
+	inc.move(incStep, s.Now, "", "")
 	e.Repages++
 	st := pol.Steps[len(pol.Steps)-1]
 	who := "the last step"
@@ -314,7 +307,7 @@ func planOn(inc *Incident, chans []notifiers.Channel, people []notifiers.Recipie
 	n := 0
 	for _, c := range chans {
 		for _, r := range people {
-			if missing := missingContact(c, r); missing != "" {
+			if missing := r.MissingContact(c); missing != "" {
 				ch.Events = append(ch.Events, Event{At: s.Now, Kind: EvSkipped, Channel: string(c), Actor: r.PersonID,
 					Text: fmt.Sprintf("skipped: %s has no %s for %s", name(r), missing, c)})
 				continue
@@ -329,27 +322,8 @@ func planOn(inc *Incident, chans []notifiers.Channel, people []notifiers.Recipie
 	return n
 }
 
-// missingContact names the contact detail person r lacks for channel c, or "".
-func missingContact(c notifiers.Channel, r notifiers.Recipient) string {
-	switch c {
-	case notifiers.Phone, notifiers.SMS:
-		if r.Phone == "" {
-			return "phone number"
-		}
-	case notifiers.Matrix:
-		if r.MatrixID == "" {
-			return "Matrix id"
-		}
-	}
-	return ""
-}
-
-func name(r notifiers.Recipient) string {
-	if r.Name != "" {
-		return r.Name
-	}
-	return r.PersonID
-}
+// name is how the timeline names person r (see notifiers.Recipient.DisplayName).
+func name(r notifiers.Recipient) string { return r.DisplayName() }
 
 func describeTarget(t Target) string {
 	switch {
@@ -361,10 +335,10 @@ func describeTarget(t Target) string {
 	return "rotation " + t.Rotation
 }
 
-// Cancel marks every unfinished page canceled, with reason.
-func Cancel(pages []PageRecord, reason string, ch *Change) {
+// cancelPages marks every unfinished page canceled, with reason.
+func cancelPages(pages []PageRecord, reason string, ch *Change) {
 	for _, p := range pages {
-		if next := Transition(p.Status, EvCancel); next != p.Status {
+		if next := transition(p.Status, EvCancel); next != p.Status {
 			p.Status = next
 			p.LastError = reason
 			p.NextTry = time.Time{}
@@ -373,23 +347,23 @@ func Cancel(pages []PageRecord, reason string, ch *Change) {
 	}
 }
 
-// Tell adds an update of kind k (acknowledged, resolved, ...) for every
+// tell adds an update of kind k (acknowledged, resolved, ...) for every
 // channel that already paged someone about the incident, so PagerDuty stops
 // paging and the Matrix thread shows it. Phone calls are not placed to say so.
-func Tell(inc *Incident, pages []PageRecord, k notifiers.Kind, text string, now time.Time, ch *Change) {
-	TellVia(inc, pages, k, text, "", now, ch)
+func tell(inc *Incident, pages []PageRecord, k notifiers.Kind, text string, now time.Time, ch *Change) {
+	tellVia(inc, pages, k, text, "", now, ch)
 }
 
-// TellVia is Tell for an answer that came through channel via, which the
+// tellVia is tell for an answer that came through channel via, which the
 // updates name so that channel can skip confirming twice.
-func TellVia(inc *Incident, pages []PageRecord, k notifiers.Kind, text string, via notifiers.Channel, now time.Time, ch *Change) {
+func tellVia(inc *Incident, pages []PageRecord, k notifiers.Kind, text string, via notifiers.Channel, now time.Time, ch *Change) {
 	type dest struct {
 		c   notifiers.Channel
 		key string
 	}
 	done := map[dest]bool{}
 	for _, p := range pages {
-		if p.Kind != notifiers.KindPage || p.Channel == notifiers.Phone || !wasSent(p.Status) {
+		if p.Kind != notifiers.KindPage || p.Channel == notifiers.Phone || !p.Status.Sent() {
 			continue
 		}
 		d := dest{p.Channel, p.RoutingKey}
@@ -403,10 +377,6 @@ func TellVia(inc *Incident, pages []PageRecord, k notifiers.Kind, text string, v
 		ch.Pages = append(ch.Pages, PageRecord{Kind: k, Channel: p.Channel, Recipient: p.Recipient,
 			Generation: inc.Escalation.Generation, RoutingKey: p.RoutingKey, Text: text, Via: via, Status: PagePending, CreatedAt: now})
 	}
-}
-
-func wasSent(s PageStatus) bool {
-	return s == PageSent || s == PageDeliv || s == PageNoAnswer
 }
 
 // announceNewAlerts posts new alerts of an acknowledged incident on the chat
@@ -423,7 +393,7 @@ func announceNewAlerts(inc *Incident, pages []PageRecord, events []Event, now ti
 	}
 	text := fmt.Sprintf("New alert(s) joined incident %d, acknowledged by %s: %s", inc.ID, inc.AckedBy, strings.Join(lines, "; "))
 	var n Change
-	Tell(inc, pages, notifiers.KindNotice, text, now, &n)
+	tell(inc, pages, notifiers.KindNotice, text, now, &n)
 	n.Pages = slices.DeleteFunc(n.Pages, func(p PageRecord) bool { return p.Channel != notifiers.Matrix })
 	ch.Pages = append(ch.Pages, n.Pages...)
 	if len(n.Pages) > 0 {

@@ -218,12 +218,12 @@ func (e *Engine) onIngest(inc *Incident, pages []PageRecord, events []Event, now
 	switch {
 	case inc.State == Resolved:
 		var ch Change
-		Cancel(pages, "resolved", &ch)
+		cancelPages(pages, "resolved", &ch)
 		text := fmt.Sprintf("Incident %d resolved in Alertmanager.", inc.ID)
 		if inc.Synthetic {
 			text = fmt.Sprintf("Incident %d resolved: %s", inc.ID, alarmClearText(inc))
 		}
-		Tell(inc, pages, notifiers.KindResolved, text, now, &ch)
+		tell(inc, pages, notifiers.KindResolved, text, now, &ch)
 		return ch, nil
 	case !inc.Escalation.Started:
 		return Decide(inc, pages, e.situation(inc, now)), nil
@@ -337,96 +337,16 @@ func pastTense(a notifiers.Action) string {
 }
 
 // apply records an acknowledgement, un-acknowledgement, escalation or
-// resolution, and tells the channels already used.
+// resolution, and tells the channels already used: Answer decides, inside
+// the store's transaction.
 func (e *Engine) apply(ctx context.Context, id uint64, action notifiers.Action, actor, via, pageID string) (notifiers.Outcome, error) {
 	now := e.cfg.Clock.Now()
+	act := Act{Action: action, By: actor, Via: via, PageID: pageID}
 	out := notifiers.Outcome{Incident: id, By: actor}
-	viaCh := notifiers.Channel(via)
-	if !viaCh.Valid() {
-		viaCh = ""
-	}
 	inc, ch, err := e.cfg.Store.Update(ctx, id, func(inc *Incident, pages []PageRecord) (Change, error) {
-		var ch Change
-		out.Applied = false
-		ev := Event{At: now, Actor: actor, Channel: via, PageID: pageID}
-		switch action {
-		case notifiers.Ack:
-			switch inc.State {
-			case Resolved:
-				out.Message = fmt.Sprintf("Incident %d is already resolved.", inc.ID)
-				return ch, ErrNoChange
-			case Acknowledged:
-				out.Message = fmt.Sprintf("Incident %d was already acknowledged by %s.", inc.ID, inc.AckedBy)
-				return ch, ErrNoChange
-			}
-			inc.State, inc.AckedAt, inc.AckedBy, inc.AckedVia = Acknowledged, now, actor, via
-			inc.Escalation.Generation++
-			s := e.situation(inc, now)
-			inc.Escalation.NextAt = now.Add(s.ackTimeout())
-			ev.Kind, ev.Text = EvAcknowledged, fmt.Sprintf("acknowledged by %s via %s", actor, via)
-			ch.Events = append(ch.Events, ev)
-			Cancel(pages, "acknowledged", &ch)
-			out.Message = fmt.Sprintf("Incident %d acknowledged by %s.", inc.ID, actor)
-			TellVia(inc, pages, notifiers.KindAcknowledged, fmt.Sprintf("Incident %d acknowledged by %s (via %s).", inc.ID, actor, via), viaCh, now, &ch)
-		case notifiers.Unack:
-			if inc.State != Acknowledged {
-				out.Message = fmt.Sprintf("Incident %d is not acknowledged.", inc.ID)
-				return ch, ErrNoChange
-			}
-			inc.State, inc.AckedAt, inc.AckedBy, inc.AckedVia = Open, time.Time{}, "", ""
-			ev.Kind, ev.Text = EvUnack, fmt.Sprintf("acknowledgement withdrawn by %s via %s: paging again from the first step", actor, via)
-			ch.Events = append(ch.Events, ev)
-			inc.Escalation.restart()
-			TellVia(inc, pages, notifiers.KindUnacknowledged, fmt.Sprintf("Incident %d un-acknowledged by %s.", inc.ID, actor), viaCh, now, &ch)
-			d := Decide(inc, pages, e.situation(inc, now))
-			ch.Events, ch.Pages = append(ch.Events, d.Events...), append(ch.Pages, d.Pages...)
-			out.Message = fmt.Sprintf("Incident %d un-acknowledged: paging again.", inc.ID)
-		case notifiers.Escalate:
-			if inc.State == Resolved {
-				out.Message = fmt.Sprintf("Incident %d is already resolved.", inc.ID)
-				return ch, ErrNoChange
-			}
-			if pageID != "" {
-				if p, ok := findPage(pages, pageID); ok && p.Generation != inc.Escalation.Generation {
-					// The answer applies as of its page: the incident moved on since.
-					out.Message = fmt.Sprintf("Incident %d has already moved on since that page.", inc.ID)
-					return ch, ErrNoChange
-				}
-			}
-			if inc.State == Acknowledged {
-				inc.State, inc.AckedAt, inc.AckedBy, inc.AckedVia = Open, time.Time{}, "", ""
-			}
-			ev.Kind, ev.Text = EvEscalated, fmt.Sprintf("escalated by %s via %s", actor, via)
-			ch.Events = append(ch.Events, ev)
-			TellVia(inc, pages, notifiers.KindEscalated, fmt.Sprintf("Incident %d escalated by %s.", inc.ID, actor), viaCh, now, &ch)
-			exhausted := inc.Escalation.Exhausted
-			if inc.Escalation.Started {
-				inc.Escalation.NextAt = now // the current step's wait (or the re-page interval) is over
-			}
-			d := Decide(inc, pages, e.situation(inc, now))
-			ch.Events, ch.Pages = append(ch.Events, d.Events...), append(ch.Pages, d.Pages...)
-			out.Message = fmt.Sprintf("Incident %d escalated to the next step.", inc.ID)
-			if exhausted {
-				out.Message = fmt.Sprintf("Incident %d has used up its policy: paging the fallback again now.", inc.ID)
-			}
-		case notifiers.Resolve:
-			if inc.State == Resolved {
-				out.Message = fmt.Sprintf("Incident %d is already resolved.", inc.ID)
-				return ch, ErrNoChange
-			}
-			inc.State, inc.ResolvedAt = Resolved, now
-			inc.Escalation.Generation++
-			inc.Escalation.NextAt = time.Time{}
-			ev.Kind, ev.Text = EvResolved, fmt.Sprintf("resolved by %s via %s", actor, via)
-			ch.Events = append(ch.Events, ev)
-			Cancel(pages, "resolved", &ch)
-			TellVia(inc, pages, notifiers.KindResolved, fmt.Sprintf("Incident %d resolved by %s.", inc.ID, actor), viaCh, now, &ch)
-			out.Message = fmt.Sprintf("Incident %d resolved by %s.", inc.ID, actor)
-		default:
-			return ch, fmt.Errorf("unknown action %q", action)
-		}
-		out.Applied = true
-		return ch, nil
+		ch, o, err := Answer(inc, pages, act, e.situation(inc, now))
+		out = o
+		return ch, err
 	})
 	if err != nil {
 		return out, err
@@ -655,7 +575,7 @@ func (e *Engine) send(ctx context.Context, inc *Incident, p PageRecord) {
 		cur, err := e.cfg.Store.Incident(ctx, p.Incident)
 		if err != nil {
 			e.log.Error("loading an incident to send its page; retrying", "page", p.ID, "error", err)
-			e.scheduleRetry(p.ID, e.cfg.Clock.Now().Add(backoff(1, 0)))
+			e.scheduleRetry(p.ID, e.cfg.Clock.Now().Add(Backoff(1, 0)))
 			return
 		}
 		inc = &cur
@@ -677,6 +597,10 @@ func (e *Engine) send(ctx context.Context, inc *Incident, p PageRecord) {
 		h, err := e.cfg.Store.Held(ctx, p.Recipient.PersonID, p.Channel, 3)
 		if err == nil {
 			summary = foldSummary(inc.ID, p, h)
+		} else {
+			// Unable to count what it would carry, the page goes out on
+			// its own and carries nothing: the held pages wait for the next.
+			composed = time.Time{}
 		}
 	}
 	page := e.page(*inc, p)
@@ -710,7 +634,7 @@ func (e *Engine) send(ctx context.Context, inc *Incident, p PageRecord) {
 		r.ev, outcome = EvSendPerm, "failed-permanent"
 	default:
 		r.ev, outcome = EvSendTemp, "failed-temporary"
-		r.retry = backoff(p.Attempts+1, notifiers.RetryAfter(err))
+		r.retry = Backoff(p.Attempts+1, notifiers.RetryAfter(err))
 	}
 	if e.cfg.OnPage != nil {
 		e.cfg.OnPage(p.Channel, outcome, took)
@@ -770,8 +694,11 @@ func thousands(n int) string {
 	return s
 }
 
-// backoff is the wait before retry attempt n of a temporary failure.
-func backoff(n int, hint time.Duration) time.Duration {
+// Backoff is the wait before retry attempt n (from 1) of a temporary
+// failure: a second, doubling up to a minute, or the provider's hint
+// (notifiers.RetryAfter) up to five minutes. Pages and the notices outbox
+// retry by it.
+func Backoff(n int, hint time.Duration) time.Duration {
 	if hint > 0 {
 		return min(hint, 5*time.Minute)
 	}
@@ -804,8 +731,8 @@ func (e *Engine) settle(ctx context.Context, p PageRecord, r result) {
 		if !ok {
 			return ch, fmt.Errorf("page %s vanished", p.ID)
 		}
-		next := Transition(cur.Status, r.ev)
-		again := pageRank(cur.Status) == 0 && (r.ev == EvHold || r.ev == EvSendTemp) // held or failed once more
+		next := transition(cur.Status, r.ev)
+		again := !cur.Status.Done() && (r.ev == EvHold || r.ev == EvSendTemp) // held or failed once more
 		if next == cur.Status && !again {
 			if len(state) > 0 {
 				// Canceled while in flight, but the text went out: where
@@ -840,7 +767,7 @@ func (e *Engine) settle(ctx context.Context, p PageRecord, r result) {
 		case EvSendTemp:
 			cur.LastError = r.err.Error()
 			if (p.Kind != notifiers.KindPage && cur.Attempts >= maxUpdateAttempts) || (inc.Escalation.Exhausted && cur.Attempts >= maxFallbackAttempts) {
-				cur.Status = Transition(cur.Status, EvGiveUp)
+				cur.Status = transition(cur.Status, EvGiveUp)
 				ev.Text = fmt.Sprintf("%s via %s: gave up after %d attempts: %s", verb(p.Kind), p.Channel, cur.Attempts, r.err)
 				break
 			}
@@ -895,7 +822,7 @@ func (e *Engine) settle(ctx context.Context, p PageRecord, r result) {
 	e.after(ctx, inc, ch)
 }
 
-// storeRetry is how long a write the store refused waits before it is tried again.
+// storeRetry is how long a read or write the store refused waits before it is tried again.
 const storeRetry = 5 * time.Second
 
 // moveOnIfStepFailed lets Decide move on at once when page cur, just failed
@@ -982,7 +909,7 @@ func (e *Engine) Report(ctx context.Context, r notifiers.Report) error {
 		if !ok {
 			return ch, notifiers.ErrUnknownIncident
 		}
-		next := Transition(cur.Status, ev)
+		next := transition(cur.Status, ev)
 		if next == cur.Status {
 			return ch, ErrNoChange // a retried callback, or older news
 		}

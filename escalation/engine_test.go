@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -163,16 +164,21 @@ func TestPermanentFailureMovesOnAtOnce(t *testing.T) {
 	}
 }
 
-func TestTemporaryFailureRetriesWithinStep(t *testing.T) {
-	w := newWorld(t, defaultPolicy())
-	fails := 2
-	w.rec[notifiers.Matrix].FailWith(func(notifiers.Page) error {
-		if fails > 0 {
-			fails--
+// failFirst fails the first n sends temporarily (a rate limit), then lets
+// every send through.
+func failFirst(n int) func(notifiers.Page) error {
+	return func(notifiers.Page) error {
+		if n > 0 {
+			n--
 			return notifiers.Temporary("M_LIMIT_EXCEEDED", 0, errors.New("slow down"))
 		}
 		return nil
-	})
+	}
+}
+
+func TestTemporaryFailureRetriesWithinStep(t *testing.T) {
+	w := newWorld(t, defaultPolicy())
+	w.rec[notifiers.Matrix].FailWith(failFirst(2))
 	w.ingest(firing("g", "a"))
 	w.advance(4 * time.Second) // retries after 1s and 2s
 	pages, _ := w.store.Pages(w.ctx, 1)
@@ -344,6 +350,74 @@ func TestRateLimitFoldsPages(t *testing.T) {
 	}
 	if pages, _ := w.store.Pages(w.ctx, 4); pages[0].FoldedInto != calls[2].ID {
 		t.Errorf("incident 4 folded into %q, want the carrier %q", pages[0].FoldedInto, calls[2].ID)
+	}
+}
+
+// failingReads is a store whose count of held pages, or whose incident
+// reads, fail while set (an etcd read timing out).
+type failingReads struct {
+	escalation.Store
+	held, incident atomic.Bool
+}
+
+var errReadInjected = errors.New("injected: the store read timed out")
+
+func (s *failingReads) Held(ctx context.Context, person string, ch notifiers.Channel, newest int) (escalation.Held, error) {
+	if s.held.Load() {
+		return escalation.Held{}, errReadInjected
+	}
+	return s.Store.Held(ctx, person, ch, newest)
+}
+
+func (s *failingReads) Incident(ctx context.Context, id uint64) (escalation.Incident, error) {
+	if s.incident.Load() {
+		return escalation.Incident{}, errReadInjected
+	}
+	return s.Store.Incident(ctx, id)
+}
+
+// TestRetryReadErrorReschedules: a page whose retry cannot read the store is
+// retried again later, as wake and releaseHeld do, never dropped.
+func TestRetryReadErrorReschedules(t *testing.T) {
+	var fr *failingReads
+	w := newWorldWith(t, defaultPolicy(), func(cfg *escalation.Config) { fr = &failingReads{Store: cfg.Store}; cfg.Store = fr })
+	w.rec[notifiers.Matrix].FailWith(failFirst(1))
+	w.ingest(firing("g", "a")) // fails once: retried in a second
+	fr.incident.Store(true)
+	w.advance(2 * time.Second) // the retry cannot read its incident
+	fr.incident.Store(false)
+	w.advance(time.Minute) // well within the step's wait
+	if pages, _ := w.store.Pages(w.ctx, 1); len(pages) != 1 || pages[0].Status != escalation.PageSent || pages[0].Attempts != 2 {
+		t.Fatalf("pages = %+v, want the page sent on its second attempt", pages)
+	}
+}
+
+// TestUncountedCarrierFoldsNothing: when the store cannot count the pages
+// held for a person, the page that finds room goes out without a summary and
+// nothing is folded into it: each held page still reaches the person itself.
+func TestUncountedCarrierFoldsNothing(t *testing.T) {
+	p := &escalation.Policy{ID: "phone", Steps: []escalation.Step{{Targets: []escalation.Target{{Person: "alice"}}, Channels: []notifiers.Channel{notifiers.Phone}, Wait: time.Hour}}}
+	var fr *failingReads
+	w := newWorldWith(t, p, func(cfg *escalation.Config) { fr = &failingReads{Store: cfg.Store}; cfg.Store = fr })
+	w.rota.limits = map[notifiers.Channel][2]int64{notifiers.Phone: {2, int64(15 * time.Minute)}}
+	for _, g := range []string{"g1", "g2", "g3", "g4"} {
+		w.ingest(firing(g, "a"))
+	}
+	fr.held.Store(true)
+	w.advance(15 * time.Minute)
+	calls := w.rec[notifiers.Phone].Pages()
+	if len(calls) != 4 {
+		t.Fatalf("calls after the window = %d, want each held page called on its own (4)", len(calls))
+	}
+	for _, c := range calls[2:] {
+		if c.Text != "" {
+			t.Errorf("call %s says %q, yet nothing could be counted", c.ID, c.Text)
+		}
+	}
+	for id := uint64(3); id <= 4; id++ {
+		if pages, _ := w.store.Pages(w.ctx, id); pages[0].Status != escalation.PageSent {
+			t.Errorf("incident %d page %s (folded into %q), want sent: folded into a call that never mentioned it", id, pages[0].Status, pages[0].FoldedInto)
+		}
 	}
 }
 
@@ -718,4 +792,25 @@ func TestRunWakesForEarlierWork(t *testing.T) {
 		cancel()
 		<-done
 	})
+}
+
+func TestBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		hint time.Duration
+		want time.Duration
+	}{
+		{0, 0, time.Second},
+		{1, 0, time.Second},
+		{2, 0, 2 * time.Second},
+		{6, 0, 32 * time.Second},
+		{7, 0, time.Minute},
+		{40, 0, time.Minute},
+		{1, 30 * time.Second, 30 * time.Second}, // the provider's Retry-After
+		{1, time.Hour, 5 * time.Minute},
+	} {
+		if got := escalation.Backoff(tc.n, tc.hint); got != tc.want {
+			t.Errorf("Backoff(%d, %s) = %s, want %s", tc.n, tc.hint, got, tc.want)
+		}
+	}
 }

@@ -73,8 +73,9 @@ type Escalation struct {
 	Round   int  `json:"round"` // 0-based repeat round
 	Step    int  `json:"step"`  // index into the policy's steps
 	// Generation increases every time the incident moves to another step, is
-	// acknowledged, unacknowledged or resolved. A page remembers the generation
-	// it was sent in, so an answer applies as of that page.
+	// acknowledged, unacknowledged or resolved (always through the incident
+	// state machine, (*Incident).move). A page remembers the generation it
+	// was sent in, so an answer applies as of that page.
 	Generation uint64    `json:"generation"`
 	StepAt     time.Time `json:"stepAt,omitzero"`
 	// NextAt is when the engine must look at the incident again (zero: never).
@@ -195,13 +196,22 @@ const (
 	PageDeferred PageStatus = "deferred"         // held by a rate limit, folded into a later page
 )
 
-// Done reports whether the page needs no more sending.
+// Done reports whether the page needs no more sending. Its opposite, a page
+// still owed to its person (pending, failed-temporary, deferred), is the set
+// whose states the page state machine lets move among each other.
 func (s PageStatus) Done() bool {
 	switch s {
 	case PagePending, PageTempFail, PageDeferred:
 		return false
 	}
 	return true
+}
+
+// Sent reports whether the provider accepted the page: sent, or any later
+// word of the provider on it (delivered, no answer). The channels of sent
+// pages are the ones told when the incident is answered or resolves.
+func (s PageStatus) Sent() bool {
+	return s == PageSent || s == PageDeliv || s == PageNoAnswer
 }
 
 // PageRecord is one outbox entry: a page decided and recorded before it is sent.

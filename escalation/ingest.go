@@ -163,10 +163,7 @@ func Merge(inc *Incident, g *Group, n Notification, now time.Time) ([]Event, boo
 	inc.UpdatedAt = now
 	inc.refreshSummary()
 	if inc.Firing() == 0 {
-		inc.State = Resolved
-		inc.ResolvedAt = now
-		inc.Escalation.NextAt = time.Time{}
-		inc.Escalation.Generation++
+		inc.move(incResolve, now, "", "")
 		if inc.Synthetic {
 			ev = append(ev, Event{At: now, Kind: EvResolved, Text: "resolved: " + alarmClearText(inc), Actor: "klaxon"})
 		} else {

@@ -118,7 +118,8 @@ func (l *limiter) untake(p PageRecord) {
 
 // sentOK records that the provider accepted p: its slot is written to the
 // store, and p becomes the carrier of every page held before composed, when
-// p's summary of held pages was counted.
+// p's summary of held pages was counted (composed zero: it was not, and the
+// carrier stays the one before).
 func (l *limiter) sentOK(ctx context.Context, p PageRecord, composed time.Time) {
 	if !l.limited(p) {
 		return
@@ -127,16 +128,20 @@ func (l *limiter) sentOK(ctx context.Context, p PageRecord, composed time.Time) 
 	l.mu.Lock()
 	window, _ := json.Marshal(l.sent[k])
 	c := carrier{Page: p.ID, At: composed}
-	l.carriers[k] = c
+	if !composed.IsZero() {
+		l.carriers[k] = c
+	}
 	l.mu.Unlock()
 	if l.store == nil {
 		return
 	}
 	// Best effort: a lost write costs at most one page over the limit after
 	// a restart, or a held page sent on its own instead of folded.
-	cj, _ := json.Marshal(c)
 	_ = l.store.PutState(ctx, rateBucket, k.String(), window)
-	_ = l.store.PutState(ctx, carrierBucket, k.String(), cj)
+	if !composed.IsZero() {
+		cj, _ := json.Marshal(c)
+		_ = l.store.PutState(ctx, carrierBucket, k.String(), cj)
+	}
 }
 
 // carrierAfter returns the last accepted page for p's person and channel if

@@ -22,8 +22,8 @@ import (
 // The model-based fault test drives the real Engine over the real bbolt
 // store on a fake clock through random sequences of events — alerts firing
 // and resolving, answers, channel health flapping, provider faults, failing
-// store writes, restarts, rota reloads and early provider callbacks — and
-// checks the rules that keep a page alive, I1–I6, after every event
+// store writes and reads, restarts, rota reloads and early provider callbacks —
+// and checks the rules that keep a page alive, I1–I6, after every event
 // (docs/dev/architecture.md, "Rules that keep a page alive"; as users see
 // them: docs/escalation.md). A failure names the seed and the event trace.
 //
@@ -125,7 +125,9 @@ func (c *modelChannel) Notify(ctx context.Context, p notifiers.Page) (notifiers.
 // recipientError is a permanent failure that concerns one recipient only.
 func recipientError(code string, err error) error { return notifiers.PermanentRecipient(code, err) }
 
-// flakyStore fails a share of writes while failing is on.
+// flakyStore fails a share of writes, and a share of reads, while failing
+// is on: etcd reads fail too (a lost leader, a timeout), and every path
+// that reads before it sends must survive that without dropping a page.
 type flakyStore struct {
 	escalation.Store
 	m *model
@@ -133,11 +135,16 @@ type flakyStore struct {
 
 var errInjected = errors.New("injected store failure")
 
-func (s *flakyStore) fail() bool {
-	if s.m.failWrites == 0 {
+func (s *flakyStore) fail() bool { return s.m.fault(s.m.failWrites) }
+
+func (s *flakyStore) failRead() bool { return s.m.fault(s.m.failReads) }
+
+// fault draws from the seed's fault stream: true with probability p.
+func (m *model) fault(p float64) bool {
+	if p == 0 {
 		return false
 	}
-	return s.m.faultRand.Float64() < s.m.failWrites
+	return m.faultRand.Float64() < p
 }
 
 func (s *flakyStore) Ingest(ctx context.Context, n escalation.Notification, now time.Time, d escalation.IngestFunc) (escalation.IngestResult, error) {
@@ -161,6 +168,48 @@ func (s *flakyStore) PutState(ctx context.Context, bucket, key string, v []byte)
 	return s.Store.PutState(ctx, bucket, key, v)
 }
 
+func (s *flakyStore) Incident(ctx context.Context, id uint64) (escalation.Incident, error) {
+	if s.failRead() {
+		return escalation.Incident{}, errInjected
+	}
+	return s.Store.Incident(ctx, id)
+}
+
+func (s *flakyStore) Pages(ctx context.Context, id uint64) ([]escalation.PageRecord, error) {
+	if s.failRead() {
+		return nil, errInjected
+	}
+	return s.Store.Pages(ctx, id)
+}
+
+func (s *flakyStore) Schedule(ctx context.Context, fn func(escalation.Due) error) error {
+	if s.failRead() {
+		return errInjected
+	}
+	return s.Store.Schedule(ctx, fn)
+}
+
+func (s *flakyStore) Held(ctx context.Context, person string, ch notifiers.Channel, newest int) (escalation.Held, error) {
+	if s.failRead() {
+		return escalation.Held{}, errInjected
+	}
+	return s.Store.Held(ctx, person, ch, newest)
+}
+
+func (s *flakyStore) HeldPages(ctx context.Context, person string, ch notifiers.Channel, after string, limit int) ([]string, error) {
+	if s.failRead() {
+		return nil, errInjected
+	}
+	return s.Store.HeldPages(ctx, person, ch, after, limit)
+}
+
+func (s *flakyStore) GetState(ctx context.Context, bucket, key string) ([]byte, error) {
+	if s.failRead() {
+		return nil, errInjected
+	}
+	return s.Store.GetState(ctx, bucket, key)
+}
+
 type model struct {
 	t         *testing.T
 	seed      uint64
@@ -180,6 +229,7 @@ type model struct {
 	restarts  int
 
 	failWrites float64
+	failReads  float64
 
 	mu        sync.Mutex
 	sends     map[string]int       // page id → accepted sends
@@ -307,7 +357,7 @@ func runModel(t *testing.T, seed uint64) bool {
 			m.check()
 		}
 		// Let everything settle: no faults, then a day of time.
-		m.failWrites = 0
+		m.failWrites, m.failReads = 0, 0
 		for _, c := range m.chans {
 			c.mode = "ok"
 		}
@@ -482,13 +532,17 @@ func (m *model) step() {
 		c.early = r.IntN(3) == 0
 		m.logf("%s provider mode %s, bad recipients %v, early callbacks %v", c.ch, c.mode, c.badPeople, c.early)
 		c.mu.Unlock()
-	case k < 56: // store writes start or stop failing
-		if m.failWrites > 0 {
-			m.failWrites = 0
-		} else {
+	case k < 56: // store writes, reads, or both start or stop failing
+		m.failWrites, m.failReads = 0, 0
+		switch r.IntN(4) {
+		case 1:
 			m.failWrites = 0.3
+		case 2:
+			m.failReads = 0.3
+		case 3:
+			m.failWrites, m.failReads = 0.3, 0.3
 		}
-		m.logf("store write failures %.0f%%", m.failWrites*100)
+		m.logf("store write failures %.0f%%, read failures %.0f%%", m.failWrites*100, m.failReads*100)
 	case k < 61:
 		m.restart()
 	case k < 65: // the rota is edited
@@ -603,7 +657,7 @@ func (m *model) check() {
 						}
 					}
 				}
-				if !ok || (carrier.Status != escalation.PageSent && carrier.Status != escalation.PageDeliv && carrier.Status != escalation.PageNoAnswer && m.sends[carrier.ID] == 0) {
+				if !ok || (!carrier.Status.Sent() && m.sends[carrier.ID] == 0) {
 					m.fatalf("I3: page %s folded into %s, which was not sent (%+v)", p.ID, p.FoldedInto, carrier)
 				}
 			}

@@ -3,7 +3,7 @@ package escalation
 // PageEvent is something that happens to an outbox entry. Every path that
 // changes a page's status — a send's result, a provider's later report, a
 // cancellation, a rate-limit hold, a fold into another page, a retry after a
-// restart — goes through Transition, so no path can move a page backwards.
+// restart — goes through transition, so no path can move a page backwards.
 type PageEvent string
 
 // Page events.
@@ -37,11 +37,12 @@ const PageFolded PageStatus = "folded"
 
 // pageRank orders page states by how much is known: a page never moves to a
 // lower rank. Rank 0 holds the states of a page still owed to its person
-// (pending, failed-temporary, held), which may move among each other.
+// (not Done), which may move among each other.
 func pageRank(s PageStatus) int {
-	switch s {
-	case PagePending, PageTempFail, PageDeferred, "":
+	if !s.Done() {
 		return 0
+	}
+	switch s {
 	case PageCanceled:
 		return 1
 	case PageFolded:
@@ -58,13 +59,13 @@ func pageRank(s PageStatus) int {
 	return 0
 }
 
-// Transition is the page state machine: the state a page in state s moves
+// transition is the page state machine: the state a page in state s moves
 // to on event ev. A weaker or later event never overwrites a stronger one: a
 // "sent" that arrives after the provider already reported delivery leaves the
 // page delivered; a late send result of a canceled page records that it was
 // sent (the provider has it, and must be told when the incident ends).
-func Transition(s PageStatus, ev PageEvent) PageStatus {
-	owed := pageRank(s) == 0
+func transition(s PageStatus, ev PageEvent) PageStatus {
+	owed := !s.Done()
 	switch ev {
 	case EvSendOK:
 		if owed || s == PageCanceled || s == PageFolded {

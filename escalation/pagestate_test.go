@@ -10,9 +10,9 @@ var allPageEvents = []PageEvent{EvSendOK, EvSendTemp, EvSendPerm, EvGiveUp, EvDe
 func TestTransitionNeverMovesBackwards(t *testing.T) {
 	for _, s := range allStatuses {
 		for _, ev := range allPageEvents {
-			got := Transition(s, ev)
+			got := transition(s, ev)
 			if pageRank(got) < pageRank(s) {
-				t.Errorf("Transition(%s, %s) = %s: moves backwards", s, ev, got)
+				t.Errorf("transition(%s, %s) = %s: moves backwards", s, ev, got)
 			}
 		}
 	}
@@ -56,8 +56,38 @@ func TestTransitionTable(t *testing.T) {
 		{PageFolded, EvCancel, PageFolded},
 		{PageFolded, EvSendTemp, PageFolded},
 	} {
-		if got := Transition(tc.from, tc.ev); got != tc.want {
-			t.Errorf("Transition(%s, %s) = %s, want %s", tc.from, tc.ev, got, tc.want)
+		if got := transition(tc.from, tc.ev); got != tc.want {
+			t.Errorf("transition(%s, %s) = %s, want %s", tc.from, tc.ev, got, tc.want)
 		}
+	}
+}
+
+// TestPageStatusSets checks the two sets every path uses: done (nothing more
+// to send; the rest is owed to the person) and sent (the provider accepted
+// it, so its channel is told how the incident ends).
+func TestPageStatusSets(t *testing.T) {
+	for _, tc := range []struct {
+		s          PageStatus
+		done, sent bool
+	}{
+		{PagePending, false, false},
+		{PageTempFail, false, false},
+		{PageDeferred, false, false},
+		{PageCanceled, true, false},
+		{PageFolded, true, false},
+		{PageSent, true, true},
+		{PageNoAnswer, true, true},
+		{PageDeliv, true, true},
+		{PagePermFail, true, false},
+	} {
+		if tc.s.Done() != tc.done || tc.s.Sent() != tc.sent {
+			t.Errorf("%s: done %v sent %v, want %v %v", tc.s, tc.s.Done(), tc.s.Sent(), tc.done, tc.sent)
+		}
+		if owed := pageRank(tc.s) == 0; owed == tc.done {
+			t.Errorf("%s: rank %d, but done is %v", tc.s, pageRank(tc.s), tc.done)
+		}
+	}
+	if len(allStatuses) != 9 {
+		t.Errorf("%d page states, the table has 9", len(allStatuses))
 	}
 }

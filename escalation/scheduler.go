@@ -232,12 +232,12 @@ func (e *Engine) retry(ctx context.Context, pageID string) {
 	id, _, _ := ParsePageID(pageID)
 	inc, err := e.cfg.Store.Incident(ctx, id)
 	if err != nil {
-		e.log.Error("retrying a page", "page", pageID, "error", err)
+		e.retryRead(pageID, err)
 		return
 	}
 	pages, err := e.cfg.Store.Pages(ctx, id)
 	if err != nil {
-		e.log.Error("retrying a page", "page", pageID, "error", err)
+		e.retryRead(pageID, err)
 		return
 	}
 	p, ok := findPage(pages, pageID)
@@ -256,6 +256,18 @@ func (e *Engine) retry(ctx context.Context, pageID string) {
 		return
 	}
 	e.send(ctx, &inc, p)
+}
+
+// retryRead asks for page id again after storeRetry when the store could not
+// be read to retry it, as wake and releaseHeld do: a read error never drops
+// a page. An incident gone from the store (pruned) owes nothing more.
+func (e *Engine) retryRead(pageID string, err error) {
+	if errors.Is(err, ErrNotFound) {
+		e.log.Warn("retrying a page of an incident the store no longer has", "page", pageID)
+		return
+	}
+	e.log.Error("reading a page to retry it; trying again", "page", pageID, "in", storeRetry, "error", err)
+	e.scheduleRetry(pageID, e.cfg.Clock.Now().Add(storeRetry))
 }
 
 // Recover reloads every unfinished incident after a start: deadlines that

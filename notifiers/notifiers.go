@@ -80,6 +80,31 @@ type Recipient struct {
 	PagerDutyUser string // PagerDuty user id or email
 }
 
+// DisplayName is how timelines and messages name the person: their name, or
+// their rota id when the rota gives none.
+func (r Recipient) DisplayName() string {
+	if r.Name != "" {
+		return r.Name
+	}
+	return r.PersonID
+}
+
+// MissingContact names the contact detail r lacks to be reached on channel c
+// ("phone number", "Matrix id"), or "" when r has what c needs.
+func (r Recipient) MissingContact(c Channel) string {
+	switch c {
+	case Phone, SMS:
+		if r.Phone == "" {
+			return "phone number"
+		}
+	case Matrix:
+		if r.MatrixID == "" {
+			return "Matrix id"
+		}
+	}
+	return ""
+}
+
 // Alert is one Alertmanager alert as a channel shows it.
 type Alert struct {
 	Fingerprint  string

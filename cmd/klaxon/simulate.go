@@ -190,11 +190,8 @@ func simulate(ctx context.Context, r *rota.Rota, start time.Time, labels map[str
 func lastPaged(ctx context.Context, s escalation.Store, id uint64) string {
 	pages, _ := s.Pages(ctx, id)
 	for i := len(pages) - 1; i >= 0; i-- {
-		if p := pages[i]; p.Kind == notifiers.KindPage && p.Status == escalation.PageSent {
-			if p.Recipient.Name != "" {
-				return p.Recipient.Name
-			}
-			return p.Recipient.PersonID
+		if p := pages[i]; p.Kind == notifiers.KindPage && p.Status.Sent() {
+			return p.Recipient.DisplayName()
 		}
 	}
 	return "the on-call person"

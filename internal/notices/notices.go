@@ -41,8 +41,6 @@ const (
 	noticeLife = 24 * time.Hour
 	// maxDone bounds the remembered ids of messages sent or given up.
 	maxDone = 4000
-	// maxBackoff caps the wait between retries of a temporary failure.
-	maxBackoff = time.Minute
 	// maxLookback bounds how far back handoff summaries are made after a
 	// restart.
 	maxLookback = 12 * time.Hour
@@ -422,13 +420,14 @@ func (s *Service) nextDue() (Message, bool) {
 func (s *Service) channelFor(m Message) (notifiers.Channel, string) {
 	var why []string
 	for _, c := range []notifiers.Channel{notifiers.Matrix, notifiers.SMS} {
+		missing := m.Recipient.MissingContact(c)
 		switch {
 		case slices.Contains(m.Failed, c):
 			why = append(why, string(c)+" failed")
 		case s.chans[c] == nil:
 			why = append(why, string(c)+" not configured")
-		case contact(m.Recipient, c) == "":
-			why = append(why, "no "+contactWord(c))
+		case missing != "":
+			why = append(why, "no "+missing)
 		case s.cfg.Usable != nil && !s.cfg.Usable(c):
 			why = append(why, string(c)+" down")
 		default:
@@ -436,13 +435,6 @@ func (s *Service) channelFor(m Message) (notifiers.Channel, string) {
 		}
 	}
 	return "", strings.Join(why, ", ")
-}
-
-func contactWord(c notifiers.Channel) string {
-	if c == notifiers.Matrix {
-		return "Matrix id"
-	}
-	return "phone number"
 }
 
 func (s *Service) sendOne(ctx context.Context, m Message) {
@@ -477,10 +469,7 @@ func (s *Service) sendOne(ctx context.Context, m Message) {
 		s.log.Warn("notice failed for good on this channel; trying the next", "id", m.ID, "person", m.Recipient.PersonID, "channel", c, "error", err)
 	} else {
 		e.Attempts++
-		wait := notifiers.RetryAfter(err)
-		if wait <= 0 {
-			wait = min(time.Second<<min(e.Attempts-1, 6), maxBackoff)
-		}
+		wait := escalation.Backoff(e.Attempts, notifiers.RetryAfter(err))
 		e.NextTry = now.Add(wait)
 		s.log.Warn("notice send failed; retrying", "id", m.ID, "person", m.Recipient.PersonID, "channel", c, "retry_in", wait, "error", err)
 	}
@@ -501,7 +490,7 @@ func (s *Service) finish(ctx context.Context, m Message, c notifiers.Channel, de
 		now := s.cfg.Clock.Now()
 		next.Problems = slices.DeleteFunc(slices.Clone(s.rec.Problems), func(p problem) bool { return !p.Until.After(now) })
 		next.Problems = append(next.Problems, problem{
-			Text:  fmt.Sprintf("%s could not be reminded of their %s shift at %s: %s", name(m.Recipient), m.Rotation, m.ShiftStart.UTC().Format("Mon 2 Jan 15:04 MST"), detail),
+			Text:  fmt.Sprintf("%s could not be reminded of their %s shift at %s: %s", m.Recipient.DisplayName(), m.Rotation, m.ShiftStart.UTC().Format("Mon 2 Jan 15:04 MST"), detail),
 			Until: m.ShiftEnd,
 		})
 	}
@@ -518,11 +507,4 @@ func (s *Service) finish(ctx context.Context, m Message, c notifiers.Channel, de
 	if undeliverable && s.cfg.OnUndeliverable != nil {
 		s.cfg.OnUndeliverable(ctx)
 	}
-}
-
-func name(r notifiers.Recipient) string {
-	if r.Name != "" {
-		return r.Name
-	}
-	return r.PersonID
 }

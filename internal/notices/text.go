@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/klaxon-oncall/klaxon/escalation/rota"
-	"github.com/klaxon-oncall/klaxon/notifiers"
 )
 
 // ChangeNotices returns one message per person whose shifts between from and
@@ -127,15 +126,4 @@ func openIncidents(n int) string {
 		return ""
 	}
 	return fmt.Sprintf("; open incidents: %d", n)
-}
-
-// contact returns r's address on channel c, or "".
-func contact(r notifiers.Recipient, c notifiers.Channel) string {
-	switch c {
-	case notifiers.Matrix:
-		return r.MatrixID
-	case notifiers.SMS, notifiers.Phone:
-		return r.Phone
-	}
-	return ""
 }
