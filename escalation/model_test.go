@@ -139,18 +139,11 @@ func (s *flakyStore) fail() bool {
 	return s.m.faultRand.Float64() < s.m.failWrites
 }
 
-func (s *flakyStore) Ingest(ctx context.Context, n escalation.Notification, now time.Time, d escalation.IngestFunc) (escalation.IngestResult, error) {
+func (s *flakyStore) Write(ctx context.Context, fn func(escalation.Tx) error) error {
 	if s.fail() {
-		return escalation.IngestResult{}, errInjected
+		return errInjected
 	}
-	return s.Store.Ingest(ctx, n, now, d)
-}
-
-func (s *flakyStore) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc) (escalation.Incident, escalation.Change, error) {
-	if s.fail() {
-		return escalation.Incident{}, escalation.Change{}, errInjected
-	}
-	return s.Store.Update(ctx, id, fn)
+	return s.Store.Write(ctx, fn)
 }
 
 func (s *flakyStore) PutState(ctx context.Context, bucket, key string, v []byte) error {

@@ -524,174 +524,78 @@ func (s *Store) savePage(tx *wtx, id uint64, p *escalation.PageRecord) error {
 // open incidents the file, and the memory map the engine touches, is smaller.
 const fillPercent = 0.9
 
-// applyChange runs fn and writes the incident and its change. stored, when
-// not nil, is the incident as stored before fn changed inc: if inc is still
-// the same, it is not written again (a page's result usually changes only
-// the page). fresh says inc was opened in this transaction: nothing is
-// stored under its id yet (ids come from the bucket's sequence and are never
-// reused), so there are no pages or timeline entries to look for.
-func (s *Store) applyChange(tx *wtx, inc, stored *escalation.Incident, fresh bool, extra []escalation.Event, fn escalation.UpdateFunc) (escalation.Change, error) {
-	for _, name := range [][]byte{bIncidents, bOpen, bPending, bTimeline, bPages} {
-		tx.Bucket(name).FillPercent = fillPercent
-	}
-	var ch escalation.Change
-	var pages []escalation.PageRecord
-	if !fresh {
-		var err error
-		if pages, err = loadPages(tx.Tx, inc.ID, &s.pages); err != nil {
-			return ch, err
-		}
-	}
-	pseq := 0 // the last page's sequence: pages come in key order
-	if n := len(pages); n > 0 {
-		pseq = pages[n-1].Seq
-	}
-	if fn != nil {
-		var err error
-		ch, err = fn(inc, pages)
-		if errors.Is(err, escalation.ErrNoChange) && len(extra) == 0 {
-			return ch, err
-		}
-		if err != nil && !errors.Is(err, escalation.ErrNoChange) {
-			return ch, err
-		}
-	}
-	ch.Events = append(extra, ch.Events...)
-	if stored == nil || !inc.Same(stored) {
-		if err := s.saveIncident(tx, inc); err != nil {
-			return ch, err
-		}
-	}
-	tl := tx.bucket(bTimeline)
-	seq := 0
-	if !fresh {
-		seq = lastSeq(tl.Bucket, inc.ID)
-	}
-	for i := range ch.Events {
-		seq++
-		if err := put(tl, index.SubKey(inc.ID, seq), &ch.Events[i], encode.Event); err != nil {
-			return ch, err
-		}
-	}
-	for i := range ch.Pages {
-		p := &ch.Pages[i]
-		if p.Seq == 0 {
-			pseq++
-			p.Seq = pseq
-			p.Incident = inc.ID
-			p.ID = escalation.PageID(inc.ID, p.Seq)
-		}
-		if err := s.savePage(tx, inc.ID, p); err != nil {
-			return ch, err
-		}
-	}
-	for _, sw := range ch.State {
-		if err := putState(tx, sw); err != nil {
-			return ch, err
-		}
-	}
-	return ch, nil
-}
-
-// Ingest implements escalation.Store.
-func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.Time, decide escalation.IngestFunc) (escalation.IngestResult, error) {
-	var res escalation.IngestResult
-	var gone []newGroup // for the index to forget after the commit
+// Write implements escalation.Store: fn runs in the writer's transaction.
+func (s *Store) Write(ctx context.Context, fn func(escalation.Tx) error) error {
+	var t *boltTx
 	err := s.batch(ctx, prompt, func(tx *wtx) error {
-		res, gone = escalation.IngestResult{}, gone[:0]
-		g, from, err := s.loadGroup(tx.Tx, n.GroupKey)
-		if err != nil {
-			return err
+		for _, name := range [][]byte{bIncidents, bOpen, bPending, bTimeline, bPages} {
+			tx.Bucket(name).FillPercent = fillPercent
 		}
-		var inc *escalation.Incident
-		var ev []escalation.Event
-		changed := false
-		if g.Open != 0 {
-			stored, err := s.loadStored(tx.Tx, g.Open)
-			if err != nil {
-				return err
-			}
-			inc = stored.Clone()
-			ev, changed = escalation.Merge(inc, &g, n, now)
-		} else {
-			ib := tx.bucket(bIncidents)
-			inc, ev = escalation.OpenIncident(ib.Sequence()+1, &g, n, now)
-			changed = inc != nil
-			if inc != nil {
-				if _, err := ib.NextSequence(); err != nil {
-					return err
-				}
-				res.Opened = true
-			}
-		}
-		if !changed {
-			// Nothing new: a duplicate (name the incident it duplicates), or
-			// only stale or resolved alerts.
-			res.Incident = g.Open
-			return nil
-		}
-		res.Incident, res.Changed, res.Resolved = inc.ID, true, inc.State == escalation.Resolved
-		fn := func(inc *escalation.Incident, pages []escalation.PageRecord) (escalation.Change, error) {
-			return decide(inc, pages, ev)
-		}
-		_, err = s.applyChange(tx, inc, nil, res.Opened, ev, fn)
-		if errors.Is(err, escalation.ErrNoChange) {
-			// A quiet refresh (new annotations): the incident changes, its
-			// escalation does not.
-			err = s.saveIncident(tx, inc)
-		}
-		if err != nil {
-			return err
-		}
-		return s.saveGroup(tx, n.GroupKey, &g, from, &gone)
+		t = &boltTx{s: s, tx: tx, from: map[string]groupFrom{}}
+		return fn(t)
 	})
-	if err == nil {
-		s.newGroups.forget(gone)
+	if err == nil && t != nil {
+		s.newGroups.forget(t.gone)
 	}
-	return res, err
+	return err
 }
 
-// Update implements escalation.Store.
-func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc) (escalation.Incident, escalation.Change, error) {
-	var out escalation.Incident
-	var ch escalation.Change
-	var gone []newGroup // for the index to forget after the commit
-	err := s.batch(ctx, deferrable, func(tx *wtx) error {
-		gone = gone[:0]
-		stored, err := s.loadStored(tx.Tx, id)
-		if err != nil {
-			return err
-		}
-		inc := stored.Clone()
-		before := inc.State
-		ch, err = s.applyChange(tx, inc, stored, false, nil, fn)
-		if err != nil {
-			return err
-		}
-		if before != escalation.Resolved && inc.State == escalation.Resolved && inc.GroupKey != "" {
-			// Resolved by hand: detach from the Alertmanager group so its next
-			// firing opens a new incident.
-			g, from, err := s.loadGroup(tx.Tx, inc.GroupKey)
-			if err != nil {
-				return err
-			}
-			escalation.CloseGroup(inc, &g)
-			if err := s.saveGroup(tx, inc.GroupKey, &g, from, &gone); err != nil {
-				return err
-			}
-		}
-		out = *inc
-		return nil
-	})
-	if err == nil {
-		s.newGroups.forget(gone)
-	}
-	if errors.Is(err, escalation.ErrNoChange) {
-		inc, gerr := s.Incident(ctx, id)
-		return inc, escalation.Change{}, gerr
-	}
-	return out, ch, err
+// boltTx is escalation.Tx on the writer's transaction.
+type boltTx struct {
+	s    *Store
+	tx   *wtx
+	from map[string]groupFrom // where each group read was found
+	gone []newGroup           // entries of bNewGroups deleted, for the index to forget after the commit
 }
+
+func (t *boltTx) Group(key string) (escalation.Group, error) {
+	g, from, err := t.s.loadGroup(t.tx.Tx, key)
+	if err == nil {
+		t.from[key] = from
+	}
+	return g, err
+}
+
+func (t *boltTx) PutGroup(key string, g *escalation.Group) error {
+	from := t.from[key]
+	if err := t.s.saveGroup(t.tx, key, g, from, &t.gone); err != nil {
+		return err
+	}
+	t.from[key] = groupFrom{written: true}
+	return nil
+}
+
+func (t *boltTx) NextID() (uint64, error) { return t.tx.bucket(bIncidents).NextSequence() }
+
+func (t *boltTx) Incident(id uint64) (*escalation.Incident, error) {
+	stored, err := t.s.loadStored(t.tx.Tx, id)
+	if err != nil {
+		return nil, err
+	}
+	return stored.Clone(), nil
+}
+
+func (t *boltTx) PutIncident(inc *escalation.Incident) error { return t.s.saveIncident(t.tx, inc) }
+
+func (t *boltTx) Pages(id uint64) ([]escalation.PageRecord, error) {
+	return loadPages(t.tx.Tx, id, &t.s.pages)
+}
+
+func (t *boltTx) PutPage(p *escalation.PageRecord) error { return t.s.savePage(t.tx, p.Incident, p) }
+
+func (t *boltTx) AppendEvents(id uint64, evs []escalation.Event) error {
+	tl := t.tx.bucket(bTimeline)
+	seq := lastSeq(tl.Bucket, id)
+	for i := range evs {
+		seq++
+		if err := put(tl, index.SubKey(id, seq), &evs[i], encode.Event); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *boltTx) PutState(w notifiers.StateWrite) error { return putState(t.tx, w) }
 
 // Incident implements escalation.Store.
 func (s *Store) Incident(ctx context.Context, id uint64) (escalation.Incident, error) {

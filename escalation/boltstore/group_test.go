@@ -37,7 +37,7 @@ func TestLoneWriteCommitsAtOnce(t *testing.T) {
 		defer s.Close()
 		for i := range 3 {
 			start := time.Now()
-			if _, err := s.Ingest(context.Background(), note(fmt.Sprint("lone", i), "firing"), now, noDecide); err != nil {
+			if _, err := escalation.Ingest(context.Background(), s, note(fmt.Sprint("lone", i), "firing"), now, noDecide); err != nil {
 				t.Fatal(err)
 			}
 			if d := time.Since(start); d != 0 {
@@ -62,7 +62,7 @@ func TestWritesArrivingDuringATransactionJoinIt(t *testing.T) {
 		hold, held := make(chan struct{}), make(chan struct{})
 		var wg sync.WaitGroup
 		wg.Go(func() {
-			_, err := s.Ingest(ctx, note("first", "firing"), now, func(*escalation.Incident, []escalation.PageRecord, []escalation.Event) (escalation.Change, error) {
+			_, err := escalation.Ingest(ctx, s, note("first", "firing"), now, func(*escalation.Incident, []escalation.PageRecord, []escalation.Event) (escalation.Change, error) {
 				select {
 				case <-held:
 				default:
@@ -79,7 +79,7 @@ func TestWritesArrivingDuringATransactionJoinIt(t *testing.T) {
 		const n = 20
 		for i := range n {
 			wg.Go(func() {
-				if _, err := s.Ingest(ctx, note(fmt.Sprint("later", i), "firing"), now, noDecide); err != nil {
+				if _, err := escalation.Ingest(ctx, s, note(fmt.Sprint("later", i), "firing"), now, noDecide); err != nil {
 					t.Error(err)
 				}
 			})
@@ -110,7 +110,7 @@ func TestFailedWriteInAGroupLeavesTheOthers(t *testing.T) {
 		hold, held := make(chan struct{}), make(chan struct{})
 		var wg sync.WaitGroup
 		wg.Go(func() {
-			s.Ingest(ctx, note("first", "firing"), now, func(*escalation.Incident, []escalation.PageRecord, []escalation.Event) (escalation.Change, error) {
+			escalation.Ingest(ctx, s, note("first", "firing"), now, func(*escalation.Incident, []escalation.PageRecord, []escalation.Event) (escalation.Change, error) {
 				select {
 				case <-held:
 				default:
@@ -124,13 +124,13 @@ func TestFailedWriteInAGroupLeavesTheOthers(t *testing.T) {
 		boom := errors.New("boom")
 		var failErr error
 		wg.Go(func() {
-			_, failErr = s.Ingest(ctx, note("bad", "firing"), now, func(*escalation.Incident, []escalation.PageRecord, []escalation.Event) (escalation.Change, error) {
+			_, failErr = escalation.Ingest(ctx, s, note("bad", "firing"), now, func(*escalation.Incident, []escalation.PageRecord, []escalation.Event) (escalation.Change, error) {
 				return escalation.Change{}, boom
 			})
 		})
 		for i := range 5 {
 			wg.Go(func() {
-				if _, err := s.Ingest(ctx, note(fmt.Sprint("good", i), "firing"), now, noDecide); err != nil {
+				if _, err := escalation.Ingest(ctx, s, note(fmt.Sprint("good", i), "firing"), now, noDecide); err != nil {
 					t.Error(err)
 				}
 			})
@@ -155,77 +155,7 @@ func TestWriteAfterCloseFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if _, err := s.Ingest(context.Background(), note("late", "firing"), now, noDecide); err == nil {
+	if _, err := escalation.Ingest(context.Background(), s, note("late", "firing"), now, noDecide); err == nil {
 		t.Fatal("a write after Close succeeded")
 	}
-}
-
-// With DeferUpdates, an update with no other write in sight waits that long
-// for company while webhooks are arriving, and a webhook arriving meanwhile
-// shares its commit at once; a webhook alone never waits, and neither do
-// updates when no webhook came lately.
-func TestDeferredUpdateWaitsForCompany(t *testing.T) {
-	const hold = 10 * time.Millisecond
-	synctest.Test(t, func(t *testing.T) {
-		s, err := boltstore.Open(t.TempDir(), boltstore.Options{NoSync: true, DeferUpdates: hold, ReleaseMapEvery: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		ctx := context.Background()
-		start := time.Now()
-		res, err := s.Ingest(ctx, note("a", "firing"), now, noDecide)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d := time.Since(start); d != 0 {
-			t.Fatalf("a lone webhook waited %s with DeferUpdates set", d)
-		}
-		touch := func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
-			inc.Title += "!"
-			return escalation.Change{}, nil
-		}
-
-		// Alone, an update waits hold, then commits.
-		start = time.Now()
-		if _, _, err := s.Update(ctx, res.Incident, touch); err != nil {
-			t.Fatal(err)
-		}
-		if d := time.Since(start); d != hold {
-			t.Fatalf("a lone update committed after %s, want %s", d, hold)
-		}
-
-		// A webhook 1 ms later: both commit then, together.
-		before := lastTx(t, s)
-		var wg sync.WaitGroup
-		var updated time.Duration
-		start = time.Now()
-		wg.Go(func() {
-			if _, _, err := s.Update(ctx, res.Incident, touch); err != nil {
-				t.Error(err)
-			}
-			updated = time.Since(start)
-		})
-		time.Sleep(time.Millisecond) // the bubble's clock
-		if _, err := s.Ingest(ctx, note("b", "firing"), now, noDecide); err != nil {
-			t.Fatal(err)
-		}
-		wg.Wait()
-		if updated != time.Millisecond || lastTx(t, s)-before != 1 {
-			t.Fatalf("update committed after %s in %d commits with the webhook, want 1ms and 1", updated, lastTx(t, s)-before)
-		}
-
-		// With no webhook for a while, updates (a loop over held pages) do
-		// not wait each time.
-		time.Sleep(time.Second)
-		start = time.Now()
-		for range 3 {
-			if _, _, err := s.Update(ctx, res.Incident, touch); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if d := time.Since(start); d != 0 {
-			t.Fatalf("3 updates a second after the last webhook took %s, want no wait", d)
-		}
-	})
 }

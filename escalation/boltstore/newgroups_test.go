@@ -50,7 +50,7 @@ func TestNewGroupsAreAppendedNotScattered(t *testing.T) {
 	ctx := context.Background()
 	const n = 200
 	for i := range n {
-		if _, err := s.Ingest(ctx, note(unorderedKey(i), "firing"), now, noDecide); err != nil {
+		if _, err := escalation.Ingest(ctx, s, note(unorderedKey(i), "firing"), now, noDecide); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -60,7 +60,7 @@ func TestNewGroupsAreAppendedNotScattered(t *testing.T) {
 	second := more.Alerts[0]
 	second.Fingerprint, second.Labels = "fp-second", map[string]string{"alertname": "Y"}
 	more.Alerts = append(more.Alerts, second)
-	if res, err := s.Ingest(ctx, more, now, noDecide); err != nil || !res.Changed || res.Incident != 4 {
+	if res, err := escalation.Ingest(ctx, s, more, now, noDecide); err != nil || !res.Changed || res.Incident != 4 {
 		t.Fatalf("a second alert for group 3: %+v %v, want incident 4 changed", res, err)
 	}
 	if got := bucketKeys(t, s, "groups"); got != 0 {
@@ -70,14 +70,14 @@ func TestNewGroupsAreAppendedNotScattered(t *testing.T) {
 		t.Errorf("%d new groups appended, want %d", got, n)
 	}
 	for i := range n {
-		res, err := s.Ingest(ctx, note(unorderedKey(i), "firing"), now, noDecide)
+		res, err := escalation.Ingest(ctx, s, note(unorderedKey(i), "firing"), now, noDecide)
 		if err != nil || res.Changed || res.Incident != uint64(i+1) {
 			t.Fatalf("group %d's duplicate webhook: %+v %v, want a duplicate of incident %d", i, res, err, i+1)
 		}
 	}
 	// Resolved in Alertmanager: the group remembers when its alert ended,
 	// under its key, and its next firing after that opens a new incident.
-	if res, err := s.Ingest(ctx, note(unorderedKey(7), "resolved"), now, noDecide); err != nil || !res.Resolved {
+	if res, err := escalation.Ingest(ctx, s, note(unorderedKey(7), "resolved"), now, noDecide); err != nil || !res.Resolved {
 		t.Fatalf("resolving group 7: %+v %v", res, err)
 	}
 	if g, a := bucketKeys(t, s, "groups"), bucketKeys(t, s, "newGroups"); g != 1 || a != n-1 {
@@ -85,7 +85,7 @@ func TestNewGroupsAreAppendedNotScattered(t *testing.T) {
 	}
 	later := note(unorderedKey(7), "firing")
 	later.Alerts[0].StartsAt = now.Add(time.Minute)
-	if res, err := s.Ingest(ctx, later, now.Add(2*time.Minute), noDecide); err != nil || !res.Opened || res.Incident != n+1 {
+	if res, err := escalation.Ingest(ctx, s, later, now.Add(2*time.Minute), noDecide); err != nil || !res.Opened || res.Incident != n+1 {
 		t.Fatalf("group 7 firing again: %+v %v, want incident %d opened", res, err, n+1)
 	}
 }
@@ -102,7 +102,7 @@ func TestNewGroupsSurviveRestarts(t *testing.T) {
 	ctx := context.Background()
 	const n = 50
 	for i := range n {
-		if _, err := s.Ingest(ctx, note(unorderedKey(i), "firing"), now, noDecide); err != nil {
+		if _, err := escalation.Ingest(ctx, s, note(unorderedKey(i), "firing"), now, noDecide); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -122,7 +122,7 @@ func TestNewGroupsSurviveRestarts(t *testing.T) {
 				t.Errorf("%d groups under their keys, %d appended; want %d and %d", g, a, c.keys, c.appends)
 			}
 			for i := range n {
-				res, err := s.Ingest(ctx, note(unorderedKey(i), "firing"), now, noDecide)
+				res, err := escalation.Ingest(ctx, s, note(unorderedKey(i), "firing"), now, noDecide)
 				if err != nil || res.Changed || res.Incident != uint64(i+1) {
 					t.Fatalf("group %d's duplicate webhook after the restart: %+v %v, want a duplicate of incident %d", i, res, err, i+1)
 				}
@@ -141,11 +141,11 @@ func TestExportIncludesNewGroups(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	for _, g := range []string{"a", "b"} {
-		if _, err := s.Ingest(ctx, note(g, "firing"), now, noDecide); err != nil {
+		if _, err := escalation.Ingest(ctx, s, note(g, "firing"), now, noDecide); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.Ingest(ctx, note("b", "resolved"), now, noDecide); err != nil {
+	if _, err := escalation.Ingest(ctx, s, note("b", "resolved"), now, noDecide); err != nil {
 		t.Fatal(err)
 	}
 	x := &groupRecorder{groups: map[string]escalation.Group{}}

@@ -42,7 +42,7 @@ func randomWrites(t *testing.T, s *boltstore.Store, r *rand.Rand, n int, reads b
 		group := fmt.Sprintf("g%d", r.IntN(30))
 		switch op := r.IntN(20); {
 		case op < 6:
-			res, err := s.Ingest(ctx, note(group, "firing"), at, withPage)
+			res, err := escalation.Ingest(ctx, s, note(group, "firing"), at, withPage)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -50,13 +50,13 @@ func randomWrites(t *testing.T, s *boltstore.Store, r *rand.Rand, n int, reads b
 				ids = append(ids, res.Incident)
 			}
 		case op < 8:
-			if _, err := s.Ingest(ctx, note(group, "resolved"), at, noDecide); err != nil {
+			if _, err := escalation.Ingest(ctx, s, note(group, "resolved"), at, noDecide); err != nil {
 				t.Fatal(err)
 			}
 		case op < 12 && len(ids) > 0:
 			id := ids[r.IntN(len(ids))]
 			fail, failing := op == 11, false
-			_, _, err := s.Update(ctx, id, func(inc *escalation.Incident, pages []escalation.PageRecord) (escalation.Change, error) {
+			_, _, err := escalation.Update(ctx, s, id, func(inc *escalation.Incident, pages []escalation.PageRecord) (escalation.Change, error) {
 				var ch escalation.Change
 				switch {
 				case inc.State == escalation.Resolved:

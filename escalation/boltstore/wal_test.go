@@ -349,7 +349,7 @@ func TestFailedCheckpointKeepsWritesAndTellsPing(t *testing.T) {
 func ingestOne(s *Store) (escalation.IngestResult, error) {
 	n := escalation.Notification{GroupKey: "g", Status: "firing",
 		Alerts: []escalation.Alert{{Fingerprint: "f", Status: "firing", Labels: map[string]string{"alertname": "A"}, StartsAt: time.Now()}}}
-	return s.Ingest(context.Background(), n, time.Now(), func(*escalation.Incident, []escalation.PageRecord, []escalation.Event) (escalation.Change, error) {
+	return escalation.Ingest(context.Background(), s, n, time.Now(), func(*escalation.Incident, []escalation.PageRecord, []escalation.Event) (escalation.Change, error) {
 		return escalation.Change{}, escalation.ErrNoChange
 	})
 }
