@@ -307,8 +307,8 @@ func TestOpenSyncsByDefault(t *testing.T) {
 }
 
 // TestRolledBackWriteIsNotSeenByTheNext: an update whose transaction fails
-// after its incident was written leaves nothing behind, not even in the
-// incidents the writer keeps decoded: the next update sees the stored one.
+// after its incident was written leaves nothing behind:
+// the next update sees the stored incident.
 func TestRolledBackWriteIsNotSeenByTheNext(t *testing.T) {
 	ctx := context.Background()
 	st, err := boltstore.Open(t.TempDir(), boltstore.Options{NoSync: true})
