@@ -120,6 +120,9 @@ func (s *Store) runBatch(calls []*writeCall) (back []*writeCall) {
 	defer cancel()
 	for range maxRetries {
 		t := s.newTx(ctx)
+		if len(calls) > 1 {
+			t.prefetch(calls)
+		}
 		var ok []*writeCall
 		back = nil
 		limit := int(s.maxTxnOps.Load())
@@ -160,6 +163,60 @@ func (s *Store) runBatch(calls []*writeCall) (back []*writeCall) {
 	return back
 }
 
+// errProbe is a read that missed while prefetching.
+var errProbe = errors.New("etcdstore: read missed while prefetching")
+
+// prefetch reads what calls will read in a few round trips for all of them,
+// rather than one or two each as they run one after another: it runs them
+// all, their writes taken back, with every read that misses recorded (and
+// failing the call), fetches what they missed in one request, and again,
+// until nothing new is missed (an ingest reads its group, then the open
+// incident the group names) or three rounds. The calls are free of outside
+// effects and may run more than once, as Write says.
+func (t *stmTx) prefetch(calls []*writeCall) {
+	t.probe = true
+	defer func() { t.probe = false }()
+	for range 3 {
+		t.missed, t.missedRanges = nil, nil
+		for _, c := range calls {
+			mark := t.mark()
+			_ = c.fn(t)
+			t.undo(mark)
+		}
+		if len(t.missed)+len(t.missedRanges) == 0 {
+			return
+		}
+		gets, prefixes := dedup(t.missed), dedup(t.missedRanges)
+		t.probe = false
+		for len(gets)+len(prefixes) > 0 { // within etcd's default --max-txn-ops
+			g, p := gets[:min(len(gets), DefaultMaxTxnOps)], []string(nil)
+			gets = gets[len(g):]
+			if room := DefaultMaxTxnOps - len(g); room > 0 {
+				p = prefixes[:min(len(prefixes), room)]
+				prefixes = prefixes[len(p):]
+			}
+			if err := t.fetch(g, p); err != nil {
+				t.probe = true
+				return // the calls read for themselves, and fail on their own
+			}
+		}
+		t.probe = true
+	}
+}
+
+// dedup returns the distinct strings of ss.
+func dedup(ss []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range ss {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // tooLarge reports whether err is the cluster refusing a transaction of n
 // operations as too large: --etcd-max-txn-ops is above the members'
 // --max-txn-ops. The store then falls back to etcd's default, and says so.
@@ -180,8 +237,17 @@ type stmTx struct {
 	ctx context.Context
 	rev int64 // the revision every read is made at; 0 before the first
 
-	reads  map[string][]byte // key → value as read (nil: absent)
-	ranges map[string][]kv   // prefix → its keys as read, in key order
+	reads  map[string][]byte // key → value as read at rev (nil: absent)
+	ranges map[string][]kv   // prefix → its keys as read at rev, in key order
+	// The read set: the keys and prefixes the calls taken so far used,
+	// compared at commit (reads fetched for a call that was then taken
+	// back are not).
+	used, usedRanges map[string]bool
+
+	// probe: a read that misses records what it wanted and fails (see
+	// prefetch).
+	probe                bool
+	missed, missedRanges []string
 
 	writes  map[string]*string // key → value to put (nil: delete)
 	order   []string           // the keys of writes in the order first written
@@ -194,14 +260,16 @@ type kv struct {
 }
 
 type undoEntry struct {
-	key  string
-	read bool // key was read (into reads, or ranges if a prefix), not written
-	had  bool
-	prev *string
+	key    string
+	read   bool // key was added to the read set, not written
+	ranged bool // a prefix: added to usedRanges
+	had    bool
+	prev   *string
 }
 
 func (s *Store) newTx(ctx context.Context) *stmTx {
-	return &stmTx{s: s, ctx: ctx, reads: map[string][]byte{}, ranges: map[string][]kv{}, writes: map[string]*string{}}
+	return &stmTx{s: s, ctx: ctx, reads: map[string][]byte{}, ranges: map[string][]kv{}, writes: map[string]*string{},
+		used: map[string]bool{}, usedRanges: map[string]bool{}}
 }
 
 // fetch reads ops at the transaction's revision (fixing it at the first
@@ -217,6 +285,10 @@ func (t *stmTx) fetch(gets []string, prefixes []string) error {
 	if len(ops) == 0 {
 		return nil
 	}
+	if t.probe {
+		t.missed, t.missedRanges = append(t.missed, gets...), append(t.missedRanges, prefixes...)
+		return errProbe
+	}
 	resp, err := t.s.cli.Txn(t.ctx).Then(ops...).Commit()
 	if err != nil {
 		return fmt.Errorf("etcd: %w", err)
@@ -230,7 +302,6 @@ func (t *stmTx) fetch(gets []string, prefixes []string) error {
 			v = kvs[0].Value
 		}
 		t.reads[k] = v
-		t.journal = append(t.journal, undoEntry{key: k, read: true})
 	}
 	for i, p := range prefixes {
 		var out []kv
@@ -238,7 +309,6 @@ func (t *stmTx) fetch(gets []string, prefixes []string) error {
 			out = append(out, kv{string(x.Key), x.Value})
 		}
 		t.ranges[p] = out
-		t.journal = append(t.journal, undoEntry{key: p, read: true})
 	}
 	return nil
 }
@@ -253,6 +323,7 @@ func (t *stmTx) get(key string, more ...string) ([]byte, error) {
 		return []byte(*w), nil
 	}
 	if v, ok := t.reads[key]; ok {
+		t.use(key, false)
 		return v, nil
 	}
 	var gets []string
@@ -275,6 +346,7 @@ func (t *stmTx) rangeOf(prefix string) ([]kv, error) {
 			return nil, err
 		}
 	}
+	t.use(prefix, true)
 	merged := map[string][]byte{}
 	for _, x := range t.ranges[prefix] {
 		merged[x.key] = x.value
@@ -297,6 +369,18 @@ func (t *stmTx) rangeOf(prefix string) ([]kv, error) {
 	return out, nil
 }
 
+// use adds key (a prefix if ranged) to the read set.
+func (t *stmTx) use(key string, ranged bool) {
+	set := t.used
+	if ranged {
+		set = t.usedRanges
+	}
+	if !set[key] {
+		set[key] = true
+		t.journal = append(t.journal, undoEntry{key: key, read: true, ranged: ranged})
+	}
+}
+
 func (t *stmTx) put(key string, value []byte) {
 	v := string(value)
 	t.set(key, &v)
@@ -314,17 +398,18 @@ func (t *stmTx) set(key string, v *string) {
 }
 
 // mark and undo take back the reads and writes made since mark: a call
-// that failed, or did not fit, leaves nothing in the transaction (a key it
-// read first was read by no call before it, so forgetting it is safe).
+// that failed, or did not fit, leaves nothing in the transaction's read and
+// write sets (a key it added to the read set no call before it used).
 func (t *stmTx) mark() int { return len(t.journal) }
 
 func (t *stmTx) undo(mark int) {
 	for i := len(t.journal) - 1; i >= mark; i-- {
 		e := t.journal[i]
 		switch {
+		case e.read && e.ranged:
+			delete(t.usedRanges, e.key)
 		case e.read:
-			delete(t.reads, e.key)
-			delete(t.ranges, e.key)
+			delete(t.used, e.key)
 		case e.had:
 			t.writes[e.key] = e.prev
 		default:
@@ -336,7 +421,7 @@ func (t *stmTx) undo(mark int) {
 }
 
 // size is the larger of the transaction's operations and compares.
-func (t *stmTx) size() int { return max(len(t.writes), len(t.reads)+len(t.ranges)+1) }
+func (t *stmTx) size() int { return max(len(t.writes), len(t.used)+len(t.usedRanges)+1) }
 
 // over reports whether the transaction no longer fits in limit.
 func (t *stmTx) over(limit int) bool { return t.size() > limit }
@@ -349,10 +434,10 @@ func (t *stmTx) commit() (bool, error) {
 		return true, nil
 	}
 	var cmps []clientv3.Cmp
-	for k := range t.reads {
+	for k := range t.used {
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "<", t.rev+1))
 	}
-	for p := range t.ranges {
+	for p := range t.usedRanges {
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(p), "<", t.rev+1).WithPrefix())
 	}
 	ops := make([]clientv3.Op, 0, len(t.order))
