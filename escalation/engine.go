@@ -198,7 +198,7 @@ func (e *Engine) Ingest(ctx context.Context, n Notification) (IngestResult, erro
 	now := e.cfg.Clock.Now()
 	var inc Incident
 	var ch Change
-	res, err := e.cfg.Store.Ingest(ctx, n, now, func(in *Incident, pages []PageRecord, events []Event) (Change, error) {
+	res, err := Ingest(ctx, e.cfg.Store, n, now, func(in *Incident, pages []PageRecord, events []Event) (Change, error) {
 		c, err := e.onIngest(in, pages, events, now)
 		inc, ch = *in, c
 		return c, err
@@ -302,7 +302,7 @@ func (e *Engine) Respond(ctx context.Context, r notifiers.Response) (notifiers.O
 func (e *Engine) strangerMayAnswer(ctx context.Context, id uint64, r notifiers.Response, actor string) (bool, error) {
 	now := e.cfg.Clock.Now()
 	refused := false
-	_, _, err := e.cfg.Store.Update(ctx, id, func(inc *Incident, _ []PageRecord) (Change, error) {
+	_, _, err := Update(ctx, e.cfg.Store, id, func(inc *Incident, _ []PageRecord) (Change, error) {
 		refused = false // the store may run this more than once
 		if s := e.situation(inc, now); s.Policy != nil && s.Policy.PagerDutyAcksAnyone {
 			return Change{}, ErrNoChange
@@ -343,7 +343,7 @@ func (e *Engine) apply(ctx context.Context, id uint64, action notifiers.Action, 
 	now := e.cfg.Clock.Now()
 	act := Act{Action: action, By: actor, Via: via, PageID: pageID}
 	out := notifiers.Outcome{Incident: id, By: actor}
-	inc, ch, err := e.cfg.Store.Update(ctx, id, func(inc *Incident, pages []PageRecord) (Change, error) {
+	inc, ch, err := Update(ctx, e.cfg.Store, id, func(inc *Incident, pages []PageRecord) (Change, error) {
 		ch, o, err := Answer(inc, pages, act, e.situation(inc, now))
 		out = o
 		return ch, err
@@ -725,7 +725,7 @@ func (e *Engine) settle(ctx context.Context, p PageRecord, r result) {
 	if r.ev == EvSendOK {
 		state = r.rc.State
 	}
-	inc, ch, err := e.cfg.Store.Update(ctx, p.Incident, func(inc *Incident, pages []PageRecord) (Change, error) {
+	inc, ch, err := Update(ctx, e.cfg.Store, p.Incident, func(inc *Incident, pages []PageRecord) (Change, error) {
 		var ch Change
 		cur, ok := findPage(pages, p.ID)
 		if !ok {
@@ -903,7 +903,7 @@ func (e *Engine) Report(ctx context.Context, r notifiers.Report) error {
 			e.evidence(cur, err)
 		}
 	}
-	inc, ch, err := e.cfg.Store.Update(ctx, id, func(inc *Incident, pages []PageRecord) (Change, error) {
+	inc, ch, err := Update(ctx, e.cfg.Store, id, func(inc *Incident, pages []PageRecord) (Change, error) {
 		var ch Change
 		cur, ok := findPage(pages, local)
 		if !ok {

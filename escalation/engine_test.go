@@ -674,16 +674,20 @@ func TestReceiptStateIsWrittenWithThePagesResult(t *testing.T) {
 	}
 }
 
-// gatedStore holds every Update (a page's result being recorded) until open
-// is closed.
+// gatedStore lets the first free writes (the test's ingests) through and
+// holds every later one (a page's result being recorded) until open is
+// closed.
 type gatedStore struct {
 	escalation.Store
+	free atomic.Int64
 	open chan struct{}
 }
 
-func (s *gatedStore) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc) (escalation.Incident, escalation.Change, error) {
-	<-s.open
-	return s.Store.Update(ctx, id, fn)
+func (s *gatedStore) Write(ctx context.Context, fn func(escalation.Tx) error) error {
+	if s.free.Add(-1) < 0 {
+		<-s.open
+	}
+	return s.Store.Write(ctx, fn)
 }
 
 // countingNotifier counts the sends inside Notify at once, and lets each
@@ -728,6 +732,7 @@ func TestSlowRecordsDoNotHoldBackSends(t *testing.T) {
 	const inFlight, pages = 2, 8 // 8: what the senders may hold unrecorded with 2 slots
 	w := newWorld(t, defaultPolicy())
 	gate := &gatedStore{Store: w.store, open: make(chan struct{})}
+	gate.free.Store(pages) // the ingests: no send returns, so no result is recorded, before they are done
 	n := &countingNotifier{ch: notifiers.Matrix, proceed: make(chan struct{}), done: make(chan struct{}, pages)}
 	eng := escalation.New(escalation.Config{Store: gate, Rota: func() escalation.Rota { return w.rota },
 		Notifiers: []notifiers.Notifier{n}, Clock: w.clock, MaxInFlight: inFlight, SendTimeout: time.Hour})

@@ -262,7 +262,7 @@ type Change struct {
 	Events []Event
 	Pages  []PageRecord // new entries (Seq and ID assigned by the store when 0) or updated ones
 	// State is channels' state written with the change (a sent page's
-	// receipt: see notifiers.Receipt.State). Only Store.Update takes it.
+	// receipt: see notifiers.Receipt.State).
 	State []notifiers.StateWrite
 }
 
@@ -275,9 +275,10 @@ func (c *Change) Note(at time.Time, kind EventKind, format string, args ...any) 
 }
 
 // UpdateFunc decides a change to an incident given its current state and its
-// outbox entries. It may be called more than once for one update (bbolt's
-// Batch retries), so it must have no effect outside its arguments and result.
-// Returning ErrNoChange writes nothing.
+// outbox entries (see Update). It may be called more than once for one
+// update (Store.Write may run its transaction again), so it must have no
+// effect outside its arguments and result. Returning ErrNoChange writes
+// nothing.
 type UpdateFunc func(inc *Incident, pages []PageRecord) (Change, error)
 
 // IngestFunc decides what a notification changes about an incident's
@@ -285,7 +286,8 @@ type UpdateFunc func(inc *Incident, pages []PageRecord) (Change, error)
 // Like UpdateFunc it may run more than once and must have no outside effect.
 type IngestFunc func(inc *Incident, pages []PageRecord, events []Event) (Change, error)
 
-// ErrNoChange, returned by an UpdateFunc, ends the update without writing.
+// ErrNoChange, returned by an UpdateFunc, ends the update without writing
+// (see Update and Ingest).
 var ErrNoChange = errors.New("no change")
 
 // ErrNotFound is returned for an unknown incident.
@@ -356,14 +358,17 @@ type Filter struct {
 }
 
 // Store keeps incidents, their timelines and outboxes durable. Every write is
-// committed and synced before the call returns. Implementations: boltstore.
+// committed and synced before the call returns. Implementations: boltstore,
+// etcdstore.
 type Store interface {
-	// Ingest merges an Alertmanager notification into the open incident of its
-	// group (opening one if needed) and, in the same transaction, applies
-	// decide to the incident when anything changed.
-	Ingest(ctx context.Context, n Notification, now time.Time, decide IngestFunc) (IngestResult, error)
-	// Update applies fn to incident id and writes its change in one transaction.
-	Update(ctx context.Context, id uint64, fn UpdateFunc) (Incident, Change, error)
+	// Write runs fn in one transaction (see Tx) and returns once what fn
+	// wrote is committed and durable. If fn returns an error, nothing it
+	// wrote is kept and Write returns that error. fn may run more than once
+	// (a store retries it on a conflict, or shares one commit among
+	// concurrent writes), so it must be free of outside effects and set
+	// whatever it reports afresh each time. The rules that use it are
+	// Ingest and Update.
+	Write(ctx context.Context, fn func(Tx) error) error
 	// Incident returns one incident.
 	Incident(ctx context.Context, id uint64) (Incident, error)
 	// Timeline returns an incident's timeline, oldest first.

@@ -11,16 +11,22 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
 	"github.com/klaxon-oncall/klaxon/escalation"
 	"github.com/klaxon-oncall/klaxon/escalation/boltstore"
+	"github.com/klaxon-oncall/klaxon/escalation/etcdstore"
+	"github.com/klaxon-oncall/klaxon/internal/e2e/harness"
 	"github.com/klaxon-oncall/klaxon/notifiers"
 )
 
-// The model-based fault test drives the real Engine over the real bbolt
-// store on a fake clock through random sequences of events — alerts firing
+// The model-based fault test drives the real Engine over each real store
+// (bbolt, and etcd on a one-member cluster) on a fake clock through random sequences of events — alerts firing
 // and resolving, answers, channel health flapping, provider faults, failing
 // store writes and reads, restarts, rota reloads and early provider callbacks —
 // and checks the rules that keep a page alive, I1–I6, after every event
@@ -28,7 +34,7 @@ import (
 // them: docs/escalation.md). A failure names the seed and the event trace.
 //
 // CI runs a fixed set of seeds: 300 without the race detector (.ci/run runs
-// this test once more without -race), 40 under it; KLAXON_MODEL_SEEDS=N (or -model.seeds) runs
+// this test once more without -race), 40 under it, and a tenth of that on etcd; KLAXON_MODEL_SEEDS=N (or -model.seeds) runs
 // more, KLAXON_MODEL_EVENTS=N makes each sequence longer (default 50), and
 // KLAXON_MODEL_SEED=S replays one.
 
@@ -67,11 +73,36 @@ func TestModelNeverQuiet(t *testing.T) {
 		v, _ := strconv.ParseUint(s, 10, 64)
 		first, n = v, 1
 	}
-	for seed := first; seed < first+uint64(n); seed++ {
-		if !runModel(t, seed) && os.Getenv("KLAXON_MODEL_KEEP_GOING") == "" {
-			return // one failing seed is enough to read
+	seeds := func(t *testing.T, n int, open openStore) {
+		for seed := first; seed < first+uint64(n); seed++ {
+			if !runModel(t, seed, open) && os.Getenv("KLAXON_MODEL_KEEP_GOING") == "" {
+				return // one failing seed is enough to read
+			}
 		}
 	}
+	t.Run("bolt", func(t *testing.T) {
+		seeds(t, n, func(t *testing.T, dir string) escalation.Store {
+			s, err := boltstore.Open(dir, boltstore.Options{NoSync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		})
+	})
+	t.Run("etcd", func(t *testing.T) {
+		// A quorum commit per write: a tenth of the seeds (each under its
+		// own prefix of one single-member cluster) keeps the run short.
+		c := harness.StartEtcd(t, harness.EtcdConfig{Members: 1})
+		cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cli.Close()
+		var prefix atomic.Int64
+		seeds(t, max(n/10, 1), func(t *testing.T, _ string) escalation.Store {
+			return etcdstore.New(cli, etcdstore.Options{Prefix: fmt.Sprintf("/model/%d/", prefix.Add(1)), Writer: "model"})
+		})
+	})
 }
 
 // modelChannel is a provider with switchable faults. It counts accepted
@@ -147,18 +178,11 @@ func (m *model) fault(p float64) bool {
 	return m.faultRand.Float64() < p
 }
 
-func (s *flakyStore) Ingest(ctx context.Context, n escalation.Notification, now time.Time, d escalation.IngestFunc) (escalation.IngestResult, error) {
+func (s *flakyStore) Write(ctx context.Context, fn func(escalation.Tx) error) error {
 	if s.fail() {
-		return escalation.IngestResult{}, errInjected
+		return errInjected
 	}
-	return s.Store.Ingest(ctx, n, now, d)
-}
-
-func (s *flakyStore) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc) (escalation.Incident, escalation.Change, error) {
-	if s.fail() {
-		return escalation.Incident{}, escalation.Change{}, errInjected
-	}
-	return s.Store.Update(ctx, id, fn)
+	return s.Store.Write(ctx, fn)
 }
 
 func (s *flakyStore) PutState(ctx context.Context, bucket, key string, v []byte) error {
@@ -218,7 +242,7 @@ type model struct {
 	ctx       context.Context
 	clock     *escalation.FakeClock
 	dir       string
-	bolt      *boltstore.Store
+	base      escalation.Store // the real store under the flaky one
 	store     *flakyStore
 	eng       *escalation.Engine
 	rota      *staticRota
@@ -258,7 +282,7 @@ func (m *model) attempt(p notifiers.Page, ch notifiers.Channel) {
 // page held back for person on ch.
 func (m *model) attemptHeld(person string, ch notifiers.Channel) {
 	var ids []uint64
-	_ = m.bolt.Schedule(m.ctx, func(d escalation.Due) error {
+	_ = m.base.Schedule(m.ctx, func(d escalation.Due) error {
 		for _, p := range d.Pages {
 			if p.Deferred && p.Person == person && p.Channel == ch {
 				ids = append(ids, d.Incident)
@@ -334,7 +358,10 @@ func modelRota(variant int) *staticRota {
 	return r
 }
 
-func runModel(t *testing.T, seed uint64) bool {
+// openStore opens the store one seed runs on, empty, in dir if it keeps files.
+type openStore func(t *testing.T, dir string) escalation.Store
+
+func runModel(t *testing.T, seed uint64, open openStore) bool {
 	m := &model{t: t, seed: seed, r: rand.New(rand.NewPCG(seed, 1)), faultRand: rand.New(rand.NewPCG(seed, 2)),
 		ctx: context.Background(), clock: escalation.NewFakeClock(t0), dir: t.TempDir(), rota: modelRota(0),
 		chans: map[notifiers.Channel]*modelChannel{}, down: map[notifiers.Channel]bool{},
@@ -344,11 +371,8 @@ func runModel(t *testing.T, seed uint64) bool {
 	for _, c := range notifiers.Channels {
 		m.chans[c] = &modelChannel{ch: c, m: m, mode: "ok", badPeople: map[string]bool{}}
 	}
-	var err error
-	if m.bolt, err = boltstore.Open(m.dir, boltstore.Options{NoSync: true}); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { m.bolt.Close() }()
+	m.base = open(t, m.dir)
+	defer func() { m.base.Close() }()
 	m.start(m.randomConfigured())
 	ok := t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 		m.t = t
@@ -387,7 +411,7 @@ func (m *model) randomConfigured() map[notifiers.Channel]bool {
 
 func (m *model) start(conf map[notifiers.Channel]bool) {
 	m.conf = conf
-	m.store = &flakyStore{Store: m.bolt, m: m}
+	m.store = &flakyStore{Store: m.base, m: m}
 	var ns []notifiers.Notifier
 	for _, c := range notifiers.Channels {
 		if conf[c] {
@@ -471,7 +495,7 @@ func (m *model) notification(g int, status string) escalation.Notification {
 
 // someIncident picks an incident the store knows, or 0.
 func (m *model) someIncident() uint64 {
-	incs, err := m.bolt.Incidents(m.ctx, escalation.Filter{Limit: 1000})
+	incs, err := m.base.Incidents(m.ctx, escalation.Filter{Limit: 1000})
 	if err != nil || len(incs) == 0 {
 		return 0
 	}
@@ -554,7 +578,7 @@ func (m *model) step() {
 		if id == 0 {
 			return
 		}
-		pages, err := m.bolt.Pages(m.ctx, id)
+		pages, err := m.base.Pages(m.ctx, id)
 		if err != nil || len(pages) == 0 {
 			return
 		}
@@ -572,7 +596,7 @@ func (m *model) step() {
 
 // timeline renders an incident's timeline for a failure message.
 func (m *model) timeline(id uint64) string {
-	tl, _ := m.bolt.Timeline(m.ctx, id)
+	tl, _ := m.base.Timeline(m.ctx, id)
 	var b strings.Builder
 	for _, e := range tl {
 		fmt.Fprintf(&b, "    %s %s %s\n", e.At.Sub(t0).Round(time.Second), e.Kind, e.Text)
@@ -615,7 +639,7 @@ func (m *model) anyConfigured() bool {
 func (m *model) check() {
 	m.t.Helper()
 	now := m.clock.Now()
-	incs, err := m.bolt.Incidents(m.ctx, escalation.Filter{Limit: 100000})
+	incs, err := m.base.Incidents(m.ctx, escalation.Filter{Limit: 100000})
 	if err != nil {
 		m.fatalf("listing incidents: %v", err)
 	}
@@ -632,7 +656,7 @@ func (m *model) check() {
 			m.checkedResolved[inc.ID] = true
 			delete(m.touched, inc.ID)
 		}
-		pages, err := m.bolt.Pages(m.ctx, inc.ID)
+		pages, err := m.base.Pages(m.ctx, inc.ID)
 		if err != nil {
 			m.fatalf("pages of %d: %v", inc.ID, err)
 		}
@@ -647,7 +671,7 @@ func (m *model) check() {
 				fid, _, _ := escalation.ParsePageID(p.FoldedInto)
 				carrier, ok := byID[p.FoldedInto]
 				if fid != inc.ID {
-					cp, err := m.bolt.Pages(m.ctx, fid)
+					cp, err := m.base.Pages(m.ctx, fid)
 					if err != nil {
 						m.fatalf("pages of %d: %v", fid, err)
 					}

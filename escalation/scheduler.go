@@ -186,7 +186,7 @@ func (e *Engine) handle(ctx context.Context, it wakeItem) {
 // wake lets Decide move incident id forward.
 func (e *Engine) wake(ctx context.Context, id uint64) {
 	now := e.cfg.Clock.Now()
-	inc, ch, err := e.cfg.Store.Update(ctx, id, func(inc *Incident, pages []PageRecord) (Change, error) {
+	inc, ch, err := Update(ctx, e.cfg.Store, id, func(inc *Incident, pages []PageRecord) (Change, error) {
 		ch := Decide(inc, pages, e.situation(inc, now))
 		return ch, nil
 	})

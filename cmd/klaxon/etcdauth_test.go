@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/klaxon-oncall/klaxon/escalation"
 	"github.com/klaxon-oncall/klaxon/escalation/etcdstore"
 	"github.com/klaxon-oncall/klaxon/escalation/storetest"
 	"github.com/klaxon-oncall/klaxon/internal/e2e/harness"
@@ -52,7 +53,7 @@ func TestEtcdRoleRestrictedToPrefix(t *testing.T) {
 	}
 	defer cli.Close()
 	st := etcdstore.New(cli, etcdstore.Options{Prefix: "/klaxon/"})
-	if _, err := st.Ingest(ctx, storetest.Note("g", "firing"), time.Now(), storetest.NoDecide); err != nil {
+	if _, err := escalation.Ingest(ctx, st, storetest.Note("g", "firing"), time.Now(), storetest.NoDecide); err != nil {
 		t.Fatalf("ingest under the role's prefix: %v", err)
 	}
 	if err := st.Ping(ctx); err != nil {
@@ -65,7 +66,7 @@ func TestEtcdRoleRestrictedToPrefix(t *testing.T) {
 		t.Fatalf("the restricted user cannot ask the members' status: %s %+v", why, h.snapshot().Members)
 	}
 	other := etcdstore.New(cli, etcdstore.Options{Prefix: "/other-team/"})
-	if _, err := other.Ingest(ctx, storetest.Note("g", "firing"), time.Now(), storetest.NoDecide); err == nil || !strings.Contains(err.Error(), "permission denied") {
+	if _, err := escalation.Ingest(ctx, other, storetest.Note("g", "firing"), time.Now(), storetest.NoDecide); err == nil || !strings.Contains(err.Error(), "permission denied") {
 		t.Fatalf("ingest outside the role's prefix: %v, want permission denied", err)
 	}
 	bad := *ec
@@ -102,7 +103,7 @@ func TestEtcdClientCertificates(t *testing.T) {
 	}
 	defer cli.Close()
 	st := etcdstore.New(cli, etcdstore.Options{Prefix: "/klaxon/"})
-	if _, err := st.Ingest(ctx, storetest.Note("g", "firing"), time.Now(), storetest.NoDecide); err != nil {
+	if _, err := escalation.Ingest(ctx, st, storetest.Note("g", "firing"), time.Now(), storetest.NoDecide); err != nil {
 		t.Fatalf("ingest over TLS with a client certificate: %v", err)
 	}
 	anon := &etcdConfig{endpoints: ec.endpoints, prefix: "/klaxon/", caFile: files.CA}

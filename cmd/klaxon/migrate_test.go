@@ -40,11 +40,11 @@ func TestMigrate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, g := range []string{"a", "b", "c"} {
-		if _, err := src.Ingest(ctx, storetest.Note(g, "firing"), now, storetest.NoDecide); err != nil {
+		if _, err := escalation.Ingest(ctx, src, storetest.Note(g, "firing"), now, storetest.NoDecide); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, _, err = src.Update(ctx, 1, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
+	_, _, err = escalation.Update(ctx, src, 1, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
 		inc.Escalation.NextAt = now.Add(time.Minute)
 		var ch escalation.Change
 		ch.Note(now, escalation.EvStep, "step 1 of 2")
@@ -58,11 +58,11 @@ func TestMigrate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src.Update(ctx, 2, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
+	escalation.Update(ctx, src, 2, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
 		inc.State = escalation.Acknowledged
 		return escalation.Change{Events: []escalation.Event{{At: now, Kind: escalation.EvAcknowledged, Actor: "alice"}}}, nil
 	})
-	src.Ingest(ctx, storetest.Note("c", "resolved"), now, storetest.NoDecide)
+	escalation.Ingest(ctx, src, storetest.Note("c", "resolved"), now, storetest.NoDecide)
 	src.PutState(ctx, "matrix", "next_batch", []byte("s42"))
 	src.Close()
 
@@ -112,13 +112,13 @@ func TestMigrate(t *testing.T) {
 	}
 	// The copy carries on: a duplicate is still a duplicate, a stale firing
 	// of the resolved group opens nothing, and new ids continue from 4.
-	if res, err := dst.Ingest(ctx, storetest.Note("a", "firing"), now, storetest.NoDecide); err != nil || res.Changed {
+	if res, err := escalation.Ingest(ctx, dst, storetest.Note("a", "firing"), now, storetest.NoDecide); err != nil || res.Changed {
 		t.Fatalf("duplicate after migrating: %+v %v", res, err)
 	}
-	if res, err := dst.Ingest(ctx, storetest.Note("c", "firing"), now, storetest.NoDecide); err != nil || res.Changed {
+	if res, err := escalation.Ingest(ctx, dst, storetest.Note("c", "firing"), now, storetest.NoDecide); err != nil || res.Changed {
 		t.Fatalf("stale firing after migrating: %+v %v", res, err)
 	}
-	if res, err := dst.Ingest(ctx, storetest.Note("d", "firing"), now, storetest.NoDecide); err != nil || res.Incident != 4 {
+	if res, err := escalation.Ingest(ctx, dst, storetest.Note("d", "firing"), now, storetest.NoDecide); err != nil || res.Incident != 4 {
 		t.Fatalf("new group after migrating: %+v %v", res, err)
 	}
 	// A second copy into the same prefix is refused.

@@ -328,7 +328,7 @@ type serveHooks struct {
 // openStore opens the store `klaxon serve` runs on: every commit is fsynced
 // before it returns (boltstore's default; NoSync is for tests only).
 func openStore(dir string, onCommit func(time.Duration), onResult func(error)) (*boltstore.Store, error) {
-	return boltstore.Open(dir, boltstore.Options{OnCommit: onCommit, OnCommitResult: onResult, DeferUpdates: boltstore.DefaultDeferUpdates})
+	return boltstore.Open(dir, boltstore.Options{OnCommit: onCommit, OnCommitResult: onResult})
 }
 
 // serve runs Klaxon until ctx ends. It listens, and accepts webhooks durably,

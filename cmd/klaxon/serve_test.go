@@ -427,7 +427,7 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // TestServeStoreSyncsOnCommit: the store `klaxon serve` opens fsyncs every
-// commit and every write-ahead log record before it acknowledges a write. A
+// commit before it acknowledges a write. A
 // crash test kills the process, but the kernel keeps its page cache, so it
 // cannot tell a synced commit from an unsynced one: the configuration is
 // what must be checked.
@@ -437,7 +437,7 @@ func TestServeStoreSyncsOnCommit(t *testing.T) {
 	st := <-opened
 	postWebhook(t, base, "synced")
 	if db := st.DB(); db.NoSync || db.NoGrowSync || !st.Durable() {
-		t.Fatalf("serve's store: NoSync=%v NoGrowSync=%v durable=%v, want every commit and log record synced", db.NoSync, db.NoGrowSync, st.Durable())
+		t.Fatalf("serve's store: NoSync=%v NoGrowSync=%v durable=%v, want every commit synced", db.NoSync, db.NoGrowSync, st.Durable())
 	}
 	if err := stop(); err != nil {
 		t.Fatal(err)

@@ -36,7 +36,7 @@ func BenchmarkCommit(b *testing.B) {
 						if i > int64(b.N) {
 							return
 						}
-						if _, err := s.Ingest(context.Background(), note(fmt.Sprint("g", i), "firing"), now, noDecide); err != nil {
+						if _, err := escalation.Ingest(context.Background(), s, note(fmt.Sprint("g", i), "firing"), now, noDecide); err != nil {
 							b.Error(err)
 							return
 						}
@@ -78,7 +78,7 @@ func BenchmarkCommitAfterPrune(b *testing.B) {
 	a0 := allocated()
 	b.ResetTimer()
 	for i := range b.N {
-		if _, err := s.Ingest(context.Background(), note(fmt.Sprint("after-", i), "firing"), now, noDecide); err != nil {
+		if _, err := escalation.Ingest(context.Background(), s, note(fmt.Sprint("after-", i), "firing"), now, noDecide); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,10 +1,10 @@
 // Package boltstore implements escalation.Store on go.etcd.io/bbolt, Klaxon's
-// embedded default: klaxon.db, and its write-ahead log klaxon.wal (see
-// wal.go). Writes go through a group commit: a write with no other in
-// progress is made durable at once (one fdatasync of its log record), and
-// writes arriving meanwhile share the next, so a quiet night pays one
-// fdatasync per write and a storm far fewer than one each. The writer's
-// bbolt transaction commits to klaxon.db every Options.CheckpointEvery.
+// embedded default: one file, klaxon.db, in the data directory. Every write
+// is a bbolt transaction committed (and fsynced) before the call returns;
+// concurrent writes share one through bbolt's own Batch (group commit).
+//
+// A data directory left by Klaxon up to c735968, with its write-ahead log
+// klaxon.wal, opens too: see legacy.go.
 package boltstore
 
 import (
@@ -17,12 +17,12 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/klaxon-oncall/klaxon/escalation"
-	"github.com/klaxon-oncall/klaxon/escalation/internal/encode"
 	"github.com/klaxon-oncall/klaxon/escalation/internal/index"
 	"github.com/klaxon-oncall/klaxon/notifiers"
 )
@@ -32,7 +32,6 @@ var (
 	bOpen      = []byte("open")      // be64(id) → be64(nextAt unix ns) state: the schedule of unresolved incidents
 	bPending   = []byte("pending")   // be64(id) be32(seq) → be64(nextTry) deferred channel 0 person: unfinished pages
 	bGroups    = []byte("groups")    // groupKey → Group JSON
-	bNewGroups = []byte("newGroups") // be64(incident id) → groupKey: a group that only opened that incident (see newgroups.go)
 	bTimeline  = []byte("timeline")  // be64(id) be32(seq) → Event JSON
 	bPages     = []byte("pages")     // be64(id) be32(seq) → PageRecord JSON
 	bState     = []byte("state")     // namespace bucket → key → value (channels' own state)
@@ -40,20 +39,22 @@ var (
 	bMeta      = []byte("meta")
 )
 
-// DefaultDeferUpdates is klaxon serve's Options.DeferUpdates: longer than
-// the few hundred microseconds between one page going out and the next
-// webhook of a burst arriving, short against anything a person notices.
-const DefaultDeferUpdates = 2 * time.Millisecond
-
 // syncFreelist is whether commits write bbolt's list of free pages. They do
-// not: bbolt writes the whole list, every id of every free page, with every
-// commit, so once retention has pruned a storm's 100,000 incidents each
-// commit wrote about 290 KB more and a lone one took two to three times as
-// long, for as long as the freed pages stayed free. Only Close's last commit
-// writes it. After a crash, Open rebuilds it by walking every page of the
-// file (about 0.25 s more with 100,000 open incidents), as etcd does with
-// its bbolt. A file written either way opens either way.
+// not (etcd's bbolt does not either): bbolt writes the whole list, every id
+// of every free page, with every commit, so once retention has pruned a
+// storm's 100,000 incidents each commit wrote about 290 KB more. Only
+// Close's last commit writes it. After a crash, Open rebuilds it by walking
+// every page of the file (about 0.25 s more with 100,000 open incidents).
+// A file written either way opens either way.
 const syncFreelist = false
+
+// DefaultBatchDelay is Options.BatchDelay's default: how long bbolt's Batch
+// waits for more writes to share a commit. A write with no other in flight
+// does not wait (see batch); one that arrives while another commits does,
+// and about one commit's time (two fsyncs here) lets the writes of a burst
+// share one commit instead of queueing behind the lock in batches of one or
+// two, each paying its own fsyncs.
+const DefaultBatchDelay = 5 * time.Millisecond
 
 // FileName is the database's file name inside the data directory.
 const FileName = "klaxon.db"
@@ -69,6 +70,8 @@ type Options struct {
 	NoSync bool
 	// ReadOnly opens the file for reading only (for CLI inspection of a stopped server).
 	ReadOnly bool
+	// BatchDelay is bbolt's MaxBatchDelay (default DefaultBatchDelay).
+	BatchDelay time.Duration
 	// OnCommit, if set, observes every write's duration, from its call to
 	// its durable commit (the wait for a shared commit included).
 	OnCommit func(time.Duration)
@@ -76,46 +79,19 @@ type Options struct {
 	// the disk (nil) or could not be committed (disk full, read-only file):
 	// the store's own writes are its writability check.
 	OnCommitResult func(error)
-	// DeferUpdates is how long an Update (a page's result, an answer, a
-	// step) waits, when no other write is queued, for one to share its
-	// commit, 0 for not at all. A webhook arriving just after a page went
-	// out then commits with the page's result instead of waiting behind its
-	// fsyncs; the result is durable that much later, and nothing waits on
-	// it but the engine. klaxon serve uses DefaultDeferUpdates.
-	DeferUpdates time.Duration
-	// CheckpointEvery is how long an acknowledged write may stay in the
-	// write-ahead log only before it is committed to klaxon.db (default
-	// DefaultCheckpointEvery). A scan (a list, counts, the schedule)
-	// commits what is pending at once.
-	CheckpointEvery time.Duration
-	// ReleaseMapEvery is how often the store gives back the pages of its
-	// memory map that reads have made resident (default 2s; negative
-	// never). See ReleaseMap.
-	ReleaseMapEvery time.Duration
 }
 
 // Store is an escalation.Store on a bbolt file.
 type Store struct {
 	db       *bolt.DB
+	readOnly bool
 	onCommit func(time.Duration)
 	onResult func(error)
-	group    *groupCommit // nil when read-only
-	log      *wal         // nil when read-only
+
+	inflight atomic.Int64 // writes between their call and their commit
 
 	mu        sync.Mutex
 	commitErr error // the last write's commit failure, nil once one succeeds
-	// the last checkpoint's failure (see wal.go), nil once one succeeds:
-	// acknowledged writes are safe in the log, but klaxon.db cannot take them
-	checkpointErr error
-
-	// the incidents and pages the writer saved or read lately
-	dec   decoded[uint64, *escalation.Incident]
-	pages decoded[pageKey, escalation.PageRecord]
-
-	newGroups *newGroupIndex // bNewGroups by group key
-
-	stopRelease chan struct{} // closed by Close; nil when not releasing
-	released    sync.WaitGroup
 }
 
 var _ escalation.Store = (*Store)(nil)
@@ -124,6 +100,9 @@ var _ escalation.Store = (*Store)(nil)
 func Open(dir string, o Options) (*Store, error) {
 	if o.LockTimeout == 0 {
 		o.LockTimeout = time.Second
+	}
+	if o.BatchDelay <= 0 {
+		o.BatchDelay = DefaultBatchDelay
 	}
 	if !o.ReadOnly {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -144,171 +123,63 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
-	s := &Store{db: db, onCommit: o.OnCommit, onResult: o.OnCommitResult, newGroups: newNewGroupIndex()}
-	walPath := filepath.Join(dir, WALFileName)
+	db.MaxBatchDelay = o.BatchDelay
+	s := &Store{db: db, readOnly: o.ReadOnly, onCommit: o.OnCommit, onResult: o.OnCommitResult}
+	walPath := filepath.Join(dir, legacyWALName)
 	if o.ReadOnly {
 		if err := checkNoPendingWAL(db, walPath); err != nil {
 			db.Close()
 			return nil, err
 		}
-	} else {
-		var log *wal
-		err = db.Update(func(tx *bolt.Tx) error {
-			for _, b := range [][]byte{bIncidents, bOpen, bPending, bGroups, bNewGroups, bTimeline, bPages, bState, bStateTime, bMeta} {
-				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-					return err
-				}
-			}
-			// Apply what the log holds that klaxon.db does not (after a
-			// crash), and start its next generation (see wal.go).
-			salt, epoch, err := walMeta(tx)
-			if err != nil {
+		return s, nil
+	}
+	replayed := false
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bIncidents, bOpen, bPending, bGroups, bTimeline, bPages, bState, bStateTime, bMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
-			l, recs, err := openWAL(walPath, salt, epoch, o.NoSync)
-			if err != nil {
-				return err
-			}
-			log = l
-			for i, rec := range recs {
-				if err := replay(tx, rec); err != nil {
-					return fmt.Errorf("%s: record %d of %d: %w", walPath, i+1, len(recs), err)
-				}
-			}
-			if err := setEpoch(tx, epoch+1); err != nil {
-				return err
-			}
-			log.restart(epoch + 1)
-			if err := s.newGroups.load(tx); err != nil {
-				return err
-			}
-			return tx.Bucket(bMeta).Put([]byte("schema"), []byte("1"))
-		})
-		if err != nil {
-			if log != nil {
-				log.close()
-			}
+		}
+		var err error
+		if replayed, err = upgradeLegacy(tx, walPath); err != nil {
+			return err
+		}
+		return tx.Bucket(bMeta).Put([]byte("schema"), []byte("1"))
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("initialising %s: %w", path, err)
+	}
+	if replayed {
+		// Every record of the log is in klaxon.db now: the log goes.
+		if err := removeLegacyWAL(walPath, o.NoSync); err != nil {
 			db.Close()
-			return nil, fmt.Errorf("initialising %s: %w", path, err)
+			return nil, err
 		}
-		s.log = log
-		if o.CheckpointEvery <= 0 {
-			o.CheckpointEvery = DefaultCheckpointEvery
-		}
-		s.group = newGroupCommit(db, log, o.DeferUpdates, o.CheckpointEvery, s.checkpointed)
-	}
-	if o.ReleaseMapEvery == 0 {
-		o.ReleaseMapEvery = 2 * time.Second
-	}
-	if o.ReleaseMapEvery > 0 {
-		// Opening for writing after a crash walked every page of the file
-		// to find the free ones (see syncFreelist), which left the whole
-		// file resident: give it back now rather than in ReleaseMapEvery.
-		if !o.ReadOnly {
-			_ = s.ReleaseMap()
-		}
-		s.stopRelease = make(chan struct{})
-		s.released.Go(func() { s.releaseLoop(o.ReleaseMapEvery) })
 	}
 	return s, nil
 }
 
-// releaseLoop calls ReleaseMap every d until Close.
-func (s *Store) releaseLoop(d time.Duration) {
-	t := time.NewTicker(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stopRelease:
-			return
-		case <-t.C:
-			_ = s.ReleaseMap()
-		}
-	}
-}
-
-// ReleaseMap drops the resident pages of bbolt's read-only memory map of the
-// file. They are the kernel's page cache: the data stays cached and a later
-// read maps it again (a minor fault), but while mapped each counts in
-// Klaxon's RSS, and copy-on-write commits scatter the pages reads touch
-// across the whole file, so without this a store of 100,000 incidents keeps
-// most of its 270 MiB file resident. It runs inside a read transaction,
-// which holds off bbolt's remapping, so the range it names is the map.
-func (s *Store) ReleaseMap() error {
-	return s.db.View(func(tx *bolt.Tx) error {
-		return releaseMapped(s.db.Info().Data, uintptr(tx.Size()))
-	})
-}
-
-// Close closes the database file. Writes still queued fail with
-// bolt.ErrDatabaseNotOpen. Its last commit (a checkpoint, see wal.go) writes
-// bbolt's list of free pages, so that the next Open reads it instead of
-// walking the file (after a crash it walks: see syncFreelist), and the
-// records of the groups in bNewGroups under their keys (see newgroups.go).
+// Close closes the database file. Its last commit writes bbolt's list of
+// free pages, so that the next Open reads it instead of walking the file
+// (after a crash it walks: see syncFreelist).
 func (s *Store) Close() error {
-	s.stopReleasing()
-	if s.group != nil {
-		// Best effort: if it fails, the next Open replays the log, walks the
-		// file and reads the groups from bNewGroups; nothing is lost.
-		_ = s.group.stop(func(tx *bolt.Tx) error {
+	if !s.readOnly {
+		// Best effort: if it fails, the next Open walks the file.
+		_ = s.db.Update(func(tx *bolt.Tx) error {
 			s.db.NoFreelistSync = false // under the write lock, which every commit holds
-			return writeNewGroups(tx)
-		}, false)
-		s.log.close()
+			return tx.Bucket(bMeta).Put([]byte("schema"), []byte("1"))
+		})
 	}
 	return s.db.Close()
 }
 
-// stopReleasing ends releaseLoop, if it runs.
-func (s *Store) stopReleasing() {
-	if s.stopRelease != nil {
-		close(s.stopRelease)
-		s.released.Wait()
-		s.stopRelease = nil
-	}
-}
+// DB exposes the bbolt handle (for tests and tooling).
+func (s *Store) DB() *bolt.DB { return s.db }
 
-// DB exposes the bbolt handle (for tests and tooling), with every write
-// acknowledged so far committed to it.
-func (s *Store) DB() *bolt.DB {
-	if s.group != nil {
-		_ = s.group.settle()
-	}
-	return s.db
-}
-
-// Durable reports whether the store waits for the disk (fdatasync) before
-// it acknowledges a write and at every commit to klaxon.db: false only
-// when opened with Options.NoSync.
-func (s *Store) Durable() bool {
-	return !s.db.NoSync && !s.db.NoGrowSync && (s.log == nil || !s.log.noSync)
-}
-
-// view runs fn in a read transaction that sees every write acknowledged
-// before view was called: the writer commits its transaction first if one
-// is only in the write-ahead log (see wal.go). For reads of a few keys,
-// pointView is cheaper.
-func (s *Store) view(fn func(*bolt.Tx) error) error {
-	if s.group != nil {
-		if err := s.group.settle(); err != nil {
-			return err
-		}
-	}
-	return s.db.View(fn)
-}
-
-// pointView runs fn, a read of a few keys, where it sees every write
-// acknowledged before pointView was called: in the writer's transaction,
-// between two writes, if some are only in the write-ahead log (a webhook's
-// provider receipts and replies read one key each, and a checkpoint for
-// each would cost more than the writes), else in a read transaction. fn
-// must not keep the transaction's bytes.
-func (s *Store) pointView(fn func(*bolt.Tx) error) error {
-	if s.group != nil && s.group.unsettled() {
-		return s.group.read(fn)
-	}
-	return s.db.View(fn)
-}
+// Durable reports whether the store waits for the disk (fsync) before it
+// acknowledges a write: false only when opened with Options.NoSync.
+func (s *Store) Durable() bool { return !s.db.NoSync && !s.db.NoGrowSync }
 
 func be64(v uint64) []byte {
 	b := make([]byte, 8)
@@ -316,78 +187,53 @@ func be64(v uint64) []byte {
 	return b
 }
 
-// batch runs fn in the writer's transaction (see groupCommit) and reports
-// its duration. fn's changes go through wtx (see wal.go); it must be free of
-// outside effects, for if it fails they are undone. A deferrable write may
-// wait Options.DeferUpdates for company; a prompt one is made durable as
-// soon as the writer is free.
-func (s *Store) batch(ctx context.Context, w writeKind, fn func(*wtx) error) error {
+// batch runs fn in a write transaction and reports its duration and
+// outcome. A write with no other in flight commits at once (db.Update); one
+// that arrives while others are in flight shares a commit with them through
+// bbolt's Batch, so fn may run more than once and must be free of outside
+// effects.
+func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if s.group == nil {
+	if s.readOnly {
 		s.committed(bolt.ErrTxNotWritable) // a read-only store cannot take writes
 		return bolt.ErrTxNotWritable
 	}
 	start := time.Now()
 	var fnErr error
-	ran := false
-	err := s.group.do(func(tx *wtx) error {
-		ran, fnErr = true, fn(tx)
+	run := func(tx *bolt.Tx) error {
+		fnErr = fn(tx)
 		return fnErr
-	}, w == deferrable)
+	}
+	var err error
+	if s.inflight.Add(1) == 1 {
+		err = s.db.Update(run)
+	} else {
+		err = s.db.Batch(run)
+	}
+	s.inflight.Add(-1)
 	switch {
 	case err == nil:
 		if s.onCommit != nil {
 			s.onCommit(time.Since(start))
 		}
 		s.committed(nil)
-	case !ran || fnErr == nil:
-		// fn agreed to commit (or never got a transaction): the disk refused.
+	case fnErr == nil || !errors.Is(err, fnErr):
+		// fn agreed to commit: the disk refused.
 		s.committed(err)
 	}
 	return err
 }
 
-// writeKind says whether a write may wait for company (see Options.DeferUpdates).
-type writeKind int
-
-const (
-	prompt writeKind = iota
-	deferrable
-)
-
 // committed records the outcome of a write that wanted to commit.
 func (s *Store) committed(err error) {
 	s.mu.Lock()
 	s.commitErr = err
-	failing := s.failingLocked()
 	s.mu.Unlock()
 	if s.onResult != nil {
-		s.onResult(failing)
+		s.onResult(err)
 	}
-}
-
-// checkpointed records a checkpoint's outcome. OnCommitResult hears of a
-// failure, and of the success that ends one.
-func (s *Store) checkpointed(err error) {
-	s.mu.Lock()
-	was := s.checkpointErr
-	s.checkpointErr = err
-	failing := s.failingLocked()
-	s.mu.Unlock()
-	if s.onResult != nil && (err != nil || was != nil) {
-		s.onResult(failing)
-	}
-}
-
-// failingLocked is what keeps writes from the disk, nil when nothing does:
-// the last write's failure, else the last checkpoint's. s.mu is held.
-func (s *Store) failingLocked() error {
-	if s.commitErr != nil {
-		return s.commitErr
-	}
-	return s.checkpointErr
 }
 
 func getJSON(b *bolt.Bucket, k []byte, v any) (bool, error) {
@@ -398,9 +244,8 @@ func getJSON(b *bolt.Bucket, k []byte, v any) (bool, error) {
 	return true, json.Unmarshal(data, v)
 }
 
-// put stores v under k in b, written by enc (one of package encode's).
-func put[T any](b interface{ Put(k, v []byte) error }, k []byte, v *T, enc func([]byte, *T) ([]byte, error)) error {
-	data, err := enc(nil, v)
+func putJSON(b *bolt.Bucket, k []byte, v any) error {
+	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
@@ -419,55 +264,12 @@ func loadIncident(tx *bolt.Tx, id uint64) (*escalation.Incident, error) {
 	return &inc, nil
 }
 
-// loadStored reads incident id for a write, decoded once per stored
-// version (see decoded). The result must not change: writers change a Clone.
-func (s *Store) loadStored(tx *bolt.Tx, id uint64) (*escalation.Incident, error) {
-	raw := tx.Bucket(bIncidents).Get(be64(id))
-	if raw == nil {
-		return nil, escalation.ErrNotFound
-	}
-	if inc, ok := s.dec.get(id, raw); ok {
-		return inc, nil
-	}
-	var inc escalation.Incident
-	if err := json.Unmarshal(raw, &inc); err != nil {
-		return nil, fmt.Errorf("incident %d: %w", id, err)
-	}
-	s.dec.put(id, bytes.Clone(raw), &inc)
-	return &inc, nil
-}
-
-func (s *Store) saveIncident(tx *wtx, inc *escalation.Incident) error {
-	data, err := encode.Incident(nil, inc)
-	if err != nil {
-		return err
-	}
-	if err := tx.bucket(bIncidents).Put(be64(inc.ID), data); err != nil {
-		return err
-	}
-	s.dec.put(inc.ID, data, storedForm(inc))
-	if inc.State == escalation.Resolved {
-		return tx.bucket(bOpen).Delete(be64(inc.ID))
-	}
-	return tx.bucket(bOpen).Put(be64(inc.ID), append(be64(index.UnixNano(inc.Escalation.NextAt)), inc.State...))
-}
-
 // openState reads an entry of the schedule index.
 func openState(v []byte) (escalation.State, time.Time) {
 	if len(v) < 8 {
 		return escalation.State(v), time.Time{}
 	}
 	return escalation.State(v[8:]), index.FromUnixNano(binary.BigEndian.Uint64(v))
-}
-
-// indexPage keeps the index of unfinished pages in step with p.
-func indexPage(tx *wtx, p *escalation.PageRecord) error {
-	b := tx.bucket(bPending)
-	k := index.SubKey(p.Incident, p.Seq)
-	if p.Status.Done() {
-		return b.Delete(k)
-	}
-	return b.Put(k, index.Pending(p))
 }
 
 // lastSeq finds the highest sequence under id's prefix in bucket b.
@@ -485,38 +287,18 @@ func lastSeq(b *bolt.Bucket, id uint64) int {
 	return int(binary.BigEndian.Uint32(k[8:]))
 }
 
-// loadPages reads incident id's pages. A write passes the writer's cache
-// (kept), so that each is decoded once per stored version (see decoded);
-// reads pass nil.
-func loadPages(tx *bolt.Tx, id uint64, kept *decoded[pageKey, escalation.PageRecord]) ([]escalation.PageRecord, error) {
+// loadPages reads incident id's pages.
+func loadPages(tx *bolt.Tx, id uint64) ([]escalation.PageRecord, error) {
 	var out []escalation.PageRecord
 	c := tx.Bucket(bPages).Cursor()
 	for k, v := c.Seek(be64(id)); k != nil && len(k) == 12 && binary.BigEndian.Uint64(k) == id; k, v = c.Next() {
-		key := pageKey{incident: id, seq: int(binary.BigEndian.Uint32(k[8:]))}
-		p, ok := kept.get(key, v)
-		if !ok {
-			if err := json.Unmarshal(v, &p); err != nil {
-				return nil, fmt.Errorf("page %x: %w", k, err)
-			}
-			kept.put(key, bytes.Clone(v), p)
+		var p escalation.PageRecord
+		if err := json.Unmarshal(v, &p); err != nil {
+			return nil, fmt.Errorf("page %x: %w", k, err)
 		}
 		out = append(out, p)
 	}
 	return out, nil
-}
-
-// savePage writes page p of incident id and keeps the index of unfinished
-// pages in step.
-func (s *Store) savePage(tx *wtx, id uint64, p *escalation.PageRecord) error {
-	data, err := encode.Page(nil, p)
-	if err != nil {
-		return err
-	}
-	if err := tx.bucket(bPages).Put(index.SubKey(id, p.Seq), data); err != nil {
-		return err
-	}
-	s.pages.put(pageKey{incident: id, seq: p.Seq}, data, storedPage(*p))
-	return indexPage(tx, p)
 }
 
 // fillPercent packs pages of buckets whose keys only grow (incident ids,
@@ -524,179 +306,102 @@ func (s *Store) savePage(tx *wtx, id uint64, p *escalation.PageRecord) error {
 // open incidents the file, and the memory map the engine touches, is smaller.
 const fillPercent = 0.9
 
-// applyChange runs fn and writes the incident and its change. stored, when
-// not nil, is the incident as stored before fn changed inc: if inc is still
-// the same, it is not written again (a page's result usually changes only
-// the page). fresh says inc was opened in this transaction: nothing is
-// stored under its id yet (ids come from the bucket's sequence and are never
-// reused), so there are no pages or timeline entries to look for.
-func (s *Store) applyChange(tx *wtx, inc, stored *escalation.Incident, fresh bool, extra []escalation.Event, fn escalation.UpdateFunc) (escalation.Change, error) {
-	for _, name := range [][]byte{bIncidents, bOpen, bPending, bTimeline, bPages} {
-		tx.Bucket(name).FillPercent = fillPercent
-	}
-	var ch escalation.Change
-	var pages []escalation.PageRecord
-	if !fresh {
-		var err error
-		if pages, err = loadPages(tx.Tx, inc.ID, &s.pages); err != nil {
-			return ch, err
+// Write implements escalation.Store on bbolt's Batch. A function that fails
+// before it writes anything (an unknown incident, a decision against the
+// write) is answered without failing the batch it shares: bbolt would run
+// the batch again without it, and then it alone.
+func (s *Store) Write(ctx context.Context, fn func(escalation.Tx) error) error {
+	var early error
+	err := s.batch(ctx, func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bIncidents, bOpen, bPending, bTimeline, bPages} {
+			tx.Bucket(name).FillPercent = fillPercent
 		}
-	}
-	pseq := 0 // the last page's sequence: pages come in key order
-	if n := len(pages); n > 0 {
-		pseq = pages[n-1].Seq
-	}
-	if fn != nil {
-		var err error
-		ch, err = fn(inc, pages)
-		if errors.Is(err, escalation.ErrNoChange) && len(extra) == 0 {
-			return ch, err
-		}
-		if err != nil && !errors.Is(err, escalation.ErrNoChange) {
-			return ch, err
-		}
-	}
-	ch.Events = append(extra, ch.Events...)
-	if stored == nil || !inc.Same(stored) {
-		if err := s.saveIncident(tx, inc); err != nil {
-			return ch, err
-		}
-	}
-	tl := tx.bucket(bTimeline)
-	seq := 0
-	if !fresh {
-		seq = lastSeq(tl.Bucket, inc.ID)
-	}
-	for i := range ch.Events {
-		seq++
-		if err := put(tl, index.SubKey(inc.ID, seq), &ch.Events[i], encode.Event); err != nil {
-			return ch, err
-		}
-	}
-	for i := range ch.Pages {
-		p := &ch.Pages[i]
-		if p.Seq == 0 {
-			pseq++
-			p.Seq = pseq
-			p.Incident = inc.ID
-			p.ID = escalation.PageID(inc.ID, p.Seq)
-		}
-		if err := s.savePage(tx, inc.ID, p); err != nil {
-			return ch, err
-		}
-	}
-	for _, sw := range ch.State {
-		if err := putState(tx, sw); err != nil {
-			return ch, err
-		}
-	}
-	return ch, nil
-}
-
-// Ingest implements escalation.Store.
-func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.Time, decide escalation.IngestFunc) (escalation.IngestResult, error) {
-	var res escalation.IngestResult
-	var gone []newGroup // for the index to forget after the commit
-	err := s.batch(ctx, prompt, func(tx *wtx) error {
-		res, gone = escalation.IngestResult{}, gone[:0]
-		g, from, err := s.loadGroup(tx.Tx, n.GroupKey)
-		if err != nil {
-			return err
-		}
-		var inc *escalation.Incident
-		var ev []escalation.Event
-		changed := false
-		if g.Open != 0 {
-			stored, err := s.loadStored(tx.Tx, g.Open)
-			if err != nil {
-				return err
-			}
-			inc = stored.Clone()
-			ev, changed = escalation.Merge(inc, &g, n, now)
-		} else {
-			ib := tx.bucket(bIncidents)
-			inc, ev = escalation.OpenIncident(ib.Sequence()+1, &g, n, now)
-			changed = inc != nil
-			if inc != nil {
-				if _, err := ib.NextSequence(); err != nil {
-					return err
-				}
-				res.Opened = true
-			}
-		}
-		if !changed {
-			// Nothing new: a duplicate (name the incident it duplicates), or
-			// only stale or resolved alerts.
-			res.Incident = g.Open
+		t := &boltTx{tx: tx}
+		early = fn(t)
+		if early != nil && !t.wrote {
 			return nil
 		}
-		res.Incident, res.Changed, res.Resolved = inc.ID, true, inc.State == escalation.Resolved
-		fn := func(inc *escalation.Incident, pages []escalation.PageRecord) (escalation.Change, error) {
-			return decide(inc, pages, ev)
-		}
-		_, err = s.applyChange(tx, inc, nil, res.Opened, ev, fn)
-		if errors.Is(err, escalation.ErrNoChange) {
-			// A quiet refresh (new annotations): the incident changes, its
-			// escalation does not.
-			err = s.saveIncident(tx, inc)
-		}
-		if err != nil {
-			return err
-		}
-		return s.saveGroup(tx, n.GroupKey, &g, from, &gone)
+		return early
 	})
 	if err == nil {
-		s.newGroups.forget(gone)
+		return early
 	}
-	return res, err
+	return err
 }
 
-// Update implements escalation.Store.
-func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc) (escalation.Incident, escalation.Change, error) {
-	var out escalation.Incident
-	var ch escalation.Change
-	var gone []newGroup // for the index to forget after the commit
-	err := s.batch(ctx, deferrable, func(tx *wtx) error {
-		gone = gone[:0]
-		stored, err := s.loadStored(tx.Tx, id)
-		if err != nil {
+// boltTx is escalation.Tx on a bbolt write transaction.
+type boltTx struct {
+	tx    *bolt.Tx
+	wrote bool
+}
+
+func (t *boltTx) Group(key string) (escalation.Group, error) {
+	var g escalation.Group
+	if _, err := getJSON(t.tx.Bucket(bGroups), []byte(key), &g); err != nil {
+		return g, fmt.Errorf("group %q: %w", key, err)
+	}
+	return g, nil
+}
+
+func (t *boltTx) PutGroup(key string, g *escalation.Group) error {
+	t.wrote = true
+	return putJSON(t.tx.Bucket(bGroups), []byte(key), g)
+}
+
+func (t *boltTx) NextID() (uint64, error) {
+	t.wrote = true
+	return t.tx.Bucket(bIncidents).NextSequence()
+}
+
+func (t *boltTx) Incident(id uint64) (*escalation.Incident, error) { return loadIncident(t.tx, id) }
+
+func (t *boltTx) PutIncident(inc *escalation.Incident) error {
+	t.wrote = true
+	if err := putJSON(t.tx.Bucket(bIncidents), be64(inc.ID), inc); err != nil {
+		return err
+	}
+	if inc.State == escalation.Resolved {
+		return t.tx.Bucket(bOpen).Delete(be64(inc.ID))
+	}
+	return t.tx.Bucket(bOpen).Put(be64(inc.ID), append(be64(index.UnixNano(inc.Escalation.NextAt)), inc.State...))
+}
+
+func (t *boltTx) Pages(id uint64) ([]escalation.PageRecord, error) { return loadPages(t.tx, id) }
+
+func (t *boltTx) PutPage(p *escalation.PageRecord) error {
+	t.wrote = true
+	k := index.SubKey(p.Incident, p.Seq)
+	if err := putJSON(t.tx.Bucket(bPages), k, p); err != nil {
+		return err
+	}
+	if p.Status.Done() {
+		return t.tx.Bucket(bPending).Delete(k)
+	}
+	return t.tx.Bucket(bPending).Put(k, index.Pending(p))
+}
+
+func (t *boltTx) AppendEvents(id uint64, evs []escalation.Event) error {
+	t.wrote = true
+	tl := t.tx.Bucket(bTimeline)
+	seq := lastSeq(tl, id)
+	for i := range evs {
+		seq++
+		if err := putJSON(tl, index.SubKey(id, seq), &evs[i]); err != nil {
 			return err
 		}
-		inc := stored.Clone()
-		before := inc.State
-		ch, err = s.applyChange(tx, inc, stored, false, nil, fn)
-		if err != nil {
-			return err
-		}
-		if before != escalation.Resolved && inc.State == escalation.Resolved && inc.GroupKey != "" {
-			// Resolved by hand: detach from the Alertmanager group so its next
-			// firing opens a new incident.
-			g, from, err := s.loadGroup(tx.Tx, inc.GroupKey)
-			if err != nil {
-				return err
-			}
-			escalation.CloseGroup(inc, &g)
-			if err := s.saveGroup(tx, inc.GroupKey, &g, from, &gone); err != nil {
-				return err
-			}
-		}
-		out = *inc
-		return nil
-	})
-	if err == nil {
-		s.newGroups.forget(gone)
 	}
-	if errors.Is(err, escalation.ErrNoChange) {
-		inc, gerr := s.Incident(ctx, id)
-		return inc, escalation.Change{}, gerr
-	}
-	return out, ch, err
+	return nil
+}
+
+func (t *boltTx) PutState(w notifiers.StateWrite) error {
+	t.wrote = true
+	return putState(t.tx, w)
 }
 
 // Incident implements escalation.Store.
 func (s *Store) Incident(ctx context.Context, id uint64) (escalation.Incident, error) {
 	var out escalation.Incident
-	err := s.pointView(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
 		inc, err := loadIncident(tx, id)
 		if err == nil {
 			out = *inc
@@ -709,7 +414,7 @@ func (s *Store) Incident(ctx context.Context, id uint64) (escalation.Incident, e
 // Timeline implements escalation.Store.
 func (s *Store) Timeline(ctx context.Context, id uint64) ([]escalation.Event, error) {
 	var out []escalation.Event
-	err := s.pointView(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
 		if tx.Bucket(bIncidents).Get(be64(id)) == nil {
 			return escalation.ErrNotFound
 		}
@@ -729,9 +434,9 @@ func (s *Store) Timeline(ctx context.Context, id uint64) ([]escalation.Event, er
 // Pages implements escalation.Store.
 func (s *Store) Pages(ctx context.Context, id uint64) ([]escalation.PageRecord, error) {
 	var out []escalation.PageRecord
-	err := s.pointView(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
-		out, err = loadPages(tx, id, nil)
+		out, err = loadPages(tx, id)
 		return err
 	})
 	return out, err
@@ -743,7 +448,7 @@ func (s *Store) Incidents(ctx context.Context, f escalation.Filter) ([]escalatio
 		f.Limit = 100
 	}
 	var out []escalation.Incident
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
 		ib := tx.Bucket(bIncidents)
 		if f.State == escalation.Open || f.State == escalation.Acknowledged {
 			// Walk the small index of unresolved incidents.
@@ -791,7 +496,7 @@ func seekBefore(c *bolt.Cursor, id uint64) ([]byte, []byte) {
 // Schedule implements escalation.Store from the two small indexes only, so a
 // restart reads a few bytes per incident instead of every incident.
 func (s *Store) Schedule(ctx context.Context, fn func(escalation.Due) error) error {
-	return s.view(func(tx *bolt.Tx) error {
+	return s.db.View(func(tx *bolt.Tx) error {
 		return schedule(ctx, tx.Bucket(bOpen).Cursor(), tx.Bucket(bPending).Cursor(), fn)
 	})
 }
@@ -811,7 +516,7 @@ type ScheduleSnapshot struct {
 // make every write that grows the file wait for it.
 func (s *Store) SnapshotSchedule() (*ScheduleSnapshot, error) {
 	ss := &ScheduleSnapshot{open: &flatKV{}, pending: &flatKV{}}
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
 		for _, c := range []struct {
 			b   []byte
 			out *flatKV
@@ -914,7 +619,7 @@ func schedule(ctx context.Context, c, pc cursor, fn func(escalation.Due) error) 
 // called once per carrier page, which a rate limit makes rare.
 func (s *Store) Held(ctx context.Context, person string, ch notifiers.Channel, newest int) (escalation.Held, error) {
 	var h escalation.Held
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bPending).Cursor()
 		for k, v := c.Last(); k != nil; k, v = c.Prev() {
 			if !index.HeldFor(v, person, ch) {
@@ -933,7 +638,7 @@ func (s *Store) Held(ctx context.Context, person string, ch notifiers.Channel, n
 // HeldPages implements escalation.Store from the unfinished-page index.
 func (s *Store) HeldPages(ctx context.Context, person string, ch notifiers.Channel, after string, limit int) ([]string, error) {
 	var out []string
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bPending).Cursor()
 		k, v := c.First()
 		if after != "" {
@@ -961,7 +666,7 @@ func (s *Store) HeldPages(ctx context.Context, person string, ch notifiers.Chann
 // Counts implements escalation.Store.
 func (s *Store) Counts(ctx context.Context) (map[escalation.State]int, error) {
 	out := map[escalation.State]int{escalation.Open: 0, escalation.Acknowledged: 0, escalation.Resolved: 0}
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
 		unresolved := 0
 		err := tx.Bucket(bOpen).ForEach(func(k, v []byte) error {
 			st, _ := openState(v)
@@ -996,16 +701,13 @@ func (s *Store) Ping(ctx context.Context) error {
 	if s.commitErr != nil {
 		return fmt.Errorf("last write could not commit: %w", s.commitErr)
 	}
-	if s.checkpointErr != nil {
-		return fmt.Errorf("writes are safe in the write-ahead log but could not be committed to the database: %w", s.checkpointErr)
-	}
 	return nil
 }
 
 // GetState implements notifiers.StateStore.
 func (s *Store) GetState(ctx context.Context, bucket, key string) ([]byte, error) {
 	var out []byte
-	err := s.pointView(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bState).Bucket([]byte(bucket))
 		if b == nil {
 			return nil
@@ -1021,15 +723,26 @@ func (s *Store) GetState(ctx context.Context, bucket, key string) ([]byte, error
 // PutState implements notifiers.StateStore.
 func (s *Store) PutState(ctx context.Context, bucket, key string, value []byte) error {
 	v := append([]byte(nil), value...) // nil for nil or empty: a delete
-	return s.batch(ctx, prompt, func(tx *wtx) error {
+	return s.batch(ctx, func(tx *bolt.Tx) error {
 		return putState(tx, notifiers.StateWrite{Bucket: bucket, Key: key, Value: v})
 	})
 }
 
+// stateBucket returns the channels' state namespace ns, creating it if need be.
+func stateBucket(tx *bolt.Tx, ns []byte) (*bolt.Bucket, error) {
+	return tx.Bucket(bState).CreateBucketIfNotExists(ns)
+}
+
+// stateIfAny returns the channels' state namespace ns if it exists.
+func stateIfAny(tx *bolt.Tx, ns []byte) (*bolt.Bucket, bool) {
+	b := tx.Bucket(bState).Bucket(ns)
+	return b, b != nil
+}
+
 // putState writes (nil Value: deletes) one state key and when it was
 // written, unless w.Replaces turns the write down.
-func putState(tx *wtx, w notifiers.StateWrite) error {
-	b, err := tx.state([]byte(w.Bucket))
+func putState(tx *bolt.Tx, w notifiers.StateWrite) error {
+	b, err := stateBucket(tx, []byte(w.Bucket))
 	if err != nil {
 		return err
 	}
@@ -1038,12 +751,12 @@ func putState(tx *wtx, w notifiers.StateWrite) error {
 	}
 	tk := append(append([]byte(w.Bucket), 0), w.Key...)
 	if w.Value == nil {
-		if err := tx.bucket(bStateTime).Delete(tk); err != nil {
+		if err := tx.Bucket(bStateTime).Delete(tk); err != nil {
 			return err
 		}
 		return b.Delete([]byte(w.Key))
 	}
-	if err := tx.bucket(bStateTime).Put(tk, be64(uint64(time.Now().UnixNano()))); err != nil {
+	if err := tx.Bucket(bStateTime).Put(tk, be64(uint64(time.Now().UnixNano()))); err != nil {
 		return err
 	}
 	return b.Put([]byte(w.Key), w.Value)
@@ -1055,8 +768,8 @@ func putState(tx *wtx, w notifiers.StateWrite) error {
 func (s *Store) CreateState(ctx context.Context, bucket, key string, value []byte) ([]byte, error) {
 	v := append([]byte(nil), value...)
 	var out []byte
-	err := s.batch(ctx, prompt, func(tx *wtx) error {
-		b, err := tx.state([]byte(bucket))
+	err := s.batch(ctx, func(tx *bolt.Tx) error {
+		b, err := stateBucket(tx, []byte(bucket))
 		if err != nil {
 			return err
 		}
@@ -1065,7 +778,7 @@ func (s *Store) CreateState(ctx context.Context, bucket, key string, value []byt
 			return nil
 		}
 		tk := append(append([]byte(bucket), 0), key...)
-		if err := tx.bucket(bStateTime).Put(tk, be64(uint64(time.Now().UnixNano()))); err != nil {
+		if err := tx.Bucket(bStateTime).Put(tk, be64(uint64(time.Now().UnixNano()))); err != nil {
 			return err
 		}
 		out = v
@@ -1091,7 +804,7 @@ func (s *Store) Prune(ctx context.Context, p escalation.Prune) (escalation.Prune
 		for {
 			var n int
 			done := false
-			err := s.batch(ctx, prompt, func(tx *wtx) error {
+			err := s.batch(ctx, func(tx *bolt.Tx) error {
 				n, done = 0, false
 				c := tx.Bucket(bIncidents).Cursor()
 				var victims []uint64
@@ -1136,8 +849,8 @@ func (s *Store) Prune(ctx context.Context, p escalation.Prune) (escalation.Prune
 				break
 			}
 		}
-		err := s.batch(ctx, prompt, func(tx *wtx) error {
-			gb := tx.bucket(bGroups)
+		err := s.batch(ctx, func(tx *bolt.Tx) error {
+			gb := tx.Bucket(bGroups)
 			var stale [][]byte
 			err := gb.ForEach(func(k, v []byte) error {
 				var g escalation.Group
@@ -1168,12 +881,12 @@ func (s *Store) Prune(ctx context.Context, p escalation.Prune) (escalation.Prune
 		}
 	}
 	for _, sp := range p.State {
-		err := s.batch(ctx, prompt, func(tx *wtx) error {
-			b, ok := tx.stateIfAny([]byte(sp.Bucket))
+		err := s.batch(ctx, func(tx *bolt.Tx) error {
+			b, ok := stateIfAny(tx, []byte(sp.Bucket))
 			if !ok {
 				return nil
 			}
-			tb := tx.bucket(bStateTime)
+			tb := tx.Bucket(bStateTime)
 			prefix := append(append([]byte(sp.Bucket), 0), sp.Prefix...)
 			var old [][]byte
 			c := tb.Cursor()
@@ -1201,12 +914,12 @@ func (s *Store) Prune(ctx context.Context, p escalation.Prune) (escalation.Prune
 }
 
 // deleteIncident removes a resolved incident with its timeline and pages.
-func deleteIncident(tx *wtx, id uint64) error {
-	if err := tx.bucket(bIncidents).Delete(be64(id)); err != nil {
+func deleteIncident(tx *bolt.Tx, id uint64) error {
+	if err := tx.Bucket(bIncidents).Delete(be64(id)); err != nil {
 		return err
 	}
 	for _, name := range [][]byte{bTimeline, bPages, bPending} {
-		b := tx.bucket(name)
+		b := tx.Bucket(name)
 		c := b.Cursor()
 		for k, _ := c.Seek(be64(id)); k != nil && len(k) >= 8 && binary.BigEndian.Uint64(k) == id; k, _ = c.Seek(be64(id)) {
 			if err := b.Delete(bytes.Clone(k)); err != nil {
@@ -1214,19 +927,14 @@ func deleteIncident(tx *wtx, id uint64) error {
 			}
 		}
 	}
-	// A resolved incident's group has its record; an entry left over would
-	// only cost the index a few bytes until the next open.
-	if err := tx.bucket(bNewGroups).Delete(be64(id)); err != nil {
-		return err
-	}
-	return tx.bucket(bOpen).Delete(be64(id))
+	return tx.Bucket(bOpen).Delete(be64(id))
 }
 
 // SweepState implements notifiers.StateSweeper in one write transaction
 // (none when nothing is deleted).
 func (s *Store) SweepState(ctx context.Context, bucket string, keep func(key string, value []byte) bool) error {
 	var drop [][]byte
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bState).Bucket([]byte(bucket))
 		if b == nil {
 			return nil
@@ -1241,8 +949,8 @@ func (s *Store) SweepState(ctx context.Context, bucket string, keep func(key str
 	if err != nil || len(drop) == 0 {
 		return err
 	}
-	return s.batch(ctx, prompt, func(tx *wtx) error {
-		b, ok := tx.stateIfAny([]byte(bucket))
+	return s.batch(ctx, func(tx *bolt.Tx) error {
+		b, ok := stateIfAny(tx, []byte(bucket))
 		if !ok {
 			return nil
 		}
@@ -1250,7 +958,7 @@ func (s *Store) SweepState(ctx context.Context, bucket string, keep func(key str
 			if err := b.Delete(k); err != nil {
 				return err
 			}
-			if err := tx.bucket(bStateTime).Delete(append(append([]byte(bucket), 0), k...)); err != nil {
+			if err := tx.Bucket(bStateTime).Delete(append(append([]byte(bucket), 0), k...)); err != nil {
 				return err
 			}
 		}
@@ -1262,7 +970,7 @@ func (s *Store) SweepState(ctx context.Context, bucket string, keep func(key str
 // counter, every incident with its timeline and outbox (oldest first), every
 // Alertmanager group, and the channels' state.
 func (s *Store) Export(ctx context.Context, x escalation.Exporter) error {
-	return s.view(func(tx *bolt.Tx) error {
+	return s.db.View(func(tx *bolt.Tx) error {
 		if err := x.Sequence(tx.Bucket(bIncidents).Sequence()); err != nil {
 			return err
 		}
@@ -1283,7 +991,7 @@ func (s *Store) Export(ctx context.Context, x escalation.Exporter) error {
 				}
 				tl = append(tl, e)
 			}
-			pages, err := loadPages(tx, inc.ID, nil)
+			pages, err := loadPages(tx, inc.ID)
 			if err != nil {
 				return err
 			}
@@ -1302,7 +1010,7 @@ func (s *Store) Export(ctx context.Context, x escalation.Exporter) error {
 		if err != nil {
 			return err
 		}
-		if nb := tx.Bucket(bNewGroups); nb != nil { // nil in a file no Klaxon with it has opened
+		if nb := tx.Bucket(bNewGroups); nb != nil { // a file left by c735968 (see legacy.go), read-only
 			err = nb.ForEach(func(k, v []byte) error {
 				return x.Group(string(v), escalation.Group{Open: binary.BigEndian.Uint64(k)})
 			})

@@ -58,7 +58,7 @@ func TestConcurrentIngestBatches(t *testing.T) {
 	ids := make([]uint64, n)
 	for i := range n {
 		wg.Go(func() {
-			res, err := s.Ingest(ctx, note(fmt.Sprint("g", i), "firing"), now, noDecide)
+			res, err := escalation.Ingest(ctx, s, note(fmt.Sprint("g", i), "firing"), now, noDecide)
 			if err != nil {
 				t.Error(err)
 			}
@@ -86,7 +86,7 @@ func TestConcurrentIngestBatches(t *testing.T) {
 		t.Fatalf("paging: got %v", idsOf(page2))
 	}
 	for i := range n / 2 {
-		if _, err := s.Ingest(ctx, note(fmt.Sprint("g", i), "resolved"), now, noDecide); err != nil {
+		if _, err := escalation.Ingest(ctx, s, note(fmt.Sprint("g", i), "resolved"), now, noDecide); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -116,7 +116,7 @@ func TestDataSurvivesReopenAndReadOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Ingest(ctx, note("g", "firing"), now, noDecide); err != nil {
+	if _, err := escalation.Ingest(ctx, s, note("g", "firing"), now, noDecide); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.PutState(ctx, "matrix", "next_batch", []byte("s42")); err != nil {
@@ -150,7 +150,7 @@ func TestUpdateUnknownIncident(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	_, _, err = s.Update(context.Background(), 7, func(*escalation.Incident, []escalation.PageRecord) (escalation.Change, error) {
+	_, _, err = escalation.Update(context.Background(), s, 7, func(*escalation.Incident, []escalation.PageRecord) (escalation.Change, error) {
 		return escalation.Change{}, nil
 	})
 	if !errors.Is(err, escalation.ErrNotFound) {
@@ -178,12 +178,12 @@ func TestRetentionKeepsTheStoreBounded(t *testing.T) {
 			g := fmt.Sprintf("day%d-%d", day, i)
 			n := note(g, "firing")
 			n.Alerts[0].StartsAt = at
-			if _, err := s.Ingest(ctx, n, at, noDecide); err != nil {
+			if _, err := escalation.Ingest(ctx, s, n, at, noDecide); err != nil {
 				t.Fatal(err)
 			}
 			r := note(g, "resolved")
 			r.Alerts[0].StartsAt, r.Alerts[0].EndsAt = at, at.Add(time.Minute)
-			if _, err := s.Ingest(ctx, r, at.Add(time.Minute), noDecide); err != nil {
+			if _, err := escalation.Ingest(ctx, s, r, at.Add(time.Minute), noDecide); err != nil {
 				t.Fatal(err)
 			}
 			if err := s.PutState(ctx, "twilio", fmt.Sprintf("seen:%d-%d", day, i), []byte{1}); err != nil {
@@ -248,7 +248,7 @@ func TestScheduleSnapshot(t *testing.T) {
 		if i%5 == 0 {
 			decide = withPage
 		}
-		if _, err := s.Ingest(ctx, note(fmt.Sprint("before", i), "firing"), now, decide); err != nil {
+		if _, err := escalation.Ingest(ctx, s, note(fmt.Sprint("before", i), "firing"), now, decide); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -261,7 +261,7 @@ func TestScheduleSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 2000 { // enough to grow the file and its memory map
-		if _, err := s.Ingest(ctx, note(fmt.Sprint("after", i), "firing"), now, noDecide); err != nil {
+		if _, err := escalation.Ingest(ctx, s, note(fmt.Sprint("after", i), "firing"), now, noDecide); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -307,8 +307,8 @@ func TestOpenSyncsByDefault(t *testing.T) {
 }
 
 // TestRolledBackWriteIsNotSeenByTheNext: an update whose transaction fails
-// after its incident was written leaves nothing behind, not even in the
-// incidents the writer keeps decoded: the next update sees the stored one.
+// after its incident was written leaves nothing behind:
+// the next update sees the stored incident.
 func TestRolledBackWriteIsNotSeenByTheNext(t *testing.T) {
 	ctx := context.Background()
 	st, err := boltstore.Open(t.TempDir(), boltstore.Options{NoSync: true})
@@ -316,7 +316,7 @@ func TestRolledBackWriteIsNotSeenByTheNext(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	res, err := st.Ingest(ctx, note("g", "firing"), now, noDecide)
+	res, err := escalation.Ingest(ctx, st, note("g", "firing"), now, noDecide)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +324,7 @@ func TestRolledBackWriteIsNotSeenByTheNext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = st.Update(ctx, res.Incident, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
+	_, _, err = escalation.Update(ctx, st, res.Incident, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
 		inc.Title = "changed, then rolled back"
 		// A state write without a bucket fails after the incident was written.
 		return escalation.Change{State: []notifiers.StateWrite{{Key: "k", Value: []byte("v")}}}, nil
@@ -333,7 +333,7 @@ func TestRolledBackWriteIsNotSeenByTheNext(t *testing.T) {
 		t.Fatal("an update with a state write to no bucket succeeded")
 	}
 	var seen string
-	_, _, err = st.Update(ctx, res.Incident, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
+	_, _, err = escalation.Update(ctx, st, res.Incident, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
 		seen = inc.Title
 		return escalation.Change{}, escalation.ErrNoChange
 	})

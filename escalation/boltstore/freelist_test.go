@@ -42,7 +42,7 @@ func TestCommitWritesDoNotGrowWithFreeSpace(t *testing.T) {
 		before := allocated()
 		for range n {
 			lone++
-			if _, err := s.Ingest(ctx, note(fmt.Sprint("lone-", lone), "firing"), now, noDecide); err != nil {
+			if _, err := escalation.Ingest(ctx, s, note(fmt.Sprint("lone-", lone), "firing"), now, noDecide); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -88,7 +88,7 @@ func TestFreeSpaceIsReusedAfterARestart(t *testing.T) {
 			for i := range free / 2 {
 				n := note(fmt.Sprint("after-", i), "firing")
 				n.Alerts[0].Annotations = map[string]string{"description": stormText}
-				if _, err := s.Ingest(context.Background(), n, now, noDecide); err != nil {
+				if _, err := escalation.Ingest(context.Background(), s, n, now, noDecide); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -123,7 +123,7 @@ func openAndResolve(t testing.TB, s *boltstore.Store, n int64, text string) {
 				for i := next.Add(1); i <= n; i = next.Add(1) {
 					n := note(fmt.Sprint("storm-", i), status)
 					n.Alerts[0].Annotations = map[string]string{"description": text}
-					if _, err := s.Ingest(context.Background(), n, now, noDecide); err != nil {
+					if _, err := escalation.Ingest(context.Background(), s, n, now, noDecide); err != nil {
 						t.Error(err)
 						return
 					}

@@ -50,7 +50,7 @@ func TestCommitFailureShowsInPingAndResult(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Refused by the domain (no such incident): not a commit failure.
-	if _, _, err := w.Update(context.Background(), 42, func(*escalation.Incident, []escalation.PageRecord) (escalation.Change, error) {
+	if _, _, err := escalation.Update(context.Background(), w, 42, func(*escalation.Incident, []escalation.PageRecord) (escalation.Change, error) {
 		return escalation.Change{}, nil
 	}); err == nil {
 		t.Fatal("update of a missing incident succeeded")

@@ -16,9 +16,9 @@
 //	state/<be16 len><bucket><key>    channels' state
 //	statet/<be16 len><bucket><key>   be64 when that state key was written (retention)
 //
-// Read-modify-write is optimistic: read at one revision, decide, then commit
-// only if the keys read are unchanged (their ModRevision), else read again.
-// Decide functions may therefore run more than once, as with bbolt's Batch.
+// Read-modify-write is optimistic (see txn.go): read at one revision, decide,
+// then commit only if the keys read are unchanged since, else read again.
+// A Write's function may therefore run more than once, as with bbolt's Batch.
 //
 // A store made with Fenced adds one more comparison to every write: the
 // election key's create revision, so a replica that lost its leadership (paused,
@@ -36,7 +36,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/klaxon-oncall/klaxon/escalation"
@@ -92,8 +91,7 @@ type Store struct {
 	// cluster refuses a transaction as too large.
 	maxTxnOps *atomic.Int64
 	log       *slog.Logger
-	ingests   *callQueue[*ingestCall, string]
-	updates   *callQueue[*updateCall, uint64]
+	queue     *writeQueue // Writes waiting for a shared transaction
 }
 
 var _ escalation.Store = (*Store)(nil)
@@ -116,15 +114,8 @@ func New(cli *clientv3.Client, o Options) *Store {
 	limit.Store(int64(o.MaxTxnOps))
 	s := &Store{cli: cli, prefix: o.Prefix, writer: o.Writer, onCommit: o.OnCommit, timeout: o.Timeout,
 		maxTxnOps: limit, log: o.Logger}
-	s.queues()
+	s.queue = &writeQueue{}
 	return s
-}
-
-// queues gives s its own queues of calls waiting for shared transactions
-// (a fenced view commits with its fence, so it needs its own).
-func (s *Store) queues() {
-	s.ingests = newCallQueue(s.ingestBatchSize, s.ingestBatch)
-	s.updates = newCallQueue(s.updateBatchSize, s.updateBatch)
 }
 
 // Fenced returns a view of the store whose every write also requires that
@@ -134,7 +125,7 @@ func (s *Store) Fenced(key string, rev int64, writer string) *Store {
 	f := *s
 	f.fence = []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", rev)}
 	f.fenceKey, f.fenceRev, f.writer = key, rev, writer
-	f.queues()
+	f.queue = &writeQueue{} // its batches commit with its fence
 	return &f
 }
 
@@ -242,145 +233,18 @@ func (s *Store) commit(ctx context.Context, cmps []clientv3.Cmp, ops []clientv3.
 	return true, nil
 }
 
-// snapshot is what a read-modify-write read about one incident.
-type snapshot struct {
-	inc    *escalation.Incident
-	incRev int64 // ModRevision of the incident key
-	tlSeq  int
-	tlRev  int64
-	pages  []escalation.PageRecord
-}
-
-// readIncident reads incident id, its timeline sequence and its pages at one revision.
-func (s *Store) readIncident(ctx context.Context, id uint64) (*snapshot, error) {
-	resp, err := s.cli.Txn(ctx).Then(s.incidentReads(id)...).Commit()
-	if err != nil {
-		return nil, fmt.Errorf("etcd: %w", err)
-	}
-	return s.decodeIncident(id, resp.Responses)
-}
-
-// incidentReads are the three reads of readIncident.
-func (s *Store) incidentReads(id uint64) []clientv3.Op {
-	pp := s.k("page/", string(be64(id)))
-	return []clientv3.Op{
-		clientv3.OpGet(s.kInc(id)),
-		clientv3.OpGet(s.kTLSeq(id)),
-		clientv3.OpGet(pp, clientv3.WithRange(prefixEnd(pp))),
-	}
-}
-
-// decodeIncident makes a snapshot of the responses to incidentReads(id).
-func (s *Store) decodeIncident(id uint64, r []*etcdserverpb.ResponseOp) (*snapshot, error) {
-	incKV := r[0].GetResponseRange().Kvs
-	if len(incKV) == 0 {
-		return nil, escalation.ErrNotFound
-	}
-	sn := &snapshot{inc: &escalation.Incident{}, incRev: incKV[0].ModRevision}
-	if err := json.Unmarshal(incKV[0].Value, sn.inc); err != nil {
-		return nil, fmt.Errorf("incident %d: %w", id, err)
-	}
-	if kv := r[1].GetResponseRange().Kvs; len(kv) > 0 && len(kv[0].Value) == 4 {
-		sn.tlSeq, sn.tlRev = int(binary.BigEndian.Uint32(kv[0].Value)), kv[0].ModRevision
-	}
-	for _, kv := range r[2].GetResponseRange().Kvs {
-		var p escalation.PageRecord
-		if err := json.Unmarshal(kv.Value, &p); err != nil {
-			return nil, fmt.Errorf("page %x: %w", kv.Key, err)
-		}
-		sn.pages = append(sn.pages, p)
-	}
-	return sn, nil
-}
-
-// writeChange runs fn (when set) on the snapshot's incident and returns the
-// operations that write the incident and its change.
-func (s *Store) writeChange(sn *snapshot, extra []escalation.Event, fn escalation.UpdateFunc) ([]clientv3.Op, escalation.Change, error) {
-	inc := sn.inc
-	var ch escalation.Change
-	if fn != nil {
-		pages := append([]escalation.PageRecord(nil), sn.pages...)
-		var err error
-		ch, err = fn(inc, pages)
-		if errors.Is(err, escalation.ErrNoChange) && len(extra) == 0 {
-			return nil, ch, err
-		}
-		if err != nil && !errors.Is(err, escalation.ErrNoChange) {
-			return nil, ch, err
-		}
-	}
-	ch.Events = append(append([]escalation.Event(nil), extra...), ch.Events...)
-	ops, err := s.saveIncident(inc)
-	if err != nil {
-		return nil, ch, err
-	}
-	if len(ch.Events) > 0 {
-		data, err := json.Marshal(ch.Events)
-		if err != nil {
-			return nil, ch, err
-		}
-		seq := sn.tlSeq + 1
-		b := make([]byte, 4)
-		binary.BigEndian.PutUint32(b, uint32(seq))
-		ops = append(ops, clientv3.OpPut(s.kTL(inc.ID, seq), string(data)), clientv3.OpPut(s.kTLSeq(inc.ID), string(b)))
-	}
-	pseq := 0
-	for _, p := range sn.pages {
-		pseq = max(pseq, p.Seq)
-	}
-	for i := range ch.Pages {
-		p := &ch.Pages[i]
-		if p.Seq == 0 {
-			pseq++
-			p.Seq = pseq
-			p.Incident = inc.ID
-			p.ID = escalation.PageID(inc.ID, p.Seq)
-		}
-		data, err := json.Marshal(p)
-		if err != nil {
-			return nil, ch, err
-		}
-		ops = append(ops, clientv3.OpPut(s.kPage(inc.ID, p.Seq), string(data)))
-		if p.Status.Done() {
-			ops = append(ops, clientv3.OpDelete(s.kPend(inc.ID, p.Seq)))
-		} else {
-			ops = append(ops, clientv3.OpPut(s.kPend(inc.ID, p.Seq), s.pendValue(p)))
-		}
-	}
-	return ops, ch, nil
-}
-
-// saveIncident returns the operations that write inc and its schedule entry.
+// saveIncident returns the operations that write inc and its schedule
+// entry, outside a Write (an import).
 func (s *Store) saveIncident(inc *escalation.Incident) ([]clientv3.Op, error) {
 	data, err := json.Marshal(inc)
 	if err != nil {
 		return nil, err
 	}
 	ops := []clientv3.Op{clientv3.OpPut(s.kInc(inc.ID), string(data))}
-	if inc.State == escalation.Resolved {
-		ops = append(ops, clientv3.OpDelete(s.kOpen(inc.ID)))
-	} else {
+	if inc.State != escalation.Resolved {
 		ops = append(ops, clientv3.OpPut(s.kOpen(inc.ID), s.openValue(inc)))
 	}
 	return ops, nil
-}
-
-// readGroup reads a group and the id counter at one revision.
-func (s *Store) readGroup(ctx context.Context, key string) (g escalation.Group, gRev int64, seq uint64, seqRev int64, err error) {
-	resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(s.kGroup(key)), clientv3.OpGet(s.kSeq())).Commit()
-	if err != nil {
-		return g, 0, 0, 0, fmt.Errorf("etcd: %w", err)
-	}
-	if kv := resp.Responses[0].GetResponseRange().Kvs; len(kv) > 0 {
-		gRev = kv[0].ModRevision
-		if err := json.Unmarshal(kv[0].Value, &g); err != nil {
-			return g, 0, 0, 0, fmt.Errorf("group %q: %w", key, err)
-		}
-	}
-	if kv := resp.Responses[1].GetResponseRange().Kvs; len(kv) > 0 && len(kv[0].Value) == 8 {
-		seq, seqRev = binary.BigEndian.Uint64(kv[0].Value), kv[0].ModRevision
-	}
-	return g, gRev, seq, seqRev, nil
 }
 
 func putJSON(key string, v any) (clientv3.Op, error) {
@@ -389,201 +253,6 @@ func putJSON(key string, v any) (clientv3.Op, error) {
 		return clientv3.Op{}, err
 	}
 	return clientv3.OpPut(key, string(data)), nil
-}
-
-// Ingest implements escalation.Store. Concurrent calls are committed
-// together (see batch.go), as bbolt's Batch does for boltstore.
-func (s *Store) Ingest(ctx context.Context, n escalation.Notification, now time.Time, decide escalation.IngestFunc) (escalation.IngestResult, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	if err := ctx.Err(); err != nil {
-		return escalation.IngestResult{}, err
-	}
-	c := &ingestCall{ctx: ctx, n: n, now: now, decide: decide, done: make(chan ingestResult, 1)}
-	s.ingests.push(c)
-	select {
-	case r := <-c.done:
-		return r.res, r.err
-	case <-ctx.Done():
-		// The write may still commit: the caller answers 503 and
-		// Alertmanager's retry finds it (ingest is idempotent).
-		return escalation.IngestResult{}, ctx.Err()
-	}
-}
-
-// ingestSingle is Ingest alone in its transaction, retried on conflicts.
-func (s *Store) ingestSingle(ctx context.Context, n escalation.Notification, now time.Time, decide escalation.IngestFunc) (escalation.IngestResult, error) {
-	for range maxRetries {
-		if err := ctx.Err(); err != nil {
-			return escalation.IngestResult{}, err
-		}
-		res, done, err := s.ingestOnce(ctx, n, now, decide)
-		if err != nil || done {
-			return res, err
-		}
-	}
-	return escalation.IngestResult{}, fmt.Errorf("group %q: too much contention, gave up after %d attempts", n.GroupKey, maxRetries)
-}
-
-func (s *Store) ingestOnce(ctx context.Context, n escalation.Notification, now time.Time, decide escalation.IngestFunc) (escalation.IngestResult, bool, error) {
-	g, gRev, seq, seqRev, err := s.readGroup(ctx, n.GroupKey)
-	if err != nil {
-		return escalation.IngestResult{}, false, err
-	}
-	var sn *snapshot
-	if g.Open != 0 {
-		if sn, err = s.readIncident(ctx, g.Open); err != nil {
-			return escalation.IngestResult{}, false, err
-		}
-	}
-	p, err := s.planIngest(n, now, decide, g, sn, seq)
-	if err != nil || !p.res.Changed {
-		return p.res, err == nil, err
-	}
-	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.kGroup(n.GroupKey)), "=", gRev)}
-	if sn != nil {
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.kInc(g.Open)), "=", sn.incRev))
-	}
-	ops := p.ops
-	if p.res.Opened {
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.kSeq()), "=", seqRev))
-		ops = append(ops, clientv3.OpPut(s.kSeq(), string(be64(seq+1))))
-	}
-	ok, err := s.commit(ctx, cmps, ops)
-	if err != nil || !ok {
-		return p.res, false, err
-	}
-	return p.res, true, nil
-}
-
-// ingestPlan is what one notification writes.
-type ingestPlan struct {
-	res escalation.IngestResult
-	ops []clientv3.Op // without the id counter
-}
-
-// planIngest merges n into its group's open incident sn (nil: none), or opens
-// incident seq+1, and returns the writes. Nothing changed means a duplicate.
-func (s *Store) planIngest(n escalation.Notification, now time.Time, decide escalation.IngestFunc, g escalation.Group, sn *snapshot, seq uint64) (ingestPlan, error) {
-	var p ingestPlan
-	var ev []escalation.Event
-	changed := false
-	if sn != nil {
-		ev, changed = escalation.Merge(sn.inc, &g, n, now)
-	} else {
-		var inc *escalation.Incident
-		inc, ev = escalation.OpenIncident(seq+1, &g, n, now)
-		changed = inc != nil
-		if inc != nil {
-			sn = &snapshot{inc: inc}
-			p.res.Opened = true
-		}
-	}
-	if !changed {
-		// Nothing new: a duplicate (name the incident it duplicates), or only
-		// stale or resolved alerts. The read was linearizable, so the answer
-		// is as good as a commit.
-		return ingestPlan{res: escalation.IngestResult{Incident: g.Open}}, nil
-	}
-	inc := sn.inc
-	p.res.Incident, p.res.Changed, p.res.Resolved = inc.ID, true, inc.State == escalation.Resolved
-	fn := func(inc *escalation.Incident, pages []escalation.PageRecord) (escalation.Change, error) {
-		return decide(inc, pages, ev)
-	}
-	ops, ch, err := s.writeChange(sn, ev, fn)
-	if err == nil && len(ch.State) > 0 {
-		return ingestPlan{}, errors.New("etcdstore: channel state is written with Update, not Ingest")
-	}
-	if errors.Is(err, escalation.ErrNoChange) {
-		// A quiet refresh (new annotations): the incident changes, its
-		// escalation does not.
-		ops, err = s.saveIncident(inc)
-	}
-	if err != nil {
-		return ingestPlan{}, err
-	}
-	gop, err := putJSON(s.kGroup(n.GroupKey), &g)
-	if err != nil {
-		return ingestPlan{}, err
-	}
-	p.ops = append(ops, gop)
-	return p, nil
-}
-
-// Update implements escalation.Store. Concurrent updates of different
-// incidents share transactions (see updates.go).
-func (s *Store) Update(ctx context.Context, id uint64, fn escalation.UpdateFunc) (escalation.Incident, escalation.Change, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	if err := ctx.Err(); err != nil {
-		return escalation.Incident{}, escalation.Change{}, err
-	}
-	c := &updateCall{ctx: ctx, id: id, fn: fn, done: make(chan updateResult, 1)}
-	s.updates.push(c)
-	select {
-	case r := <-c.done:
-		if !r.alone {
-			return r.inc, r.ch, r.err
-		}
-	case <-ctx.Done():
-		// The write may still commit; the caller's error says it may not.
-		return escalation.Incident{}, escalation.Change{}, ctx.Err()
-	}
-	return s.updateAlone(ctx, id, fn)
-}
-
-// updateAlone is Update in its own transactions, retried on conflicts.
-func (s *Store) updateAlone(ctx context.Context, id uint64, fn escalation.UpdateFunc) (escalation.Incident, escalation.Change, error) {
-	for range maxRetries {
-		if err := ctx.Err(); err != nil {
-			return escalation.Incident{}, escalation.Change{}, err
-		}
-		sn, err := s.readIncident(ctx, id)
-		if err != nil {
-			return escalation.Incident{}, escalation.Change{}, err
-		}
-		before := sn.inc.State
-		ops, ch, err := s.writeChange(sn, nil, fn)
-		if errors.Is(err, escalation.ErrNoChange) {
-			inc, err := s.Incident(ctx, id)
-			return inc, escalation.Change{}, err
-		}
-		if err != nil {
-			return escalation.Incident{}, escalation.Change{}, err
-		}
-		inc := sn.inc
-		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.kInc(id)), "=", sn.incRev)}
-		if len(ch.State) > 0 {
-			scmps, sops, err := s.stateWrites(ctx, ch.State)
-			if err != nil {
-				return escalation.Incident{}, escalation.Change{}, err
-			}
-			cmps, ops = append(cmps, scmps...), append(ops, sops...)
-		}
-		if before != escalation.Resolved && inc.State == escalation.Resolved && inc.GroupKey != "" {
-			// Resolved by hand: detach from the Alertmanager group so its next
-			// firing opens a new incident.
-			g, gRev, _, _, err := s.readGroup(ctx, inc.GroupKey)
-			if err != nil {
-				return escalation.Incident{}, escalation.Change{}, err
-			}
-			escalation.CloseGroup(inc, &g)
-			gop, err := putJSON(s.kGroup(inc.GroupKey), &g)
-			if err != nil {
-				return escalation.Incident{}, escalation.Change{}, err
-			}
-			ops = append(ops, gop)
-			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.kGroup(inc.GroupKey)), "=", gRev))
-		}
-		ok, err := s.commit(ctx, cmps, ops)
-		if err != nil {
-			return escalation.Incident{}, escalation.Change{}, err
-		}
-		if ok {
-			return *inc, ch, nil
-		}
-	}
-	return escalation.Incident{}, escalation.Change{}, fmt.Errorf("incident %d: too much contention, gave up after %d attempts", id, maxRetries)
 }
 
 // Incident implements escalation.Store.
@@ -892,46 +561,6 @@ func (s *Store) PutState(ctx context.Context, bucket, key string, value []byte) 
 	return err
 }
 
-// stateWrites reads the state keys ws write and returns their writes, each
-// compared with the key as read (so a Replaces decision holds at commit).
-func (s *Store) stateWrites(ctx context.Context, ws []notifiers.StateWrite) ([]clientv3.Cmp, []clientv3.Op, error) {
-	resp, err := s.cli.Txn(ctx).Then(s.stateReads(ws)...).Commit()
-	if err != nil {
-		return nil, nil, fmt.Errorf("etcd: %w", err)
-	}
-	cmps, ops := s.stateOps(ws, resp.Responses)
-	return cmps, ops, nil
-}
-
-// stateReads are the reads stateOps needs, one per write.
-func (s *Store) stateReads(ws []notifiers.StateWrite) []clientv3.Op {
-	gets := make([]clientv3.Op, len(ws))
-	for i, w := range ws {
-		gets[i] = clientv3.OpGet(s.kState(w.Bucket, w.Key))
-	}
-	return gets
-}
-
-// stateOps turns ws into compares and writes given the responses to their
-// stateReads: each key compared with its revision as read, and written
-// unless its Replaces turns the value as read down.
-func (s *Store) stateOps(ws []notifiers.StateWrite, read []*etcdserverpb.ResponseOp) ([]clientv3.Cmp, []clientv3.Op) {
-	var cmps []clientv3.Cmp
-	var ops []clientv3.Op
-	for i, w := range ws {
-		var old []byte
-		var rev int64
-		if kvs := read[i].GetResponseRange().Kvs; len(kvs) > 0 {
-			old, rev = kvs[0].Value, kvs[0].ModRevision
-		}
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.kState(w.Bucket, w.Key)), "=", rev))
-		if w.Replaces == nil || w.Replaces(old) {
-			ops = append(ops, s.stateWriteOps(w.Bucket, w.Key, w.Value)...)
-		}
-	}
-	return cmps, ops
-}
-
 // stateWriteOps writes value (nil: deletes) under bucket/key, with when it
 // was written (what retention prunes by).
 func (s *Store) stateWriteOps(bucket, key string, value []byte) []clientv3.Op {
@@ -939,8 +568,11 @@ func (s *Store) stateWriteOps(bucket, key string, value []byte) []clientv3.Op {
 		return []clientv3.Op{clientv3.OpDelete(s.kState(bucket, key)), clientv3.OpDelete(s.kStateTime(bucket, key))}
 	}
 	return []clientv3.Op{clientv3.OpPut(s.kState(bucket, key), string(value)),
-		clientv3.OpPut(s.kStateTime(bucket, key), string(be64(uint64(time.Now().UnixNano()))))}
+		clientv3.OpPut(s.kStateTime(bucket, key), string(stateTime()))}
 }
+
+// stateTime is the value of a state key's statet entry: now.
+func stateTime() []byte { return be64(uint64(time.Now().UnixNano())) }
 
 // kStateTime keeps when a state key was last written: what retention prunes by.
 func (s *Store) kStateTime(bucket, key string) string {

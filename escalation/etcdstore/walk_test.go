@@ -145,7 +145,7 @@ func testRetriedCommitAppliesOnce(t *testing.T, flakyCli, cleanCli *clientv3.Cli
 	run := func(s *etcdstore.Store) outcome {
 		var o outcome
 		for _, g := range []string{"g1", "g2"} {
-			res, err := s.Ingest(ctx, storetest.Note(g, "firing"), time.Now(), storetest.NoDecide)
+			res, err := escalation.Ingest(ctx, s, storetest.Note(g, "firing"), time.Now(), storetest.NoDecide)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -153,7 +153,7 @@ func testRetriedCommitAppliesOnce(t *testing.T, flakyCli, cleanCli *clientv3.Cli
 		}
 		// A decision on the incident as read, as the engine's are: the
 		// retry finds it made.
-		if _, _, err := s.Update(ctx, o.ids[0], func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
+		if _, _, err := escalation.Update(ctx, s, o.ids[0], func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
 			if inc.State == escalation.Acknowledged {
 				return escalation.Change{}, escalation.ErrNoChange
 			}
@@ -164,7 +164,7 @@ func testRetriedCommitAppliesOnce(t *testing.T, flakyCli, cleanCli *clientv3.Cli
 		}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Ingest(ctx, storetest.Note("g1", "resolved"), time.Now(), storetest.NoDecide); err != nil {
+		if _, err := escalation.Ingest(ctx, s, storetest.Note("g1", "resolved"), time.Now(), storetest.NoDecide); err != nil {
 			t.Fatal(err)
 		}
 		tl, err := s.Timeline(ctx, o.ids[0])

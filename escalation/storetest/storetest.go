@@ -1,8 +1,12 @@
 // Package storetest is the contract every escalation.Store keeps, as one test
 // suite that each implementation runs against itself (boltstore, etcdstore):
-// idempotent ingest per groupKey, increasing incident ids, an append-only
-// timeline, the outbox and its schedule index, listings, counts, and the
-// channels' state store. The semantics are boltstore's, the reference.
+// storage semantics only. A transaction (Store.Write) reads its own writes
+// and writes all or nothing, concurrent transactions are isolated (none
+// loses another's write), ids increase, the timeline is append-only, and the
+// outbox keeps its schedule index; then listings, counts, retention and the
+// channels' state store. The rules of an incident's life written on top of
+// the transaction (escalation.Ingest and Update) are tested once, in package
+// escalation.
 package storetest
 
 import (
@@ -33,18 +37,9 @@ func Run(t *testing.T, open Open) {
 		fn   func(t *testing.T, s escalation.Store)
 	}{
 		{"IngestOpensIncidentWithIncreasingIDs", testIncreasingIDs},
-		{"IngestIsIdempotentPerGroupKey", testIdempotentIngest},
-		{"ResolvedGroupOpensNewIncident", testResolvedGroupReopens},
-		{"StaleFiringAfterResolutionOpensNothing", testStaleFiring},
-		{"DecideChangeIsWrittenWithIngest", testDecideWithIngest},
-		{"DecideErrorWritesNothing", testDecideError},
-		{"QuietRefreshUpdatesIncident", testQuietRefresh},
+		{"TxReadsItsOwnWrites", testTxReadsOwnWrites},
+		{"TxErrorWritesNothing", testTxError},
 		{"UpdateAppendsTimelineInOrder", testTimelineAppendOnly},
-		{"UpdateNoChangeWritesNothing", testUpdateNoChange},
-		{"UpdateUnknownIncident", testUpdateUnknown},
-		{"UpdateFnErrorWritesNothing", testUpdateError},
-		{"OutboxAssignsSeqAndUpdatesInPlace", testOutbox},
-		{"ManualResolveDetachesGroup", testManualResolve},
 		{"ScheduleIndex", testSchedule},
 		{"IncidentsListingAndPaging", testIncidents},
 		{"Counts", testCounts},
@@ -91,7 +86,7 @@ func ctx(t *testing.T) context.Context {
 
 func ingest(t *testing.T, s escalation.Store, n escalation.Notification, d escalation.IngestFunc) escalation.IngestResult {
 	t.Helper()
-	res, err := s.Ingest(ctx(t), n, now, d)
+	res, err := escalation.Ingest(ctx(t), s, n, now, d)
 	if err != nil {
 		t.Fatalf("ingest %s: %v", n.GroupKey, err)
 	}
@@ -117,7 +112,7 @@ func kinds(ev []escalation.Event) []escalation.EventKind {
 
 func update(t *testing.T, s escalation.Store, id uint64, fn escalation.UpdateFunc) (escalation.Incident, escalation.Change) {
 	t.Helper()
-	inc, ch, err := s.Update(ctx(t), id, fn)
+	inc, ch, err := escalation.Update(ctx(t), s, id, fn)
 	if err != nil {
 		t.Fatalf("update %d: %v", id, err)
 	}
@@ -151,140 +146,119 @@ func testIncreasingIDs(t *testing.T, s escalation.Store) {
 	}
 }
 
-func testIdempotentIngest(t *testing.T, s escalation.Store) {
-	first := ingest(t, s, Note("g", "firing"), NoDecide)
-	before := timeline(t, s, first.Incident)
-	calls := 0
-	again := ingest(t, s, Note("g", "firing"), func(*escalation.Incident, []escalation.PageRecord, []escalation.Event) (escalation.Change, error) {
-		calls++
-		return escalation.Change{}, nil
-	})
-	if again.Changed || again.Opened || again.Incident != first.Incident {
-		t.Fatalf("duplicate delivery = %+v, want nothing changed, naming incident %d", again, first.Incident)
-	}
-	if calls != 0 {
-		t.Fatalf("decide ran %d times for a duplicate", calls)
-	}
-	if after := timeline(t, s, first.Incident); len(after) != len(before) {
-		t.Fatalf("duplicate grew the timeline: %v → %v", kinds(before), kinds(after))
-	}
-	counts, _ := s.Counts(ctx(t))
-	if counts[escalation.Open] != 1 {
-		t.Fatalf("counts %v after a duplicate", counts)
-	}
-	// A new alert in the same group joins the open incident.
-	n := Note("g", "firing")
-	n.Alerts = append(n.Alerts, escalation.Alert{Fingerprint: "fp-2", Status: "firing", Labels: map[string]string{"alertname": "Y"}, StartsAt: now})
-	res := ingest(t, s, n, NoDecide)
-	if res.Incident != first.Incident || res.Opened || !res.Changed {
-		t.Fatalf("new alert in the group = %+v, want incident %d changed", res, first.Incident)
-	}
-	inc, _ := s.Incident(ctx(t), first.Incident)
-	if inc.Firing() != 2 {
-		t.Fatalf("incident has %d firing alerts, want 2", inc.Firing())
-	}
-}
-
-func testResolvedGroupReopens(t *testing.T, s escalation.Store) {
-	ingest(t, s, Note("g", "firing"), NoDecide)
-	res := ingest(t, s, Note("g", "resolved"), NoDecide)
-	if res.Incident != 1 || !res.Resolved || !res.Changed {
-		t.Fatalf("resolve = %+v", res)
-	}
-	inc, _ := s.Incident(ctx(t), 1)
-	if inc.State != escalation.Resolved || !inc.ResolvedAt.Equal(now) {
-		t.Fatalf("incident after resolve: state %s resolvedAt %s", inc.State, inc.ResolvedAt)
-	}
-	if got := kinds(timeline(t, s, 1)); got[len(got)-1] != escalation.EvResolved {
-		t.Fatalf("timeline %v does not end resolved", got)
-	}
-	if again := ingest(t, s, Note("g", "resolved"), NoDecide); again.Changed {
-		t.Fatalf("second resolve = %+v, want no change", again)
-	}
-	n := Note("g", "firing")
-	n.Alerts[0].StartsAt = now.Add(time.Minute)
-	if res := ingest(t, s, n, NoDecide); res.Incident != 2 || !res.Opened {
-		t.Fatalf("firing after resolution = %+v, want incident 2 opened", res)
-	}
-}
-
-func testStaleFiring(t *testing.T, s escalation.Store) {
-	ingest(t, s, Note("g", "firing"), NoDecide)
-	ingest(t, s, Note("g", "resolved"), NoDecide)
-	if res := ingest(t, s, Note("g", "firing"), NoDecide); res.Changed || res.Incident != 0 {
-		t.Fatalf("stale firing after resolution = %+v, want nothing", res)
-	}
-	if res := ingest(t, s, Note("other", "resolved"), NoDecide); res.Changed {
-		t.Fatalf("resolved-only delivery for an unknown group = %+v, want nothing", res)
-	}
-	counts, _ := s.Counts(ctx(t))
-	if counts[escalation.Open] != 0 || counts[escalation.Resolved] != 1 {
-		t.Fatalf("counts %v", counts)
-	}
-}
-
-func testDecideWithIngest(t *testing.T, s escalation.Store) {
-	var seen []escalation.EventKind
-	res := ingest(t, s, Note("g", "firing"), func(inc *escalation.Incident, pages []escalation.PageRecord, ev []escalation.Event) (escalation.Change, error) {
-		seen = kinds(ev)
-		if len(pages) != 0 {
-			t.Errorf("a new incident has pages %v", pages)
+// testTxReadsOwnWrites: within one Write, reads see the writes made before
+// them: ids allocated in turn, a group, an incident, its pages (with the
+// index of unfinished pages) and its timeline appended twice.
+func testTxReadsOwnWrites(t *testing.T, s escalation.Store) {
+	err := s.Write(ctx(t), func(tx escalation.Tx) error {
+		a, err := tx.NextID()
+		if err != nil {
+			return err
 		}
-		inc.Escalation.Started = true
-		inc.Escalation.NextAt = now.Add(5 * time.Minute)
-		var ch escalation.Change
-		ch.Note(now, escalation.EvStep, "step 1")
-		ch.Pages = []escalation.PageRecord{{Channel: "matrix", Kind: notifiers.KindPage, Status: escalation.PagePending, Recipient: notifiers.Recipient{PersonID: "alice"}}}
-		return ch, nil
+		b, err := tx.NextID()
+		if err != nil || a != 1 || b != 2 {
+			return fmt.Errorf("NextID twice = %d, %d (%v), want 1, 2", a, b, err)
+		}
+		if g, err := tx.Group("g"); err != nil || g.Open != 0 {
+			return fmt.Errorf("unknown group = %+v %v, want the zero Group", g, err)
+		}
+		if err := tx.PutGroup("g", &escalation.Group{Open: b}); err != nil {
+			return err
+		}
+		if g, err := tx.Group("g"); err != nil || g.Open != b {
+			return fmt.Errorf("group after PutGroup = %+v %v", g, err)
+		}
+		if _, err := tx.Incident(b); !errors.Is(err, escalation.ErrNotFound) {
+			return fmt.Errorf("incident before PutIncident: %v, want ErrNotFound", err)
+		}
+		inc := &escalation.Incident{ID: b, GroupKey: "g", State: escalation.Open, Title: "t", OpenedAt: now}
+		if err := tx.PutIncident(inc); err != nil {
+			return err
+		}
+		if got, err := tx.Incident(b); err != nil || got.Title != "t" {
+			return fmt.Errorf("incident after PutIncident = %+v %v", got, err)
+		}
+		for seq := 1; seq <= 2; seq++ {
+			p := &escalation.PageRecord{ID: escalation.PageID(b, seq), Incident: b, Seq: seq, Channel: "sms", Status: escalation.PagePending}
+			if err := tx.PutPage(p); err != nil {
+				return err
+			}
+		}
+		if pages, err := tx.Pages(b); err != nil || len(pages) != 2 || pages[1].Seq != 2 {
+			return fmt.Errorf("pages after PutPage = %+v %v", pages, err)
+		}
+		if err := tx.AppendEvents(b, []escalation.Event{{At: now, Kind: escalation.EvOpened, Text: "1"}}); err != nil {
+			return err
+		}
+		return tx.AppendEvents(b, []escalation.Event{{At: now, Kind: escalation.EvNote, Text: "2"}, {At: now, Kind: escalation.EvNote, Text: "3"}})
 	})
-	if !slices.Equal(seen, []escalation.EventKind{escalation.EvOpened, escalation.EvAlertFiring}) {
-		t.Fatalf("decide saw events %v", seen)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := kinds(timeline(t, s, res.Incident)); !slices.Equal(got, []escalation.EventKind{escalation.EvOpened, escalation.EvAlertFiring, escalation.EvStep}) {
-		t.Fatalf("timeline %v: the notification's entries, then decide's", got)
+	var texts []string
+	for _, e := range timeline(t, s, 2) {
+		texts = append(texts, e.Text)
 	}
-	inc, _ := s.Incident(ctx(t), res.Incident)
-	if !inc.Escalation.Started || !inc.Escalation.NextAt.Equal(now.Add(5*time.Minute)) {
-		t.Fatalf("decide's incident changes were not kept: %+v", inc.Escalation)
+	if !slices.Equal(texts, []string{"1", "2", "3"}) {
+		t.Fatalf("timeline %v, want 1 2 3", texts)
 	}
-	pages, err := s.Pages(ctx(t), res.Incident)
-	if err != nil || len(pages) != 1 || pages[0].ID != escalation.PageID(res.Incident, 1) || pages[0].Seq != 1 || pages[0].Incident != res.Incident {
-		t.Fatalf("pages %+v %v", pages, err)
+	var due []escalation.Due
+	if err := s.Schedule(ctx(t), func(d escalation.Due) error { due = append(due, d); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(due) != 1 || due[0].Incident != 2 || len(due[0].Pages) != 2 {
+		t.Fatalf("schedule %+v, want incident 2 with 2 unfinished pages", due)
+	}
+	if res := ingest(t, s, Note("h", "firing"), NoDecide); res.Incident != 3 {
+		t.Fatalf("next incident %d, want 3: both ids were allocated", res.Incident)
 	}
 }
 
-func testDecideError(t *testing.T, s escalation.Store) {
+// testTxError: a Write whose function fails keeps nothing it wrote.
+func testTxError(t *testing.T, s escalation.Store) {
+	ingest(t, s, Note("g", "firing"), NoDecide)
 	boom := errors.New("boom")
-	_, err := s.Ingest(ctx(t), Note("g", "firing"), now, func(*escalation.Incident, []escalation.PageRecord, []escalation.Event) (escalation.Change, error) {
-		return escalation.Change{}, boom
+	err := s.Write(ctx(t), func(tx escalation.Tx) error {
+		id, err := tx.NextID()
+		if err != nil {
+			return err
+		}
+		inc, err := tx.Incident(1)
+		if err != nil {
+			return err
+		}
+		inc.State = escalation.Acknowledged
+		for _, w := range []func() error{
+			func() error { return tx.PutIncident(inc) },
+			func() error { return tx.PutIncident(&escalation.Incident{ID: id, State: escalation.Open}) },
+			func() error { return tx.PutGroup("g", &escalation.Group{Open: id}) },
+			func() error { return tx.AppendEvents(1, []escalation.Event{{At: now, Kind: escalation.EvNote}}) },
+			func() error {
+				return tx.PutPage(&escalation.PageRecord{ID: "1-1", Incident: 1, Seq: 1, Status: escalation.PagePending})
+			},
+			func() error { return tx.PutState(notifiers.StateWrite{Bucket: "b", Key: "k", Value: []byte("v")}) },
+		} {
+			if err := w(); err != nil {
+				return err
+			}
+		}
+		return boom
 	})
 	if !errors.Is(err, boom) {
-		t.Fatalf("err = %v, want decide's error", err)
-	}
-	if _, err := s.Incident(ctx(t), 1); !errors.Is(err, escalation.ErrNotFound) {
-		t.Fatalf("a failed ingest left incident 1 behind: %v", err)
-	}
-	// The group is not bound to a phantom incident: a retry opens incident 1.
-	if res := ingest(t, s, Note("g", "firing"), NoDecide); res.Incident != 1 || !res.Opened {
-		t.Fatalf("retry after a failed ingest = %+v, want incident 1 opened", res)
-	}
-}
-
-func testQuietRefresh(t *testing.T, s escalation.Store) {
-	ingest(t, s, Note("g", "firing"), NoDecide)
-	before := timeline(t, s, 1)
-	n := Note("g", "firing")
-	n.Alerts[0].Annotations = map[string]string{"summary": "new words"}
-	res := ingest(t, s, n, NoDecide)
-	if !res.Changed || res.Incident != 1 || res.Opened {
-		t.Fatalf("refresh = %+v", res)
+		t.Fatalf("Write = %v, want the function's error", err)
 	}
 	inc, _ := s.Incident(ctx(t), 1)
-	if inc.Alerts[0].Annotations["summary"] != "new words" {
-		t.Fatalf("refreshed annotations not kept: %v", inc.Alerts[0].Annotations)
+	pages, _ := s.Pages(ctx(t), 1)
+	st, _ := s.GetState(ctx(t), "b", "k")
+	if inc.State != escalation.Open || len(timeline(t, s, 1)) != 2 || len(pages) != 0 || st != nil {
+		t.Fatalf("a failed Write kept something: state %s, %d entries, pages %v, state key %q", inc.State, len(timeline(t, s, 1)), pages, st)
 	}
-	if after := timeline(t, s, 1); len(after) != len(before) {
-		t.Fatalf("a quiet refresh wrote timeline entries: %v", kinds(after))
+	if _, err := s.Incident(ctx(t), 2); !errors.Is(err, escalation.ErrNotFound) {
+		t.Fatalf("a failed Write left incident 2: %v", err)
+	}
+	// The group still names incident 1: a duplicate is one.
+	if res := ingest(t, s, Note("g", "firing"), NoDecide); res.Incident != 1 || res.Changed {
+		t.Fatalf("duplicate after a failed Write = %+v, want incident 1 unchanged", res)
 	}
 }
 
@@ -310,97 +284,6 @@ func testTimelineAppendOnly(t *testing.T, s escalation.Store) {
 		if e.Kind == escalation.EvNote && e.Text[:5] != "other" {
 			t.Fatalf("incident 2's timeline holds %q", e.Text)
 		}
-	}
-}
-
-func testUpdateNoChange(t *testing.T, s escalation.Store) {
-	ingest(t, s, Note("g", "firing"), NoDecide)
-	before := timeline(t, s, 1)
-	inc, ch, err := s.Update(ctx(t), 1, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
-		inc.Title = "changed in memory only"
-		return escalation.Change{}, escalation.ErrNoChange
-	})
-	if err != nil || !ch.Empty() || inc.ID != 1 || inc.Title == "changed in memory only" {
-		t.Fatalf("no-change update = %+v %+v %v", inc, ch, err)
-	}
-	stored, _ := s.Incident(ctx(t), 1)
-	if stored.Title == "changed in memory only" {
-		t.Fatal("ErrNoChange wrote the incident")
-	}
-	if after := timeline(t, s, 1); len(after) != len(before) {
-		t.Fatal("ErrNoChange wrote the timeline")
-	}
-}
-
-func testUpdateUnknown(t *testing.T, s escalation.Store) {
-	_, _, err := s.Update(ctx(t), 7, note(escalation.EvNote, "x"))
-	if !errors.Is(err, escalation.ErrNotFound) {
-		t.Fatalf("err = %v, want ErrNotFound", err)
-	}
-}
-
-func testUpdateError(t *testing.T, s escalation.Store) {
-	ingest(t, s, Note("g", "firing"), NoDecide)
-	boom := errors.New("boom")
-	_, _, err := s.Update(ctx(t), 1, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
-		inc.State = escalation.Acknowledged
-		return escalation.Change{Events: []escalation.Event{{At: now, Kind: escalation.EvNote}}}, boom
-	})
-	if !errors.Is(err, boom) {
-		t.Fatalf("err = %v", err)
-	}
-	inc, _ := s.Incident(ctx(t), 1)
-	if inc.State != escalation.Open || len(timeline(t, s, 1)) != 2 {
-		t.Fatalf("a failed update wrote something: state %s, %d entries", inc.State, len(timeline(t, s, 1)))
-	}
-}
-
-func testOutbox(t *testing.T, s escalation.Store) {
-	ingest(t, s, Note("g", "firing"), NoDecide)
-	_, ch := update(t, s, 1, func(inc *escalation.Incident, pages []escalation.PageRecord) (escalation.Change, error) {
-		return escalation.Change{Pages: []escalation.PageRecord{
-			{Channel: "matrix", Kind: notifiers.KindPage, Status: escalation.PagePending, Recipient: notifiers.Recipient{PersonID: "alice"}},
-			{Channel: "phone", Kind: notifiers.KindPage, Status: escalation.PagePending, Recipient: notifiers.Recipient{PersonID: "bob"}},
-		}}, nil
-	})
-	if len(ch.Pages) != 2 || ch.Pages[0].ID != "1-1" || ch.Pages[1].ID != "1-2" || ch.Pages[1].Incident != 1 {
-		t.Fatalf("returned change does not carry the assigned ids: %+v", ch.Pages)
-	}
-	update(t, s, 1, func(inc *escalation.Incident, pages []escalation.PageRecord) (escalation.Change, error) {
-		if len(pages) != 2 {
-			t.Errorf("fn sees %d pages, want 2", len(pages))
-		}
-		p := pages[0]
-		p.Status, p.Attempts, p.ProviderID = escalation.PageSent, 1, "evt-1"
-		return escalation.Change{Pages: []escalation.PageRecord{p, {Channel: "pagerduty", Kind: notifiers.KindPage, Status: escalation.PagePending}}}, nil
-	})
-	pages, err := s.Pages(ctx(t), 1)
-	if err != nil || len(pages) != 3 {
-		t.Fatalf("pages %+v %v", pages, err)
-	}
-	if pages[0].Status != escalation.PageSent || pages[0].ProviderID != "evt-1" || pages[2].ID != "1-3" || pages[2].Channel != "pagerduty" {
-		t.Fatalf("outbox after update: %+v", pages)
-	}
-	if other, err := s.Pages(ctx(t), 9); err != nil || len(other) != 0 {
-		t.Fatalf("pages of an unknown incident: %v %v", other, err)
-	}
-}
-
-func testManualResolve(t *testing.T, s escalation.Store) {
-	ingest(t, s, Note("g", "firing"), NoDecide)
-	inc, _ := update(t, s, 1, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
-		inc.State, inc.ResolvedAt = escalation.Resolved, now
-		var ch escalation.Change
-		ch.Note(now, escalation.EvResolved, "by hand")
-		return ch, nil
-	})
-	if inc.State != escalation.Resolved {
-		t.Fatalf("returned incident %s", inc.State)
-	}
-	n := Note("g", "firing")
-	n.Alerts[0].StartsAt = now.Add(time.Minute)
-	if res := ingest(t, s, n, NoDecide); res.Incident != 2 || !res.Opened {
-		t.Fatalf("firing after a manual resolve = %+v, want a new incident", res)
 	}
 }
 
@@ -546,7 +429,7 @@ func IngestBurst(t *testing.T, s escalation.Store, c context.Context, n int, pre
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			res, err := s.Ingest(c, Note(fmt.Sprint(prefix, i), "firing"), now, NoDecide)
+			res, err := escalation.Ingest(c, s, Note(fmt.Sprint(prefix, i), "firing"), now, NoDecide)
 			if err != nil {
 				t.Errorf("webhook %d: %v", i, err)
 			}
@@ -568,7 +451,7 @@ func testConcurrentSameGroup(t *testing.T, s escalation.Store) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			res, err := s.Ingest(ctx(t), Note("same", "firing"), now, NoDecide)
+			res, err := escalation.Ingest(ctx(t), s, Note("same", "firing"), now, NoDecide)
 			if err != nil {
 				t.Error(err)
 			}
@@ -594,7 +477,7 @@ func testConcurrentUpdates(t *testing.T, s escalation.Store) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			_, _, err := s.Update(ctx(t), 1, func(inc *escalation.Incident, pages []escalation.PageRecord) (escalation.Change, error) {
+			_, _, err := escalation.Update(ctx(t), s, 1, func(inc *escalation.Incident, pages []escalation.PageRecord) (escalation.Change, error) {
 				inc.Escalation.Generation++
 				return escalation.Change{
 					Events: []escalation.Event{{At: now, Kind: escalation.EvNote, Text: fmt.Sprint(i)}},
@@ -645,7 +528,7 @@ func testConcurrentUpdatesMany(t *testing.T, s escalation.Store) {
 		for j := range each + 1 {
 			wg.Go(func() {
 				id := uint64(i + 1)
-				_, ch, err := s.Update(ctx(t), id, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
+				_, ch, err := escalation.Update(ctx(t), s, id, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
 					if j == each {
 						inc.Title = "changed in memory only"
 						return escalation.Change{}, escalation.ErrNoChange
@@ -771,7 +654,7 @@ func testUpdateState(t *testing.T, s escalation.Store) {
 		t.Fatalf("state = %q, want v2 (v0 does not replace it)", got)
 	}
 	// A change that is not written writes no state either.
-	_, _, err := s.Update(c, id, func(*escalation.Incident, []escalation.PageRecord) (escalation.Change, error) {
+	_, _, err := escalation.Update(c, s, id, func(*escalation.Incident, []escalation.PageRecord) (escalation.Change, error) {
 		return escalation.Change{State: []notifiers.StateWrite{w("v3", nil)}}, errors.New("decided against it")
 	})
 	if err == nil {
@@ -805,7 +688,7 @@ func testPing(t *testing.T, s escalation.Store) {
 func testCanceled(t *testing.T, s escalation.Store) {
 	c, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := s.Ingest(c, Note("g", "firing"), now, NoDecide); err == nil {
+	if _, err := escalation.Ingest(c, s, Note("g", "firing"), now, NoDecide); err == nil {
 		t.Fatal("ingest with a canceled context succeeded")
 	}
 	if err := s.Ping(c); err == nil {
@@ -877,13 +760,13 @@ func testPrune(t *testing.T, s escalation.Store) {
 		at := now.Add(time.Duration(i) * day)
 		n := Note(g, "firing")
 		n.Alerts[0].StartsAt = at
-		if _, err := s.Ingest(ctx(t), n, at, NoDecide); err != nil {
+		if _, err := escalation.Ingest(ctx(t), s, n, at, NoDecide); err != nil {
 			t.Fatal(err)
 		}
 		if g != "open" {
 			r := Note(g, "resolved")
 			r.Alerts[0].StartsAt, r.Alerts[0].EndsAt = at, at.Add(time.Minute)
-			if _, err := s.Ingest(ctx(t), r, at.Add(time.Minute), NoDecide); err != nil {
+			if _, err := escalation.Ingest(ctx(t), s, r, at.Add(time.Minute), NoDecide); err != nil {
 				t.Fatal(err)
 			}
 		}

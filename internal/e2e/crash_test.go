@@ -74,7 +74,7 @@ func TestKillDuringIngestLosesNothingAcknowledged(t *testing.T) {
 	t.Logf("sent %d webhooks, %d answered 200 before the kill", sent.Load(), len(want))
 
 	// klaxon.db is consistent as the crash left it, and the store opens
-	// (replaying the write-ahead log, as the next klaxon serve does) with
+	// (as the next klaxon serve does) with
 	// every acknowledged webhook.
 	db, err := bolt.Open(filepath.Join(k.DataDir(), boltstore.FileName), 0o600, &bolt.Options{ReadOnly: true})
 	if err != nil {

@@ -54,7 +54,7 @@ func BenchmarkDurableIngestHashedGroups(b *testing.B) {
 }
 
 func benchDurableIngest(b *testing.B, o ingestOptions) {
-	st, err := boltstore.Open(b.TempDir(), boltstore.Options{DeferUpdates: boltstore.DefaultDeferUpdates}) // fsync on, as klaxon serve opens it
+	st, err := boltstore.Open(b.TempDir(), boltstore.Options{}) // fsync on, as klaxon serve opens it
 	if err != nil {
 		b.Fatal(err)
 	}
