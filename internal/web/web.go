@@ -315,6 +315,9 @@ func parseForm(rw http.ResponseWriter, r *http.Request) bool {
 	return r.ParseForm() == nil
 }
 
+// linkActions are the actions a signed link's page offers.
+var linkActions = map[string]bool{"ack": true, "escalate": true, "resolve": true}
+
 func parseAction(s string) (notifiers.Action, bool) {
 	switch s {
 	case "ack":
@@ -452,6 +455,13 @@ func (w *Web) linkAct(rw http.ResponseWriter, r *http.Request) {
 	}
 	if !parseForm(rw, r) || !w.sameOrigin(r) || !w.cfg.Signer.csrfOK(r.PathValue("token"), r.PostForm.Get("csrf")) {
 		w.fail(rw, r, http.StatusForbidden, "Refused", "This form is stale or came from another site. Open the link again.")
+		return
+	}
+	// A link does only what its page shows: it may sit in a PagerDuty
+	// incident or a shared room that others read, and withdrawing an
+	// acknowledgement (which restarts paging) is not one of its buttons.
+	if name := r.PostForm.Get("action"); !linkActions[name] {
+		w.fail(rw, r, http.StatusBadRequest, "Unknown action", "A link can acknowledge, escalate or resolve; sign in for anything else.")
 		return
 	}
 	done, ok := w.apply(rw, r, c.Incident, r.PostForm.Get("action"), p, c.PageID)
