@@ -28,6 +28,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/klaxon-oncall/klaxon/escalation"
 	"github.com/klaxon-oncall/klaxon/escalation/rota"
@@ -355,9 +357,23 @@ func (w *Web) signinForm(rw http.ResponseWriter, r *http.Request) {
 	w.render(rw, r, http.StatusOK, "signin", pageData{Title: "Sign in", Data: signinView{Next: safeNext(r.URL.Query().Get("next")), Enabled: w.cfg.Tokens != nil}})
 }
 
-// safeNext keeps a post-sign-in redirect on this site.
+// safeNext keeps a post-sign-in redirect on this site: a path (with an
+// optional query) and nothing a browser could read as another origin.
+// Browsers drop tabs and newlines from a URL and read "\\" as "/", so
+// "/\t/evil.example" and "/\\evil.example" are "//evil.example" to them:
+// control characters, spaces and backslashes anywhere are refused, and what
+// is left must parse as a path-only URL.
 func safeNext(s string) string {
-	if s == "" || !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.HasPrefix(s, "/\\") || len(s) > 512 {
+	if s == "" || len(s) > 512 || s[0] != '/' || strings.HasPrefix(s, "//") {
+		return "/"
+	}
+	for _, r := range s {
+		if r < 0x21 || r == 0x7f || r == '\\' || (r >= 0x80 && r <= 0x9f) || r == utf8.RuneError || unicode.Is(unicode.Cf, r) || unicode.IsSpace(r) {
+			return "/"
+		}
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") {
 		return "/"
 	}
 	return s
