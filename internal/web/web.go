@@ -267,8 +267,17 @@ func (w *Web) proxyViewer(r *http.Request) (viewer, bool) {
 	if w.cfg.AuthHeader == "" {
 		return viewer{}, false
 	}
-	email := r.Header.Get(w.cfg.AuthHeader)
-	if email == "" || len(email) > 254 {
+	// Exactly one value: a proxy that appends its header to the client's
+	// instead of replacing it would otherwise let the client's come first.
+	vals := r.Header.Values(w.cfg.AuthHeader)
+	if len(vals) != 1 {
+		if len(vals) > 1 {
+			w.log.Warn("web: the trusted sign-in header came more than once; nobody is signed in (does the proxy replace it?)", "remote", r.RemoteAddr, "header", w.cfg.AuthHeader)
+		}
+		return viewer{}, false
+	}
+	email := vals[0]
+	if email == "" || len(email) > 254 || strings.ContainsAny(email, ", ") {
 		return viewer{}, false
 	}
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
