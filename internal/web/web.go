@@ -302,14 +302,19 @@ func (w *Web) proxyViewer(r *http.Request) (viewer, bool) {
 
 // sameOrigin refuses a state-changing request another site's page made:
 // browsers say so in Sec-Fetch-Site and Origin. The Origin may name the
-// request's Host or the public URL's (a proxy may rewrite Host).
+// request's Host or the public URL's (a proxy may rewrite Host). "Origin:
+// null" is what a sandboxed frame, a data: page or a cross-site redirect
+// sends: never this site's own form, so it is refused.
 func (w *Web) sameOrigin(r *http.Request) bool {
 	switch r.Header.Get("Sec-Fetch-Site") {
 	case "", "same-origin", "none":
 	default:
 		return false
 	}
-	if o := r.Header.Get("Origin"); o != "" && o != "null" {
+	if len(r.Header.Values("Origin")) > 1 {
+		return false
+	}
+	if o := r.Header.Get("Origin"); o != "" {
 		u, err := url.Parse(o)
 		if err != nil || (u.Host != r.Host && (w.publicHost == "" || u.Host != w.publicHost)) {
 			return false
