@@ -355,7 +355,10 @@ func sendStream(t *testing.T, r *http.Request) int {
 }
 
 func cookieReq(r *http.Request, session string) *http.Request {
+	// Under both names: the server reads the one its public URL calls for
+	// (__Host- with https).
 	r.AddCookie(&http.Cookie{Name: web.SessionCookie, Value: session})
+	r.AddCookie(&http.Cookie{Name: web.HostSessionCookie, Value: session})
 	return r
 }
 
@@ -370,7 +373,7 @@ func signIn(t *testing.T, base, token string) string {
 	}
 	resp.Body.Close()
 	for _, c := range resp.Cookies() {
-		if c.Name == web.SessionCookie && c.Value != "" {
+		if (c.Name == web.SessionCookie || c.Name == web.HostSessionCookie) && c.Value != "" {
 			return c.Value
 		}
 	}

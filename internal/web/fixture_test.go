@@ -214,7 +214,7 @@ func (f *fixture) do(method, path string, form url.Values, cookie string, hdr ma
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
 	if cookie != "" {
-		req.AddCookie(&http.Cookie{Name: SessionCookie, Value: cookie})
+		req.AddCookie(&http.Cookie{Name: f.web.CookieName(), Value: cookie})
 	}
 	for k, v := range hdr {
 		req.Header.Set(k, v)
@@ -236,7 +236,7 @@ func (f *fixture) signIn(token string) string {
 		f.t.Fatalf("sign-in: %d %s", r.code, r.body)
 	}
 	for _, c := range (&http.Response{Header: r.header}).Cookies() {
-		if c.Name == SessionCookie {
+		if c.Name == f.web.CookieName() {
 			return c.Value
 		}
 	}

@@ -253,7 +253,7 @@ func TestEventStreamSaysWhenTheListChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	req, _ := http.NewRequestWithContext(t.Context(), "GET", f.srv.URL+"/events?since="+ver, nil)
-	req.AddCookie(&http.Cookie{Name: SessionCookie, Value: alice})
+	req.AddCookie(&http.Cookie{Name: f.web.CookieName(), Value: alice})
 	resp, err := f.client.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -51,8 +51,15 @@ const (
 	DefaultSessionTTL = 12 * time.Hour
 )
 
-// SessionCookie is the session cookie's name.
+// SessionCookie is the session cookie's name when the public URL is http;
+// HostSessionCookie its name when it is https.
 const SessionCookie = "klaxon_session"
+
+// HostSessionCookie is the session cookie's name when the public URL is
+// https: the __Host- prefix makes browsers take it only if it is Secure,
+// has Path=/ and no Domain, so a sibling subdomain can neither set nor
+// shadow it.
+const HostSessionCookie = "__Host-" + SessionCookie
 
 // Actor applies a person's action to an incident; the escalation engine
 // implements it (Engine.ActAs).
@@ -113,6 +120,7 @@ type Web struct {
 	log    *slog.Logger
 	pages  map[string]*template.Template
 	secure bool
+	cookie string // the session cookie's name
 	base   string
 	// publicHost is the public URL's host[:port].
 	publicHost string
@@ -156,12 +164,19 @@ func New(cfg Config) (*Web, error) {
 		}
 		w.secure, w.publicHost = u.Scheme == "https", u.Host
 	}
+	w.cookie = SessionCookie
+	if w.secure {
+		w.cookie = HostSessionCookie
+	}
 	var err error
 	if w.pages, err = parseTemplates(); err != nil {
 		return nil, err
 	}
 	return w, nil
 }
+
+// CookieName is the name of the session cookie this interface sets and reads.
+func (w *Web) CookieName() string { return w.cookie }
 
 // Link returns the signed link a page carries for its recipient, or, for a
 // page without a rota person, the incident's page (sign-in needed). It is
@@ -247,7 +262,7 @@ func (w *Web) session(h func(http.ResponseWriter, *http.Request, viewer)) http.H
 }
 
 func (w *Web) viewer(r *http.Request) (viewer, bool) {
-	c, err := r.Cookie(SessionCookie)
+	c, err := r.Cookie(w.cookie)
 	if err != nil {
 		return w.proxyViewer(r)
 	}
@@ -423,7 +438,7 @@ func (w *Web) signin(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	exp := w.cfg.Now().Add(w.cfg.SessionTTL)
-	http.SetCookie(rw, &http.Cookie{Name: SessionCookie, Value: w.cfg.Signer.sessionCookie(id, exp), Path: "/", Expires: exp,
+	http.SetCookie(rw, &http.Cookie{Name: w.cookie, Value: w.cfg.Signer.sessionCookie(id, exp), Path: "/", Expires: exp,
 		HttpOnly: true, Secure: w.secure, SameSite: http.SameSiteLaxMode})
 	w.log.Info("web sign-in", "person", id)
 	http.Redirect(rw, r, next, http.StatusSeeOther)
@@ -434,7 +449,7 @@ func (w *Web) signout(rw http.ResponseWriter, r *http.Request, v viewer) {
 		w.fail(rw, r, http.StatusForbidden, "Refused", "This form is stale or came from another site. Reload the page and try again.")
 		return
 	}
-	http.SetCookie(rw, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: w.secure, SameSite: http.SameSiteLaxMode})
+	http.SetCookie(rw, &http.Cookie{Name: w.cookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: w.secure, SameSite: http.SameSiteLaxMode})
 	http.Redirect(rw, r, "/signin", http.StatusSeeOther)
 }
 
