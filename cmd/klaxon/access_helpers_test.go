@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -117,8 +119,10 @@ func (k *klaxonUnderTest) removeEve(t *testing.T) {
 	}
 }
 
-// webhook posts an Alertmanager notification for group, firing, and returns the status.
-func (k *klaxonUnderTest) webhook(t *testing.T, group string, labels string) int {
+// webhook posts an Alertmanager notification for group, firing, and returns
+// the incident it went to ("" and a test error unless it answered 200).
+// Tests use the id: a self-test alarm may open an incident first.
+func (k *klaxonUnderTest) webhook(t *testing.T, group string, labels string) string {
 	t.Helper()
 	if labels == "" {
 		labels = `"alertname":"DiskFull","severity":"critical"`
@@ -126,7 +130,12 @@ func (k *klaxonUnderTest) webhook(t *testing.T, group string, labels string) int
 	body := `{"version":"4","groupKey":"` + group + `","status":"firing","receiver":"klaxon","groupLabels":{},"commonLabels":{` + labels +
 		`},"commonAnnotations":{},"externalURL":"http://am.example","alerts":[{"status":"firing","labels":{` + labels +
 		`},"annotations":{},"startsAt":"2026-12-01T10:00:00Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"fp-` + url.PathEscape(group) + `"}]}`
-	return send(t, bearer(newReq(t, "POST", k.base+"/webhook/alertmanager", []byte(body)), acWebhookToken))
+	resp, answer := do(t, bearer(newReq(t, "POST", k.base+"/webhook/alertmanager", []byte(body)), acWebhookToken))
+	var out struct{ Incident uint64 }
+	if resp.StatusCode != 200 || json.Unmarshal([]byte(answer), &out) != nil || out.Incident == 0 {
+		t.Fatalf("webhook: %d %s", resp.StatusCode, answer)
+	}
+	return strconv.FormatUint(out.Incident, 10)
 }
 
 // do sends r without following redirects and returns the response with its body read.

@@ -14,19 +14,17 @@ import (
 // restarts paging from step 1): links do only what their page shows.
 func TestAttackLinkUnack(t *testing.T) {
 	k := startKlaxon(t, "", nil, map[string]string{"KLAXON_PUBLIC_URL": "http://klaxon.example.org"})
-	if code := k.webhook(t, "g1", ""); code != 200 {
-		t.Fatalf("webhook %d", code)
-	}
+	id := k.webhook(t, "g1", "")
 	key, err := web.LoadKey(k.data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	link := web.NewSigner(key).LinkToken("1-1", "alice", time.Now().Add(time.Hour))
+	link := web.NewSigner(key).LinkToken(id+"-1", "alice", time.Now().Add(time.Hour))
 	csrf := formCSRF(t, newReq(t, "GET", k.base+"/l/"+link, nil))
 	if resp, _ := do(t, formPost(t, k.base+"/l/"+link, url.Values{"csrf": {csrf}, "action": {"ack"}})); resp.StatusCode != 303 {
 		t.Fatalf("ack through the link: %d", resp.StatusCode)
 	}
-	if st := k.incidentState(t, "1"); st != "acknowledged" {
+	if st := k.incidentState(t, id); st != "acknowledged" {
 		t.Fatalf("after ack: %s", st)
 	}
 	for _, action := range []string{"unack", "unacknowledge", "reopen", ""} {
@@ -35,7 +33,7 @@ func TestAttackLinkUnack(t *testing.T) {
 			t.Errorf("action %q through a link: %d, want 400", action, resp.StatusCode)
 		}
 	}
-	if st := k.incidentState(t, "1"); st != "acknowledged" {
+	if st := k.incidentState(t, id); st != "acknowledged" {
 		t.Fatalf("a link withdrew the acknowledgement: %s", st)
 	}
 }

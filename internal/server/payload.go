@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/klaxon-oncall/klaxon/escalation"
 )
@@ -142,7 +144,24 @@ func fingerprint(labels map[string]string) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", " ") }
+// maxQuoted bounds how much of an error about client input is shown: the
+// decoder's messages quote the offending value whole (a 500 KB number came
+// back in a 500 KB answer and a 500 KB log line).
+const maxQuoted = 256
+
+// oneLine is err's message on one line, cut to maxQuoted bytes (on a rune
+// boundary): fit to quote client input back in an answer or a log.
+func oneLine(err error) string {
+	m := strings.ReplaceAll(err.Error(), "\n", " ")
+	if len(m) <= maxQuoted {
+		return m
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(m[cut]) {
+		cut--
+	}
+	return m[:cut] + "… (" + strconv.Itoa(len(m)) + " bytes)"
+}
 
 // clip shortens attacker-supplied text quoted back in an error.
 func clip(s string) string {

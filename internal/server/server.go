@@ -217,8 +217,8 @@ func (s *Server) alertmanager(w http.ResponseWriter, r *http.Request) {
 	n, err := ParseWebhook(body)
 	if err != nil {
 		count("bad_request")
-		s.log.Warn("rejected Alertmanager webhook", "remote", r.RemoteAddr, "error", err)
-		writeError(w, http.StatusBadRequest, err.Error())
+		s.log.Warn("rejected Alertmanager webhook", "remote", r.RemoteAddr, "error", oneLine(err))
+		writeError(w, http.StatusBadRequest, oneLine(err))
 		return
 	}
 	res, err := s.cfg.Engine.Ingest(r.Context(), n)
