@@ -252,9 +252,11 @@ func (e *Engine) Respond(ctx context.Context, r notifiers.Response) (notifiers.O
 			return notifiers.Outcome{}, notifiers.ErrUnknownIncident
 		}
 		r.PageID = local
-		if id == 0 {
-			id, _, _ = ParsePageID(local)
+		pageInc, _, _ := ParsePageID(local)
+		if id != 0 && pageInc != id {
+			return notifiers.Outcome{}, notifiers.ErrUnknownIncident // the page is another incident's (as ActAs checks)
 		}
+		id = pageInc
 	}
 	if id == 0 {
 		return notifiers.Outcome{}, notifiers.ErrUnknownIncident
