@@ -444,20 +444,19 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 	if err != nil {
 		return err
 	}
-	// Named tokens (DATA/tokens): people's API tokens, which also sign them
-	// in to the web interface, and calendar feed tokens.
-	tokens := auth.NewFile(filepath.Join(cfg.dataDir, tokensFile), cfg.apiToken)
-	if list, err := tokens.List(); err != nil {
-		log.Error("the token file is malformed: no person or feed token is accepted until it is fixed (the admin token still works)", "error", err)
-	} else if len(list) > 0 {
-		log.Info("named tokens", "file", tokens.Path(), "tokens", len(list))
+	// Named tokens and web sessions live in the store (every replica sees
+	// one set): people's API tokens, which also sign them in to the web
+	// interface, and calendar feed tokens. An earlier DATA/tokens moves in.
+	tokens, err := openTokens(ctx, store, cfg.dataDir, cfg.apiToken, log)
+	if err != nil {
+		return err
 	}
 	key, err := webKey(ctx, cfg, store)
 	if err != nil {
 		return err
 	}
 	wb, err := web.New(web.Config{
-		Store: store, Actor: responder, Rota: rw.w, Signer: web.NewSigner(key), Tokens: web.PersonTokens(tokens),
+		Store: store, Actor: responder, Rota: rw.w, Signer: web.NewSigner(key), Tokens: web.PersonTokens(tokens), Sessions: tokens,
 		PublicURL: cfg.publicURL, LinkTTL: cfg.webLinkTTL, SessionTTL: cfg.webSessionTTL, Logger: log,
 		AuthHeader: cfg.webAuthHeader, TrustedProxies: cfg.webAuthProxies,
 		Health: func(context.Context) web.Health {
@@ -518,6 +517,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 			log.Error("rota change notices could not be written; they are computed again at the next reload or start", "error", err)
 		}
 	})
+	rw.w.OnChange(func(_, r *rota.Rota) { endSessionsOffRota(ctx, tokens, r, log) })
 	rw.w.OnReload(func(errs []string) { mon.RotaInvalid(context.WithoutCancel(ctx), errs) })
 	// background is what runs beside the HTTP server: with bolt, the one
 	// engine's recovery and scheduler, the self-tests, the notices and the
@@ -621,10 +621,11 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 	responder.set(eng)
 
 	srv := server.New(server.Config{
-		Engine: intercepted{eng, mon}, Store: store, Metrics: m, WebhookToken: cfg.webhookToken, Auth: tokens,
+		Engine: intercepted{eng, mon}, Store: store, Metrics: m, WebhookToken: cfg.webhookToken, Auth: tokens, OnRota: onRota(rw.w.Current),
 		MetricsToken: cfg.metricsToken, Insecure: cfg.insecure, MaxBody: cfg.maxBody, Logger: log, Ready: readyCheck,
 	})
-	rw.mount(srv, tokens.FeedScope)
+	rw.mount(srv, feedOnRota(tokens, rw.w.Current))
+	mountTokenAPI(srv, tokens, rw.w.Current, log)
 	chans.mount(srv)
 	srv.Handle("GET /api/v1/channels", auth.APIToken, mon.Handler())
 	srv.Handle("GET /api/v1/cluster", auth.APIToken, clusterHandler(status))

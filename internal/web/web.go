@@ -95,6 +95,12 @@ type Config struct {
 	// Tokens exchanges sign-in tokens for people (PersonTokens over the
 	// API token file); nil: nobody can sign in (signed links still work).
 	Tokens Tokens
+	// Sessions, if set, keeps every sign-in as a record in the store
+	// (auth.Store): the cookie is a random secret naming it, and signing
+	// out, revoking the token it was made from or leaving the rota ends it
+	// at once, on every replica. Without it a session is a signed cookie
+	// that lasts until it expires (tests of the pages alone).
+	Sessions Sessions
 	// PublicURL is Klaxon's public base URL: links are made on it, and
 	// cookies are Secure when it is https. Without it no link is made.
 	PublicURL string
@@ -112,6 +118,13 @@ type Config struct {
 	LiveInterval time.Duration
 	Now          func() time.Time
 	Logger       *slog.Logger
+}
+
+// Sessions keeps web sessions in the store (auth.Store implements it).
+type Sessions interface {
+	StartSession(ctx context.Context, token string, now time.Time, ttl time.Duration) (secret string, s auth.WebSession, ok bool, err error)
+	CheckSession(ctx context.Context, secret string, now time.Time) (auth.WebSession, bool, error)
+	EndSession(ctx context.Context, secret string) error
 }
 
 // Web serves the web interface.
@@ -266,13 +279,26 @@ func (w *Web) viewer(r *http.Request) (viewer, bool) {
 	if err != nil {
 		return w.proxyViewer(r)
 	}
-	id, ok := w.cfg.Signer.verifySession(c.Value, w.cfg.Now())
+	var id string
+	ok := false
+	if w.cfg.Sessions != nil {
+		ss, found, err := w.cfg.Sessions.CheckSession(r.Context(), c.Value, w.cfg.Now())
+		if err != nil {
+			w.log.Error("web: reading the session from the store; treated as signed out", "error", err)
+		}
+		id, ok = ss.Person, found
+	} else {
+		id, ok = w.cfg.Signer.verifySession(c.Value, w.cfg.Now())
+	}
 	if !ok {
 		return viewer{}, false
 	}
 	p := w.cfg.Rota.Current().People[id]
 	if p == nil {
-		return viewer{}, false // no longer on the rota
+		if w.cfg.Sessions != nil { // no longer on the rota: the session ends
+			_ = w.cfg.Sessions.EndSession(r.Context(), c.Value)
+		}
+		return viewer{}, false
 	}
 	return viewer{Person: p, cookie: c.Value}, true
 }
@@ -383,7 +409,7 @@ func (w *Web) signinForm(rw http.ResponseWriter, r *http.Request) {
 		http.Redirect(rw, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
 		return
 	}
-	w.render(rw, r, http.StatusOK, "signin", pageData{Title: "Sign in", Data: signinView{Next: safeNext(r.URL.Query().Get("next")), Enabled: w.cfg.Tokens != nil}})
+	w.render(rw, r, http.StatusOK, "signin", pageData{Title: "Sign in", Data: signinView{Next: safeNext(r.URL.Query().Get("next")), Enabled: w.cfg.Tokens != nil || w.cfg.Sessions != nil}})
 }
 
 // safeNext keeps a post-sign-in redirect on this site: a path (with an
@@ -424,21 +450,36 @@ func (w *Web) signin(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	next := safeNext(r.PostForm.Get("next"))
-	var id string
+	var id, cookie string
 	ok := false
-	if w.cfg.Tokens != nil {
-		id, ok = w.cfg.Tokens.Person(strings.TrimSpace(r.PostForm.Get("token")))
+	exp := w.cfg.Now().Add(w.cfg.SessionTTL)
+	token := strings.TrimSpace(r.PostForm.Get("token"))
+	switch {
+	case w.cfg.Sessions != nil && len(token) <= maxTokenLen:
+		secret, ss, found, err := w.cfg.Sessions.StartSession(r.Context(), token, w.cfg.Now(), w.cfg.SessionTTL)
+		if err != nil {
+			w.log.Error("web sign-in: the store could not record the session", "error", err)
+			w.fail(rw, r, http.StatusServiceUnavailable, "Not signed in", "Klaxon could not record the sign-in. Try again.")
+			return
+		}
+		id, cookie, ok = ss.Person, secret, found
+		if ok && w.cfg.Rota.Current().People[id] == nil {
+			_ = w.cfg.Sessions.EndSession(r.Context(), secret)
+			ok = false
+		}
+	case w.cfg.Tokens != nil && w.cfg.Sessions == nil:
+		id, ok = w.cfg.Tokens.Person(token)
+		cookie = w.cfg.Signer.sessionCookie(id, exp)
 	}
 	if ok && w.cfg.Rota.Current().People[id] == nil {
 		ok = false
 	}
 	if !ok {
 		w.log.Warn("web sign-in refused", "remote", r.RemoteAddr)
-		w.render(rw, r, http.StatusUnauthorized, "signin", pageData{Title: "Sign in", Data: signinView{Next: next, Enabled: w.cfg.Tokens != nil, Failed: true}})
+		w.render(rw, r, http.StatusUnauthorized, "signin", pageData{Title: "Sign in", Data: signinView{Next: next, Enabled: w.cfg.Tokens != nil || w.cfg.Sessions != nil, Failed: true}})
 		return
 	}
-	exp := w.cfg.Now().Add(w.cfg.SessionTTL)
-	http.SetCookie(rw, &http.Cookie{Name: w.cookie, Value: w.cfg.Signer.sessionCookie(id, exp), Path: "/", Expires: exp,
+	http.SetCookie(rw, &http.Cookie{Name: w.cookie, Value: cookie, Path: "/", Expires: exp,
 		HttpOnly: true, Secure: w.secure, SameSite: http.SameSiteLaxMode})
 	w.log.Info("web sign-in", "person", id)
 	http.Redirect(rw, r, next, http.StatusSeeOther)
@@ -448,6 +489,13 @@ func (w *Web) signout(rw http.ResponseWriter, r *http.Request, v viewer) {
 	if !parseForm(rw, r) || !w.sameOrigin(r) || !w.cfg.Signer.csrfOK(v.cookie, r.PostForm.Get("csrf")) {
 		w.fail(rw, r, http.StatusForbidden, "Refused", "This form is stale or came from another site. Reload the page and try again.")
 		return
+	}
+	if w.cfg.Sessions != nil && !strings.HasPrefix(v.cookie, "proxy\x00") {
+		if err := w.cfg.Sessions.EndSession(r.Context(), v.cookie); err != nil {
+			w.log.Error("web sign-out: the store could not end the session", "error", err)
+			w.fail(rw, r, http.StatusServiceUnavailable, "Not signed out", "Klaxon could not end the session. Try again.")
+			return
+		}
 	}
 	http.SetCookie(rw, &http.Cookie{Name: w.cookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: w.secure, SameSite: http.SameSiteLaxMode})
 	http.Redirect(rw, r, "/signin", http.StatusSeeOther)
