@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -349,6 +348,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 	var es *etcdstore.Store
 	var el *election
 	if cfg.store == "etcd" {
+		cfg.etcd.warn(log)
 		cli, err := cfg.etcd.client()
 		if err != nil {
 			return err
@@ -701,24 +701,14 @@ func prune(ctx context.Context, store escalation.Store, retention time.Duration,
 }
 
 // webKey is the key that signs the web interface's links and sessions: a
-// file in the data directory with bolt; with etcd, one key in the store that
-// the first replica creates, so a link signed by the leader opens on any
-// replica.
+// file in the data directory with bolt; with etcd one key for all replicas,
+// never in clear in the store (see sharedWebKey). KLAXON_WEB_KEY_FILE, when
+// set, is the key with either.
 func webKey(ctx context.Context, cfg *serveConfig, store escalation.Store) ([]byte, error) {
-	c, ok := store.(escalation.StateCreator)
-	if cfg.store != "etcd" || !ok {
-		return web.LoadKey(cfg.dataDir)
+	if cfg.store != "etcd" {
+		return localWebKey(os.Getenv(webKeyFileEnv), cfg.dataDir)
 	}
-	fresh := make([]byte, 32)
-	_, _ = rand.Read(fresh)
-	key, err := c.CreateState(ctx, "meta", "web-key", fresh)
-	if err != nil {
-		return nil, fmt.Errorf("the web signing key: %w", err)
-	}
-	if len(key) < 32 {
-		return nil, errors.New("the web signing key in the store is too short")
-	}
-	return key, nil
+	return sharedWebKey(ctx, os.Getenv(webKeyFileEnv), cfg.apiToken, store)
 }
 
 // started is what serve hands its ready callback.
