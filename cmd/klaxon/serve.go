@@ -484,6 +484,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 				m.PageSeconds.WithLabelValues(string(ch)).Observe(took.Seconds())
 			},
 			OnExhausted: func(escalation.Incident) { m.Exhausted.Inc() },
+			OnChange:    func(uint64) { wb.Changed() },
 		}
 	}
 	notes, err = notices.New(notices.Config{

@@ -155,7 +155,8 @@ func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	w.Register(muxRouter{mux})
 	sms := recorder.New(notifiers.SMS)
 	eng := escalation.New(escalation.Config{Store: st, Rota: func() escalation.Rota { return rota.ForEngine(wt.Current()) },
-		Notifiers: []notifiers.Notifier{sms}, Inline: true, Link: w.Link, Logger: log})
+		Notifiers: []notifiers.Notifier{sms}, Inline: true, Link: w.Link, Logger: log,
+		OnChange: func(uint64) { w.Changed() }})
 	actor.e = eng
 	client := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return &fixture{t: t, web: w, srv: srv, store: st, eng: eng, sms: sms, watcher: wt, rotaPath: rp, logs: logs, client: client}

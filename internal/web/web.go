@@ -114,10 +114,16 @@ type Config struct {
 	// person with that email.
 	AuthHeader     string
 	TrustedProxies []netip.Prefix
-	// LiveInterval is how often the event stream looks for changes (default 1s).
+	// LiveInterval is how often an event stream looks at the store on its
+	// own (default 5s), and checks its session is still valid. Changes
+	// the engine reports through Changed reach every stream at once; the
+	// interval covers the rest (another replica's writes).
 	LiveInterval time.Duration
-	Now          func() time.Time
-	Logger       *slog.Logger
+	// MaxStreams bounds the event streams one session may hold open
+	// (default DefaultMaxStreams); one more is answered 429.
+	MaxStreams int
+	Now        func() time.Time
+	Logger     *slog.Logger
 }
 
 // Sessions keeps web sessions in the store (auth.Store implements it).
@@ -140,6 +146,48 @@ type Web struct {
 
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close: event streams end
+
+	mu      sync.Mutex
+	changed chan struct{}  // closed (and replaced) by Changed
+	streams map[string]int // open event streams by session
+}
+
+// DefaultMaxStreams is Config.MaxStreams's default: a phone and a laptop
+// with two tabs each.
+const DefaultMaxStreams = 4
+
+// Changed tells every open event stream that the incidents may have
+// changed, so each looks at once. It is the engine's Config.OnChange (it
+// never blocks).
+func (w *Web) Changed() {
+	w.mu.Lock()
+	close(w.changed)
+	w.changed = make(chan struct{})
+	w.mu.Unlock()
+}
+
+// changes returns the channel Changed closes next.
+func (w *Web) changes() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.changed
+}
+
+// openStream counts an event stream of session in, refusing one beyond the cap.
+func (w *Web) openStream(session string) (release func(), ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.streams[session] >= w.cfg.MaxStreams {
+		return nil, false
+	}
+	w.streams[session]++
+	return func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.streams[session]--; w.streams[session] <= 0 {
+			delete(w.streams, session)
+		}
+	}, true
 }
 
 // Close ends every open event stream, so a graceful shutdown need not wait
@@ -161,7 +209,10 @@ func New(cfg Config) (*Web, error) {
 		cfg.SessionTTL = DefaultSessionTTL
 	}
 	if cfg.LiveInterval <= 0 {
-		cfg.LiveInterval = time.Second
+		cfg.LiveInterval = 5 * time.Second
+	}
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = DefaultMaxStreams
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -169,7 +220,8 @@ func New(cfg Config) (*Web, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	w := &Web{cfg: cfg, log: cfg.Logger, base: strings.TrimRight(cfg.PublicURL, "/"), closing: make(chan struct{})}
+	w := &Web{cfg: cfg, log: cfg.Logger, base: strings.TrimRight(cfg.PublicURL, "/"), closing: make(chan struct{}),
+		changed: make(chan struct{}), streams: map[string]int{}}
 	if w.base != "" {
 		u, err := url.Parse(w.base)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
