@@ -221,7 +221,7 @@ func TestPagesAreSelfContainedAndLight(t *testing.T) {
 		if csp := r.header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") {
 			t.Errorf("%s: CSP %q", path, csp)
 		}
-		if r.header.Get("Referrer-Policy") != "no-referrer" || r.header.Get("X-Content-Type-Options") != "nosniff" {
+		if r.header.Get("Referrer-Policy") != "same-origin" || r.header.Get("X-Content-Type-Options") != "nosniff" {
 			t.Errorf("%s: headers %v", path, r.header)
 		}
 		if total := len(r.body) + assets; total > 100<<10 {

@@ -289,13 +289,16 @@ func (w *Web) Register(r auth.Router) {
 
 // headers sets the security headers of every web response. The referrer
 // policy keeps a signed link out of the Referer sent to runbooks and
-// dashboards linked from an incident.
+// dashboards linked from an incident; it is same-origin rather than
+// no-referrer because under no-referrer browsers send "Origin: null" on
+// the site's own form posts, and a null origin is refused (sandboxed
+// frames and data: pages of other sites send it).
 func (w *Web) headers(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		hd := rw.Header()
 		hd.Set("Content-Security-Policy", "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 		hd.Set("X-Content-Type-Options", "nosniff")
-		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("Referrer-Policy", "same-origin")
 		hd.Set("X-Frame-Options", "DENY")
 		hd.Set("Cache-Control", "no-store")
 		h.ServeHTTP(rw, r)
