@@ -74,9 +74,12 @@ func runToken(args []string, stdout, stderr io.Writer, now func() time.Time) int
 	defer cancel()
 	fail := func(err error) int { fmt.Fprintf(stderr, "klaxon token %s: %v\n", sub, err); return 1 }
 	var b tokenBackend
-	if c.server != "" {
+	switch {
+	case c.server != "":
 		b = apiTokens{&c}
-	} else {
+	case os.Getenv("KLAXON_STORE") == "etcd":
+		return fail(errors.New("with KLAXON_STORE=etcd the tokens are in etcd: ask a running replica with --server http://ADDRESS"))
+	default:
 		st, err := boltstore.Open(c.dataDir, boltstore.Options{LockTimeout: 500 * time.Millisecond})
 		if errors.Is(err, boltstore.ErrLocked) {
 			return fail(fmt.Errorf("%w; ask the running server with --server http://ADDRESS", err))

@@ -81,6 +81,11 @@ func TestTokenCommand(t *testing.T) {
 	if _, ok := authenticate(alice); ok {
 		t.Fatal("a revoked token still authenticates")
 	}
+	// With etcd the data directory holds no tokens: the CLI says to ask a replica.
+	t.Setenv("KLAXON_STORE", "etcd")
+	if code, _, msg := tok("list"); code == 0 || !strings.Contains(msg, "--server") {
+		t.Fatalf("list with KLAXON_STORE=etcd: %d %s", code, msg)
+	}
 }
 
 func TestCLIRefusesTokenFlag(t *testing.T) {
