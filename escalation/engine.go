@@ -41,6 +41,9 @@ type Config struct {
 	OnPage func(ch notifiers.Channel, result string, took time.Duration)
 	// OnExhausted, if set, is called when an incident's policy runs out.
 	OnExhausted func(inc Incident)
+	// OnChange, if set, is called after every change this engine commits
+	// to an incident (the web's live pages listen). It must not block.
+	OnChange func(id uint64)
 	// BaseURL, if set, links pages back to the incident's API page.
 	BaseURL string
 	// Installation makes idempotency keys unique to this installation (page
@@ -252,9 +255,11 @@ func (e *Engine) Respond(ctx context.Context, r notifiers.Response) (notifiers.O
 			return notifiers.Outcome{}, notifiers.ErrUnknownIncident
 		}
 		r.PageID = local
-		if id == 0 {
-			id, _, _ = ParsePageID(local)
+		pageInc, _, _ := ParsePageID(local)
+		if id != 0 && pageInc != id {
+			return notifiers.Outcome{}, notifiers.ErrUnknownIncident // the page is another incident's (as ActAs checks)
 		}
+		id = pageInc
 	}
 	if id == 0 {
 		return notifiers.Outcome{}, notifiers.ErrUnknownIncident
@@ -414,6 +419,9 @@ const AlarmGroupPrefix = "klaxon-alarm:"
 
 // after schedules the incident's next wake and hands new pages to channels.
 func (e *Engine) after(ctx context.Context, inc Incident, ch Change) {
+	if e.cfg.OnChange != nil {
+		e.cfg.OnChange(inc.ID)
+	}
 	if e.cfg.RecordOnly {
 		return
 	}

@@ -33,6 +33,9 @@ type etcdConfig struct {
 	passwordFile                          string
 	maxTxnOps                             int
 	readTimeout                           time.Duration
+	// insecureTransport lets credentials go to etcd over plain http://
+	// (--etcd-insecure-transport): logged loudly at start.
+	insecureTransport bool
 }
 
 func (c *etcdConfig) declare(fs *flag.FlagSet, env map[string]string) {
@@ -45,6 +48,8 @@ func (c *etcdConfig) declare(fs *flag.FlagSet, env map[string]string) {
 	fs.StringVar(&c.keyFile, "etcd-key-file", "", "client certificate's private key for etcd (env KLAXON_ETCD_KEY_FILE)")
 	fs.DurationVar(&c.leaderTTL, "leader-ttl", 5*time.Second, "lease of the elected leader: a dead leader is replaced within about this long (env KLAXON_LEADER_TTL)")
 	fs.IntVar(&c.maxTxnOps, "etcd-max-txn-ops", etcdstore.DefaultMaxTxnOps, "the cluster's --max-txn-ops: concurrent webhooks are committed together in transactions of up to this many operations; raise both together for more webhooks/s (env KLAXON_ETCD_MAX_TXN_OPS)")
+	fs.BoolVar(&c.insecureTransport, "etcd-insecure-transport", false, "send the etcd user's password over plain http:// endpoints: anyone on the path reads it (env KLAXON_ETCD_INSECURE_TRANSPORT)")
+	env["etcd-insecure-transport"] = "KLAXON_ETCD_INSECURE_TRANSPORT"
 	fs.StringVar(&c.replica, "replica-name", "", "this replica's name in the election and in status (default host name and listen address) (env KLAXON_REPLICA_NAME)")
 	fs.DurationVar(&c.readTimeout, "store-read-timeout", DefaultStoreReadTimeout, "with --store etcd, the longest an API read or web page waits on etcd before it answers 503 with the reason (env KLAXON_STORE_READ_TIMEOUT)")
 	env["store-read-timeout"] = "KLAXON_STORE_READ_TIMEOUT"
@@ -72,6 +77,9 @@ func (c *etcdConfig) resolve(listen string) error {
 	if (c.certFile == "") != (c.keyFile == "") {
 		return errors.New("--etcd-cert-file and --etcd-key-file go together")
 	}
+	if plain := c.plainEndpoints(); c.password != "" && len(plain) > 0 && !c.insecureTransport {
+		return fmt.Errorf("the etcd password would travel in clear to %s: use https:// endpoints (with --etcd-ca-file), or accept it with --etcd-insecure-transport", strings.Join(plain, ", "))
+	}
 	if !strings.HasSuffix(c.prefix, "/") {
 		c.prefix += "/"
 	}
@@ -89,6 +97,26 @@ func (c *etcdConfig) resolve(listen string) error {
 		c.replica = host + "/" + listen
 	}
 	return nil
+}
+
+// plainEndpoints lists the endpoints that are not https:// (etcd's client
+// takes a bare host:port as plain http).
+func (c *etcdConfig) plainEndpoints() []string {
+	var out []string
+	for _, e := range strings.Split(c.endpoints, ",") {
+		if e = strings.TrimSpace(e); e != "" && !strings.HasPrefix(strings.ToLower(e), "https://") && !strings.HasPrefix(strings.ToLower(e), "unixs://") {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// warn logs what --etcd-insecure-transport lets through.
+func (c *etcdConfig) warn(log *slog.Logger) {
+	if plain := c.plainEndpoints(); c.insecureTransport && c.password != "" && len(plain) > 0 {
+		log.Error("INSECURE ETCD TRANSPORT (--etcd-insecure-transport): the etcd password and every token, session and incident travel in clear to "+
+			strings.Join(plain, ", ")+"; anyone on the network path can read them and act as Klaxon. Use https:// endpoints.", "endpoints", len(plain))
+	}
 }
 
 // client connects to etcd. It does not wait for the cluster: a replica

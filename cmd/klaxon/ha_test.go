@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,7 @@ func TestParseServeEtcd(t *testing.T) {
 	pwFile := filepath.Join(dir, "pw")
 	os.WriteFile(pwFile, []byte(secretValue+"\n"), 0o600)
 	base := []string{"--store", "etcd", "--etcd-endpoints", "http://127.0.0.1:2379"}
+	tlsBase := []string{"--store", "etcd", "--etcd-endpoints", "https://127.0.0.1:2379"}
 	tests := []struct {
 		name    string
 		args    []string
@@ -33,30 +35,46 @@ func TestParseServeEtcd(t *testing.T) {
 				t.Errorf("defaults %+v", c.etcd)
 			}
 		}},
-		{name: "from env", env: map[string]string{"KLAXON_STORE": "etcd", "KLAXON_ETCD_ENDPOINTS": "http://a:1,http://b:2",
+		{name: "from env", env: map[string]string{"KLAXON_STORE": "etcd", "KLAXON_ETCD_ENDPOINTS": "https://a:1,https://b:2",
 			"KLAXON_ETCD_PREFIX": "/team-a", "KLAXON_ETCD_USERNAME": "klaxon", "KLAXON_ETCD_PASSWORD": secretValue, "KLAXON_LEADER_TTL": "3s"},
 			check: func(t *testing.T, c *serveConfig) {
-				if c.store != "etcd" || c.etcd.endpoints != "http://a:1,http://b:2" || c.etcd.prefix != "/team-a/" || c.etcd.username != "klaxon" ||
+				if c.store != "etcd" || c.etcd.endpoints != "https://a:1,https://b:2" || c.etcd.prefix != "/team-a/" || c.etcd.username != "klaxon" ||
 					c.etcd.password != secretValue || c.etcd.leaderTTL != 3*time.Second {
 					t.Errorf("env not applied: %+v", c.etcd)
 				}
 			}},
-		{name: "password file", args: append(base, "--etcd-username", "klaxon", "--etcd-password-file", pwFile), check: func(t *testing.T, c *serveConfig) {
+		{name: "password file", args: append(tlsBase, "--etcd-username", "klaxon", "--etcd-password-file", pwFile), check: func(t *testing.T, c *serveConfig) {
 			if c.etcd.password != secretValue {
 				t.Error("password not read from its file")
 			}
 		}},
-		{name: "password file from env", args: append(base, "--etcd-username", "klaxon"), env: map[string]string{"KLAXON_ETCD_PASSWORD_FILE": pwFile},
+		{name: "password file from env", args: append(tlsBase, "--etcd-username", "klaxon"), env: map[string]string{"KLAXON_ETCD_PASSWORD_FILE": pwFile},
 			check: func(t *testing.T, c *serveConfig) {
 				if c.etcd.password != secretValue {
 					t.Error("password not read from KLAXON_ETCD_PASSWORD_FILE")
 				}
 			}},
+		// Credentials over plain http are refused unless the loud opt-in is given.
+		{name: "password over http", args: append(base, "--etcd-username", "klaxon"), env: map[string]string{"KLAXON_ETCD_PASSWORD": secretValue},
+			wantErr: "would travel in clear to http://127.0.0.1:2379"},
+		{name: "password to a bare host", args: []string{"--store", "etcd", "--etcd-endpoints", "https://a:1,b:2", "--etcd-username", "klaxon"},
+			env: map[string]string{"KLAXON_ETCD_PASSWORD": secretValue}, wantErr: "in clear to b:2"},
+		{name: "password over http, accepted", args: append(base, "--etcd-username", "klaxon", "--etcd-insecure-transport"),
+			env: map[string]string{"KLAXON_ETCD_PASSWORD": secretValue}, check: func(t *testing.T, c *serveConfig) {
+				if !c.etcd.insecureTransport || c.etcd.password != secretValue {
+					t.Errorf("etcd %+v", c.etcd.insecureTransport)
+				}
+				var logs syncBuffer
+				c.etcd.warn(slog.New(slog.NewJSONHandler(&logs, nil)))
+				if !strings.Contains(logs.String(), "INSECURE ETCD TRANSPORT") || strings.Contains(logs.String(), secretValue) {
+					t.Errorf("the opt-in is not logged loudly, or the log shows the password: %s", logs.String())
+				}
+			}},
 		{name: "no password flag", args: append(base, "--etcd-password", secretValue), wantErr: "flag provided but not defined"},
 		{name: "no endpoints", args: []string{"--store", "etcd"}, wantErr: "needs --etcd-endpoints"},
 		{name: "password without user", args: base, env: map[string]string{"KLAXON_ETCD_PASSWORD": secretValue}, wantErr: "--etcd-username is not"},
-		{name: "password twice", args: append(base, "--etcd-password-file", pwFile), env: map[string]string{"KLAXON_ETCD_PASSWORD": secretValue}, wantErr: "not both"},
-		{name: "missing password file", args: append(base, "--etcd-password-file", filepath.Join(dir, "nope")), wantErr: "reading"},
+		{name: "password twice", args: append(tlsBase, "--etcd-password-file", pwFile), env: map[string]string{"KLAXON_ETCD_PASSWORD": secretValue}, wantErr: "not both"},
+		{name: "missing password file", args: append(tlsBase, "--etcd-password-file", filepath.Join(dir, "nope")), wantErr: "reading"},
 		{name: "cert without key", args: append(base, "--etcd-cert-file", pwFile), wantErr: "go together"},
 		{name: "ttl too short", args: append(base, "--leader-ttl", "1s"), wantErr: "at least 2s"},
 		{name: "ttl not whole seconds", args: append(base, "--leader-ttl", "2500ms"), wantErr: "whole seconds"},

@@ -29,6 +29,7 @@ Usage:
   klaxon ack|unack|escalate|resolve ID act on an incident through a running server
   klaxon rota check|show|diff|ics|test check, explore and test rota.yaml
   klaxon token create|list|revoke      named API tokens (--person) and calendar feed tokens (--feed)
+  klaxon token sessions [end ID]       the web sessions, and ending one
   klaxon simulate [flags]              run the real engine on a fake clock and print the timeline
   klaxon route --labels k=v,...        which route and policy an alert takes, and who each step pages now
   klaxon selftest                      check every configured channel's account once (exit 1 if one is down)

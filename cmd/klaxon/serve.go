@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -349,6 +348,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 	var es *etcdstore.Store
 	var el *election
 	if cfg.store == "etcd" {
+		cfg.etcd.warn(log)
 		cli, err := cfg.etcd.client()
 		if err != nil {
 			return err
@@ -455,20 +455,19 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 	if err != nil {
 		return err
 	}
-	// Named tokens (DATA/tokens): people's API tokens, which also sign them
-	// in to the web interface, and calendar feed tokens.
-	tokens := auth.NewFile(filepath.Join(cfg.dataDir, tokensFile), cfg.apiToken)
-	if list, err := tokens.List(); err != nil {
-		log.Error("the token file is malformed: no person or feed token is accepted until it is fixed (the admin token still works)", "error", err)
-	} else if len(list) > 0 {
-		log.Info("named tokens", "file", tokens.Path(), "tokens", len(list))
+	// Named tokens and web sessions live in the store (every replica sees
+	// one set): people's API tokens, which also sign them in to the web
+	// interface, and calendar feed tokens. An earlier DATA/tokens moves in.
+	tokens, err := openTokens(ctx, store, cfg.dataDir, cfg.apiToken, log)
+	if err != nil {
+		return err
 	}
 	key, err := webKey(ctx, cfg, store)
 	if err != nil {
 		return err
 	}
 	wb, err := web.New(web.Config{
-		Store: store, Actor: responder, Rota: rw.w, Signer: web.NewSigner(key), Tokens: web.PersonTokens(tokens),
+		Store: store, Actor: responder, Rota: rw.w, Signer: web.NewSigner(key), Tokens: web.PersonTokens(tokens), Sessions: tokens,
 		PublicURL: cfg.publicURL, LinkTTL: cfg.webLinkTTL, SessionTTL: cfg.webSessionTTL, Logger: log,
 		AuthHeader: cfg.webAuthHeader, TrustedProxies: cfg.webAuthProxies,
 		Health: func(ctx context.Context) web.Health { return webHealth(ctx, mon, rw.w.Current(), configured) },
@@ -493,6 +492,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 				m.PageSeconds.WithLabelValues(string(ch)).Observe(took.Seconds())
 			},
 			OnExhausted: func(escalation.Incident) { m.Exhausted.Inc() },
+			OnChange:    func(uint64) { wb.Changed() },
 		}
 	}
 	notes, err = notices.New(notices.Config{
@@ -526,6 +526,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 			log.Error("rota change notices could not be written; they are computed again at the next reload or start", "error", err)
 		}
 	})
+	rw.w.OnChange(func(_, r *rota.Rota) { endSessionsOffRota(ctx, tokens, r, log) })
 	rw.w.OnReload(func(errs []string) { mon.RotaInvalid(context.WithoutCancel(ctx), errs) })
 	// background is what runs beside the HTTP server: with bolt, the one
 	// engine's recovery and scheduler, the self-tests, the notices and the
@@ -633,10 +634,11 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 	responder.set(eng)
 
 	srv := server.New(server.Config{
-		Engine: intercepted{eng, mon}, Store: store, Metrics: m, WebhookToken: cfg.webhookToken, Auth: tokens,
+		Engine: intercepted{eng, mon}, Store: store, Metrics: m, WebhookToken: cfg.webhookToken, Auth: tokens, OnRota: onRota(rw.w.Current),
 		MetricsToken: cfg.metricsToken, Insecure: cfg.insecure, MaxBody: cfg.maxBody, Logger: log, Ready: readyCheck,
 	})
-	rw.mount(srv, tokens.FeedScope)
+	rw.mount(srv, feedOnRota(tokens, rw.w.Current))
+	mountTokenAPI(srv, tokens, rw.w.Current, log)
 	chans.mount(srv)
 	srv.Handle("GET /api/v1/channels", auth.APIToken, mon.Handler())
 	srv.Handle("GET /api/v1/cluster", auth.APIToken, clusterHandler(status))
@@ -712,24 +714,14 @@ func prune(ctx context.Context, store escalation.Store, retention time.Duration,
 }
 
 // webKey is the key that signs the web interface's links and sessions: a
-// file in the data directory with bolt; with etcd, one key in the store that
-// the first replica creates, so a link signed by the leader opens on any
-// replica.
+// file in the data directory with bolt; with etcd one key for all replicas,
+// never in clear in the store (see sharedWebKey). KLAXON_WEB_KEY_FILE, when
+// set, is the key with either.
 func webKey(ctx context.Context, cfg *serveConfig, store escalation.Store) ([]byte, error) {
-	c, ok := store.(escalation.StateCreator)
-	if cfg.store != "etcd" || !ok {
-		return web.LoadKey(cfg.dataDir)
+	if cfg.store != "etcd" {
+		return localWebKey(os.Getenv(webKeyFileEnv), cfg.dataDir)
 	}
-	fresh := make([]byte, 32)
-	_, _ = rand.Read(fresh)
-	key, err := c.CreateState(ctx, "meta", "web-key", fresh)
-	if err != nil {
-		return nil, fmt.Errorf("the web signing key: %w", err)
-	}
-	if len(key) < 32 {
-		return nil, errors.New("the web signing key in the store is too short")
-	}
-	return key, nil
+	return sharedWebKey(ctx, os.Getenv(webKeyFileEnv), cfg.apiToken, store)
 }
 
 // started is what serve hands its ready callback.

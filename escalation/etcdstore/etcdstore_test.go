@@ -35,6 +35,7 @@ func TestEtcdStore(t *testing.T) {
 	t.Run("WatchWorkSeesOthersWritesOnly", testWatchWorkSeesOthersWritesOnly)
 	t.Run("MaxTxnOpsAboveTheClusters", testMaxTxnOpsAboveTheClusters)
 	t.Run("UpdatesShareTransactions", testUpdatesShareTransactions)
+	t.Run("SweepStateOneBucket", testSweepStateOneBucket)
 }
 
 func client(t *testing.T) *clientv3.Client {

@@ -1,7 +1,9 @@
 // Package auth holds Klaxon's credentials and decides who a bearer token
 // belongs to: the shared admin API token, named per-person API tokens, and
-// calendar feed tokens. Tokens are random secrets; the token file keeps only
-// their SHA-256 hashes, so reading it does not let anyone act.
+// calendar feed tokens, and keeps the web's sessions. Tokens are random
+// secrets; the store (Store) keeps only their SHA-256 hashes, so reading it
+// does not let anyone act. File is the token file of earlier versions
+// (DATA/tokens), read once to move its tokens into the store.
 package auth
 
 import (

@@ -8,8 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/klaxon-oncall/klaxon/escalation"
 )
@@ -85,11 +88,11 @@ func ParseWebhook(body []byte) (escalation.Notification, error) {
 	n := escalation.Notification{
 		GroupKey:          p.GroupKey,
 		Status:            p.Status,
-		Receiver:          p.Receiver,
-		GroupLabels:       p.GroupLabels,
-		CommonLabels:      p.CommonLabels,
-		CommonAnnotations: p.CommonAnnotations,
-		ExternalURL:       p.ExternalURL,
+		Receiver:          Shown(p.Receiver),
+		GroupLabels:       shownMap(p.GroupLabels),
+		CommonLabels:      shownMap(p.CommonLabels),
+		CommonAnnotations: shownMap(p.CommonAnnotations),
+		ExternalURL:       Shown(p.ExternalURL),
 		TruncatedAlerts:   p.TruncatedAlerts,
 		Alerts:            make([]escalation.Alert, 0, len(p.Alerts)),
 	}
@@ -98,6 +101,7 @@ func ParseWebhook(body []byte) (escalation.Notification, error) {
 		if a.Status != "firing" && a.Status != "resolved" {
 			return escalation.Notification{}, fmt.Errorf("alerts[%d]: status %q is neither firing nor resolved", i, clip(a.Status))
 		}
+		a.Labels, a.Annotations, a.GeneratorURL = shownMap(a.Labels), shownMap(a.Annotations), Shown(a.GeneratorURL)
 		if len(a.Labels) == 0 {
 			return escalation.Notification{}, fmt.Errorf("alerts[%d]: no labels", i)
 		}
@@ -125,6 +129,46 @@ func ParseWebhook(body []byte) (escalation.Notification, error) {
 	return n, nil
 }
 
+// Shown strips Unicode format characters (category Cf: bidirectional
+// overrides and isolates such as U+202E, zero-width spaces and joiners, soft
+// hyphens) from text an alert brings, so what the web pages, the API, texts,
+// calls and PagerDuty show is what it says. They are stripped once, as the
+// webhook is parsed: the incident keeps no text that displays one way and
+// reads another. The group key is left as Alertmanager sent it: it is an
+// identity, never shown as text.
+func Shown(s string) string {
+	for i, r := range s {
+		if unicode.Is(unicode.Cf, r) {
+			return s[:i] + strings.Map(func(r rune) rune {
+				if unicode.Is(unicode.Cf, r) {
+					return -1
+				}
+				return r
+			}, s[i:])
+		}
+	}
+	return s
+}
+
+// shownMap applies Shown to m's keys and values (a copy only when needed).
+func shownMap(m map[string]string) map[string]string {
+	dirty := false
+	for k, v := range m {
+		if Shown(k) != k || Shown(v) != v {
+			dirty = true
+			break
+		}
+	}
+	if !dirty {
+		return m
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[Shown(k)] = Shown(v)
+	}
+	return out
+}
+
 // fingerprint derives a stable id for an alert that came without one.
 func fingerprint(labels map[string]string) string {
 	keys := make([]string, 0, len(labels))
@@ -142,7 +186,24 @@ func fingerprint(labels map[string]string) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", " ") }
+// maxQuoted bounds how much of an error about client input is shown: the
+// decoder's messages quote the offending value whole (a 500 KB number came
+// back in a 500 KB answer and a 500 KB log line).
+const maxQuoted = 256
+
+// oneLine is err's message on one line, cut to maxQuoted bytes (on a rune
+// boundary): fit to quote client input back in an answer or a log.
+func oneLine(err error) string {
+	m := strings.ReplaceAll(err.Error(), "\n", " ")
+	if len(m) <= maxQuoted {
+		return m
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(m[cut]) {
+		cut--
+	}
+	return m[:cut] + "… (" + strconv.Itoa(len(m)) + " bytes)"
+}
 
 // clip shortens attacker-supplied text quoted back in an error.
 func clip(s string) string {

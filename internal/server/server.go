@@ -43,6 +43,10 @@ type Config struct {
 	WebhookToken string
 	// Auth decides who an API bearer token belongs to (admin or a rota person).
 	Auth auth.Authenticator
+	// OnRota, if set, says whether a person is on the rota in force: a
+	// person's token whose person is not is refused on every API route, as
+	// the web already refuses them.
+	OnRota func(person string) bool
 	// MetricsToken, when set, is required as a bearer token on /metrics.
 	MetricsToken string
 	// Insecure waives the webhook and API tokens (--insecure-no-auth): every
@@ -161,6 +165,11 @@ func (s *Server) ProtectAPI(h http.Handler) http.Handler {
 				return
 			}
 			id = Identity{Person: person, Admin: admin}
+			if !admin && s.cfg.OnRota != nil && !s.cfg.OnRota(person) {
+				s.log.Warn("API token refused: its person is not on the rota in force", "person", person, "remote", r.RemoteAddr)
+				writeError(w, http.StatusForbidden, "this token's person is not on the rota in force")
+				return
+			}
 		default:
 			unauthorized(w)
 			return
@@ -217,8 +226,8 @@ func (s *Server) alertmanager(w http.ResponseWriter, r *http.Request) {
 	n, err := ParseWebhook(body)
 	if err != nil {
 		count("bad_request")
-		s.log.Warn("rejected Alertmanager webhook", "remote", r.RemoteAddr, "error", err)
-		writeError(w, http.StatusBadRequest, err.Error())
+		s.log.Warn("rejected Alertmanager webhook", "remote", r.RemoteAddr, "error", oneLine(err))
+		writeError(w, http.StatusBadRequest, oneLine(err))
 		return
 	}
 	res, err := s.cfg.Engine.Ingest(r.Context(), n)

@@ -17,7 +17,7 @@ func BenchmarkListPage(b *testing.B) {
 	}
 	mux := http.NewServeMux()
 	f.web.Register(muxRouter{mux})
-	cookie := &http.Cookie{Name: SessionCookie, Value: f.signIn(aliceToken)}
+	cookie := &http.Cookie{Name: f.web.CookieName(), Value: f.signIn(aliceToken)}
 	size := 0
 	b.ResetTimer()
 	for b.Loop() {

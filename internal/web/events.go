@@ -54,7 +54,9 @@ func (w *Web) version(ctx context.Context, incident uint64) (string, error) {
 const keepAlive = 15 * time.Second
 
 // events is a server-sent event stream: "change" whenever the version of
-// what the page shows moves on from ?since=. It ends when the session does.
+// what the page shows moves on from ?since=. It looks when the engine says
+// something changed (Changed), and every LiveInterval otherwise. It ends
+// when the session does; a session holds at most MaxStreams of them.
 func (w *Web) events(rw http.ResponseWriter, r *http.Request, v viewer) {
 	q := r.URL.Query()
 	var incident uint64
@@ -71,19 +73,24 @@ func (w *Web) events(rw http.ResponseWriter, r *http.Request, v viewer) {
 		http.Error(rw, "since is too long", http.StatusBadRequest)
 		return
 	}
+	release, ok := w.openStream(v.cookie)
+	if !ok {
+		rw.Header().Set("Retry-After", "30")
+		http.Error(rw, "too many live streams for this session: close another tab", http.StatusTooManyRequests)
+		return
+	}
+	defer release()
 	rc := http.NewResponseController(rw)
 	_ = rc.SetWriteDeadline(time.Time{}) // the stream outlives the server's write timeout
 	rw.Header().Set("Content-Type", "text/event-stream")
 	rw.Header().Set("X-Accel-Buffering", "no")
 	rw.WriteHeader(http.StatusOK)
-	fmt.Fprint(rw, "retry: 2000\n\n")
-	if rc.Flush() != nil {
-		return
-	}
+	fmt.Fprint(rw, "retry: 2000\n\n") // flushed after the first look, so a client that has the headers is being watched for
 	tick := time.NewTicker(w.cfg.LiveInterval)
 	defer tick.Stop()
 	quiet := time.Duration(0)
 	for {
+		changed := w.changes() // taken before reading: a change during the read is not missed
 		cur, err := w.version(r.Context(), incident)
 		switch {
 		case err == nil && cur != last:
@@ -103,6 +110,7 @@ func (w *Web) events(rw http.ResponseWriter, r *http.Request, v viewer) {
 			return
 		case <-w.closing:
 			return
+		case <-changed:
 		case <-tick.C:
 			quiet += w.cfg.LiveInterval
 		}

@@ -155,7 +155,8 @@ func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	w.Register(muxRouter{mux})
 	sms := recorder.New(notifiers.SMS)
 	eng := escalation.New(escalation.Config{Store: st, Rota: func() escalation.Rota { return rota.ForEngine(wt.Current()) },
-		Notifiers: []notifiers.Notifier{sms}, Inline: true, Link: w.Link, Logger: log})
+		Notifiers: []notifiers.Notifier{sms}, Inline: true, Link: w.Link, Logger: log,
+		OnChange: func(uint64) { w.Changed() }})
 	actor.e = eng
 	client := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return &fixture{t: t, web: w, srv: srv, store: st, eng: eng, sms: sms, watcher: wt, rotaPath: rp, logs: logs, client: client}
@@ -214,7 +215,7 @@ func (f *fixture) do(method, path string, form url.Values, cookie string, hdr ma
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
 	if cookie != "" {
-		req.AddCookie(&http.Cookie{Name: SessionCookie, Value: cookie})
+		req.AddCookie(&http.Cookie{Name: f.web.CookieName(), Value: cookie})
 	}
 	for k, v := range hdr {
 		req.Header.Set(k, v)
@@ -236,7 +237,7 @@ func (f *fixture) signIn(token string) string {
 		f.t.Fatalf("sign-in: %d %s", r.code, r.body)
 	}
 	for _, c := range (&http.Response{Header: r.header}).Cookies() {
-		if c.Name == SessionCookie {
+		if c.Name == f.web.CookieName() {
 			return c.Value
 		}
 	}

@@ -221,7 +221,7 @@ func TestPagesAreSelfContainedAndLight(t *testing.T) {
 		if csp := r.header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") {
 			t.Errorf("%s: CSP %q", path, csp)
 		}
-		if r.header.Get("Referrer-Policy") != "no-referrer" || r.header.Get("X-Content-Type-Options") != "nosniff" {
+		if r.header.Get("Referrer-Policy") != "same-origin" || r.header.Get("X-Content-Type-Options") != "nosniff" {
 			t.Errorf("%s: headers %v", path, r.header)
 		}
 		if total := len(r.body) + assets; total > 100<<10 {
@@ -253,7 +253,7 @@ func TestEventStreamSaysWhenTheListChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	req, _ := http.NewRequestWithContext(t.Context(), "GET", f.srv.URL+"/events?since="+ver, nil)
-	req.AddCookie(&http.Cookie{Name: SessionCookie, Value: alice})
+	req.AddCookie(&http.Cookie{Name: f.web.CookieName(), Value: alice})
 	resp, err := f.client.Do(req)
 	if err != nil {
 		t.Fatal(err)

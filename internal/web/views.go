@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/klaxon-oncall/klaxon/escalation"
 	"github.com/klaxon-oncall/klaxon/escalation/rota"
@@ -124,7 +125,7 @@ func cmpDesc(a, b uint64) int {
 }
 
 func (w *Web) row(inc escalation.Incident, pages []escalation.PageRecord) incidentRow {
-	r := incidentRow{ID: inc.ID, State: inc.State, Severity: inc.Severity, Title: inc.Title, Opened: inc.OpenedAt,
+	r := incidentRow{ID: inc.ID, State: inc.State, Severity: inc.Severity, Title: shown(inc.Title), Opened: inc.OpenedAt,
 		Age: age(w.cfg.Now().Sub(inc.OpenedAt)), AckedBy: inc.AckedBy, AckedVia: inc.AckedVia,
 		Exhausted: inc.Escalation.Exhausted, Synthetic: inc.Synthetic}
 	seen := map[string]bool{}
@@ -170,13 +171,19 @@ func (w *Web) detail(ctx context.Context, id uint64) (detailView, error) {
 	if err != nil {
 		return detailView{}, err
 	}
+	// Text from outside (alerts stored before the webhook stripped format
+	// characters, a PagerDuty user's name, a provider's error) is shown
+	// without Unicode format characters (bidirectional overrides and the like).
+	for i := range tl {
+		tl[i].Text, tl[i].Actor = shown(tl[i].Text), shown(tl[i].Actor)
+	}
 	d := detailView{incidentRow: w.row(inc, pages), Timeline: tl, inc: inc, pages: pages}
 	for _, a := range inc.Alerts {
-		av := alertView{Name: a.Labels["alertname"], Status: a.Status, Summary: a.Annotations["summary"],
-			Description: a.Annotations["description"], Runbook: webURL(a.Annotations["runbook_url"]),
+		av := alertView{Name: shown(a.Labels["alertname"]), Status: a.Status, Summary: shown(a.Annotations["summary"]),
+			Description: shown(a.Annotations["description"]), Runbook: webURL(a.Annotations["runbook_url"]),
 			Generator: webURL(a.GeneratorURL), Started: a.StartsAt}
 		for _, k := range slices.Sorted(maps.Keys(a.Labels)) {
-			av.Labels = append(av.Labels, [2]string{k, a.Labels[k]})
+			av.Labels = append(av.Labels, [2]string{shown(k), shown(a.Labels[k])})
 		}
 		d.Alerts = append(d.Alerts, av)
 	}
@@ -185,7 +192,7 @@ func (w *Web) detail(ctx context.Context, id uint64) (detailView, error) {
 		if n == "" {
 			n = p.Recipient.PersonID
 		}
-		d.Pages = append(d.Pages, pageView{At: p.CreatedAt, Person: n, Channel: p.Channel, Kind: p.Kind, Status: p.Status, Detail: p.LastError})
+		d.Pages = append(d.Pages, pageView{At: p.CreatedAt, Person: n, Channel: p.Channel, Kind: p.Kind, Status: p.Status, Detail: shown(p.LastError)})
 	}
 	switch e := inc.Escalation; {
 	case inc.State == escalation.Resolved:
@@ -195,6 +202,16 @@ func (w *Web) detail(ctx context.Context, id uint64) (detailView, error) {
 		d.Step = fmt.Sprintf("step %d, round %d of policy %s", e.Step+1, e.Round+1, e.Policy)
 	}
 	return d, nil
+}
+
+// shown drops Unicode format characters (category Cf) from s.
+func shown(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.Is(unicode.Cf, r) {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 // webURL keeps only http(s) links, so an annotation cannot smuggle a

@@ -28,6 +28,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/klaxon-oncall/klaxon/escalation"
 	"github.com/klaxon-oncall/klaxon/escalation/rota"
@@ -49,8 +51,15 @@ const (
 	DefaultSessionTTL = 12 * time.Hour
 )
 
-// SessionCookie is the session cookie's name.
+// SessionCookie is the session cookie's name when the public URL is http;
+// HostSessionCookie its name when it is https.
 const SessionCookie = "klaxon_session"
+
+// HostSessionCookie is the session cookie's name when the public URL is
+// https: the __Host- prefix makes browsers take it only if it is Secure,
+// has Path=/ and no Domain, so a sibling subdomain can neither set nor
+// shadow it.
+const HostSessionCookie = "__Host-" + SessionCookie
 
 // Actor applies a person's action to an incident; the escalation engine
 // implements it (Engine.ActAs).
@@ -86,6 +95,12 @@ type Config struct {
 	// Tokens exchanges sign-in tokens for people (PersonTokens over the
 	// API token file); nil: nobody can sign in (signed links still work).
 	Tokens Tokens
+	// Sessions, if set, keeps every sign-in as a record in the store
+	// (auth.Store): the cookie is a random secret naming it, and signing
+	// out, revoking the token it was made from or leaving the rota ends it
+	// at once, on every replica. Without it a session is a signed cookie
+	// that lasts until it expires (tests of the pages alone).
+	Sessions Sessions
 	// PublicURL is Klaxon's public base URL: links are made on it, and
 	// cookies are Secure when it is https. Without it no link is made.
 	PublicURL string
@@ -99,10 +114,23 @@ type Config struct {
 	// person with that email.
 	AuthHeader     string
 	TrustedProxies []netip.Prefix
-	// LiveInterval is how often the event stream looks for changes (default 1s).
+	// LiveInterval is how often an event stream looks at the store on its
+	// own (default 5s), and checks its session is still valid. Changes
+	// the engine reports through Changed reach every stream at once; the
+	// interval covers the rest (another replica's writes).
 	LiveInterval time.Duration
-	Now          func() time.Time
-	Logger       *slog.Logger
+	// MaxStreams bounds the event streams one session may hold open
+	// (default DefaultMaxStreams); one more is answered 429.
+	MaxStreams int
+	Now        func() time.Time
+	Logger     *slog.Logger
+}
+
+// Sessions keeps web sessions in the store (auth.Store implements it).
+type Sessions interface {
+	StartSession(ctx context.Context, token string, now time.Time, ttl time.Duration) (secret string, s auth.WebSession, ok bool, err error)
+	CheckSession(ctx context.Context, secret string, now time.Time) (auth.WebSession, bool, error)
+	EndSession(ctx context.Context, secret string) error
 }
 
 // Web serves the web interface.
@@ -111,12 +139,55 @@ type Web struct {
 	log    *slog.Logger
 	pages  map[string]*template.Template
 	secure bool
+	cookie string // the session cookie's name
 	base   string
 	// publicHost is the public URL's host[:port].
 	publicHost string
 
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close: event streams end
+
+	mu      sync.Mutex
+	changed chan struct{}  // closed (and replaced) by Changed
+	streams map[string]int // open event streams by session
+}
+
+// DefaultMaxStreams is Config.MaxStreams's default: a phone and a laptop
+// with two tabs each.
+const DefaultMaxStreams = 4
+
+// Changed tells every open event stream that the incidents may have
+// changed, so each looks at once. It is the engine's Config.OnChange (it
+// never blocks).
+func (w *Web) Changed() {
+	w.mu.Lock()
+	close(w.changed)
+	w.changed = make(chan struct{})
+	w.mu.Unlock()
+}
+
+// changes returns the channel Changed closes next.
+func (w *Web) changes() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.changed
+}
+
+// openStream counts an event stream of session in, refusing one beyond the cap.
+func (w *Web) openStream(session string) (release func(), ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.streams[session] >= w.cfg.MaxStreams {
+		return nil, false
+	}
+	w.streams[session]++
+	return func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.streams[session]--; w.streams[session] <= 0 {
+			delete(w.streams, session)
+		}
+	}, true
 }
 
 // Close ends every open event stream, so a graceful shutdown need not wait
@@ -138,7 +209,10 @@ func New(cfg Config) (*Web, error) {
 		cfg.SessionTTL = DefaultSessionTTL
 	}
 	if cfg.LiveInterval <= 0 {
-		cfg.LiveInterval = time.Second
+		cfg.LiveInterval = 5 * time.Second
+	}
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = DefaultMaxStreams
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -146,7 +220,8 @@ func New(cfg Config) (*Web, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	w := &Web{cfg: cfg, log: cfg.Logger, base: strings.TrimRight(cfg.PublicURL, "/"), closing: make(chan struct{})}
+	w := &Web{cfg: cfg, log: cfg.Logger, base: strings.TrimRight(cfg.PublicURL, "/"), closing: make(chan struct{}),
+		changed: make(chan struct{}), streams: map[string]int{}}
 	if w.base != "" {
 		u, err := url.Parse(w.base)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -154,12 +229,19 @@ func New(cfg Config) (*Web, error) {
 		}
 		w.secure, w.publicHost = u.Scheme == "https", u.Host
 	}
+	w.cookie = SessionCookie
+	if w.secure {
+		w.cookie = HostSessionCookie
+	}
 	var err error
 	if w.pages, err = parseTemplates(); err != nil {
 		return nil, err
 	}
 	return w, nil
 }
+
+// CookieName is the name of the session cookie this interface sets and reads.
+func (w *Web) CookieName() string { return w.cookie }
 
 // Link returns the signed link a page carries for its recipient, or, for a
 // page without a rota person, the incident's page (sign-in needed). It is
@@ -207,13 +289,16 @@ func (w *Web) Register(r auth.Router) {
 
 // headers sets the security headers of every web response. The referrer
 // policy keeps a signed link out of the Referer sent to runbooks and
-// dashboards linked from an incident.
+// dashboards linked from an incident; it is same-origin rather than
+// no-referrer because under no-referrer browsers send "Origin: null" on
+// the site's own form posts, and a null origin is refused (sandboxed
+// frames and data: pages of other sites send it).
 func (w *Web) headers(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		hd := rw.Header()
 		hd.Set("Content-Security-Policy", "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 		hd.Set("X-Content-Type-Options", "nosniff")
-		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("Referrer-Policy", "same-origin")
 		hd.Set("X-Frame-Options", "DENY")
 		hd.Set("Cache-Control", "no-store")
 		h.ServeHTTP(rw, r)
@@ -245,17 +330,30 @@ func (w *Web) session(h func(http.ResponseWriter, *http.Request, viewer)) http.H
 }
 
 func (w *Web) viewer(r *http.Request) (viewer, bool) {
-	c, err := r.Cookie(SessionCookie)
+	c, err := r.Cookie(w.cookie)
 	if err != nil {
 		return w.proxyViewer(r)
 	}
-	id, ok := w.cfg.Signer.verifySession(c.Value, w.cfg.Now())
+	var id string
+	ok := false
+	if w.cfg.Sessions != nil {
+		ss, found, err := w.cfg.Sessions.CheckSession(r.Context(), c.Value, w.cfg.Now())
+		if err != nil {
+			w.log.Error("web: reading the session from the store; treated as signed out", "error", err)
+		}
+		id, ok = ss.Person, found
+	} else {
+		id, ok = w.cfg.Signer.verifySession(c.Value, w.cfg.Now())
+	}
 	if !ok {
 		return viewer{}, false
 	}
 	p := w.cfg.Rota.Current().People[id]
 	if p == nil {
-		return viewer{}, false // no longer on the rota
+		if w.cfg.Sessions != nil { // no longer on the rota: the session ends
+			_ = w.cfg.Sessions.EndSession(r.Context(), c.Value)
+		}
+		return viewer{}, false
 	}
 	return viewer{Person: p, cookie: c.Value}, true
 }
@@ -265,8 +363,17 @@ func (w *Web) proxyViewer(r *http.Request) (viewer, bool) {
 	if w.cfg.AuthHeader == "" {
 		return viewer{}, false
 	}
-	email := r.Header.Get(w.cfg.AuthHeader)
-	if email == "" || len(email) > 254 {
+	// Exactly one value: a proxy that appends its header to the client's
+	// instead of replacing it would otherwise let the client's come first.
+	vals := r.Header.Values(w.cfg.AuthHeader)
+	if len(vals) != 1 {
+		if len(vals) > 1 {
+			w.log.Warn("web: the trusted sign-in header came more than once; nobody is signed in (does the proxy replace it?)", "remote", r.RemoteAddr, "header", w.cfg.AuthHeader)
+		}
+		return viewer{}, false
+	}
+	email := vals[0]
+	if email == "" || len(email) > 254 || strings.ContainsAny(email, ", ") {
 		return viewer{}, false
 	}
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
@@ -291,14 +398,19 @@ func (w *Web) proxyViewer(r *http.Request) (viewer, bool) {
 
 // sameOrigin refuses a state-changing request another site's page made:
 // browsers say so in Sec-Fetch-Site and Origin. The Origin may name the
-// request's Host or the public URL's (a proxy may rewrite Host).
+// request's Host or the public URL's (a proxy may rewrite Host). "Origin:
+// null" is what a sandboxed frame, a data: page or a cross-site redirect
+// sends: never this site's own form, so it is refused.
 func (w *Web) sameOrigin(r *http.Request) bool {
 	switch r.Header.Get("Sec-Fetch-Site") {
 	case "", "same-origin", "none":
 	default:
 		return false
 	}
-	if o := r.Header.Get("Origin"); o != "" && o != "null" {
+	if len(r.Header.Values("Origin")) > 1 {
+		return false
+	}
+	if o := r.Header.Get("Origin"); o != "" {
 		u, err := url.Parse(o)
 		if err != nil || (u.Host != r.Host && (w.publicHost == "" || u.Host != w.publicHost)) {
 			return false
@@ -314,6 +426,9 @@ func parseForm(rw http.ResponseWriter, r *http.Request) bool {
 	r.Body = http.MaxBytesReader(rw, r.Body, maxForm)
 	return r.ParseForm() == nil
 }
+
+// linkActions are the actions a signed link's page offers.
+var linkActions = map[string]bool{"ack": true, "escalate": true, "resolve": true}
 
 func parseAction(s string) (notifiers.Action, bool) {
 	switch s {
@@ -349,12 +464,26 @@ func (w *Web) signinForm(rw http.ResponseWriter, r *http.Request) {
 		http.Redirect(rw, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
 		return
 	}
-	w.render(rw, r, http.StatusOK, "signin", pageData{Title: "Sign in", Data: signinView{Next: safeNext(r.URL.Query().Get("next")), Enabled: w.cfg.Tokens != nil}})
+	w.render(rw, r, http.StatusOK, "signin", pageData{Title: "Sign in", Data: signinView{Next: safeNext(r.URL.Query().Get("next")), Enabled: w.cfg.Tokens != nil || w.cfg.Sessions != nil}})
 }
 
-// safeNext keeps a post-sign-in redirect on this site.
+// safeNext keeps a post-sign-in redirect on this site: a path (with an
+// optional query) and nothing a browser could read as another origin.
+// Browsers drop tabs and newlines from a URL and read "\\" as "/", so
+// "/\t/evil.example" and "/\\evil.example" are "//evil.example" to them:
+// control characters, spaces and backslashes anywhere are refused, and what
+// is left must parse as a path-only URL.
 func safeNext(s string) string {
-	if s == "" || !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.HasPrefix(s, "/\\") || len(s) > 512 {
+	if s == "" || len(s) > 512 || s[0] != '/' || strings.HasPrefix(s, "//") {
+		return "/"
+	}
+	for _, r := range s {
+		if r < 0x21 || r == 0x7f || r == '\\' || (r >= 0x80 && r <= 0x9f) || r == utf8.RuneError || unicode.Is(unicode.Cf, r) || unicode.IsSpace(r) {
+			return "/"
+		}
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") {
 		return "/"
 	}
 	return s
@@ -376,21 +505,36 @@ func (w *Web) signin(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	next := safeNext(r.PostForm.Get("next"))
-	var id string
+	var id, cookie string
 	ok := false
-	if w.cfg.Tokens != nil {
-		id, ok = w.cfg.Tokens.Person(strings.TrimSpace(r.PostForm.Get("token")))
+	exp := w.cfg.Now().Add(w.cfg.SessionTTL)
+	token := strings.TrimSpace(r.PostForm.Get("token"))
+	switch {
+	case w.cfg.Sessions != nil && len(token) <= maxTokenLen:
+		secret, ss, found, err := w.cfg.Sessions.StartSession(r.Context(), token, w.cfg.Now(), w.cfg.SessionTTL)
+		if err != nil {
+			w.log.Error("web sign-in: the store could not record the session", "error", err)
+			w.fail(rw, r, http.StatusServiceUnavailable, "Not signed in", "Klaxon could not record the sign-in. Try again.")
+			return
+		}
+		id, cookie, ok = ss.Person, secret, found
+		if ok && w.cfg.Rota.Current().People[id] == nil {
+			_ = w.cfg.Sessions.EndSession(r.Context(), secret)
+			ok = false
+		}
+	case w.cfg.Tokens != nil && w.cfg.Sessions == nil:
+		id, ok = w.cfg.Tokens.Person(token)
+		cookie = w.cfg.Signer.sessionCookie(id, exp)
 	}
 	if ok && w.cfg.Rota.Current().People[id] == nil {
 		ok = false
 	}
 	if !ok {
 		w.log.Warn("web sign-in refused", "remote", r.RemoteAddr)
-		w.render(rw, r, http.StatusUnauthorized, "signin", pageData{Title: "Sign in", Data: signinView{Next: next, Enabled: w.cfg.Tokens != nil, Failed: true}})
+		w.render(rw, r, http.StatusUnauthorized, "signin", pageData{Title: "Sign in", Data: signinView{Next: next, Enabled: w.cfg.Tokens != nil || w.cfg.Sessions != nil, Failed: true}})
 		return
 	}
-	exp := w.cfg.Now().Add(w.cfg.SessionTTL)
-	http.SetCookie(rw, &http.Cookie{Name: SessionCookie, Value: w.cfg.Signer.sessionCookie(id, exp), Path: "/", Expires: exp,
+	http.SetCookie(rw, &http.Cookie{Name: w.cookie, Value: cookie, Path: "/", Expires: exp,
 		HttpOnly: true, Secure: w.secure, SameSite: http.SameSiteLaxMode})
 	w.log.Info("web sign-in", "person", id)
 	http.Redirect(rw, r, next, http.StatusSeeOther)
@@ -401,7 +545,14 @@ func (w *Web) signout(rw http.ResponseWriter, r *http.Request, v viewer) {
 		w.fail(rw, r, http.StatusForbidden, "Refused", "This form is stale or came from another site. Reload the page and try again.")
 		return
 	}
-	http.SetCookie(rw, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: w.secure, SameSite: http.SameSiteLaxMode})
+	if w.cfg.Sessions != nil && !strings.HasPrefix(v.cookie, "proxy\x00") {
+		if err := w.cfg.Sessions.EndSession(r.Context(), v.cookie); err != nil {
+			w.log.Error("web sign-out: the store could not end the session", "error", err)
+			w.fail(rw, r, http.StatusServiceUnavailable, "Not signed out", "Klaxon could not end the session. Try again.")
+			return
+		}
+	}
+	http.SetCookie(rw, &http.Cookie{Name: w.cookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: w.secure, SameSite: http.SameSiteLaxMode})
 	http.Redirect(rw, r, "/signin", http.StatusSeeOther)
 }
 
@@ -452,6 +603,13 @@ func (w *Web) linkAct(rw http.ResponseWriter, r *http.Request) {
 	}
 	if !parseForm(rw, r) || !w.sameOrigin(r) || !w.cfg.Signer.csrfOK(r.PathValue("token"), r.PostForm.Get("csrf")) {
 		w.fail(rw, r, http.StatusForbidden, "Refused", "This form is stale or came from another site. Open the link again.")
+		return
+	}
+	// A link does only what its page shows: it may sit in a PagerDuty
+	// incident or a shared room that others read, and withdrawing an
+	// acknowledgement (which restarts paging) is not one of its buttons.
+	if name := r.PostForm.Get("action"); !linkActions[name] {
+		w.fail(rw, r, http.StatusBadRequest, "Unknown action", "A link can acknowledge, escalate or resolve; sign in for anything else.")
 		return
 	}
 	done, ok := w.apply(rw, r, c.Incident, r.PostForm.Get("action"), p, c.PageID)

@@ -316,12 +316,14 @@ func FreeAddr(tb testing.TB) string {
 }
 
 // PersonToken creates an API token for a rota person the way an operator
-// does (`klaxon token create --person ID` on the server's data directory)
-// and returns it. The running server accepts it at once: for the API, and
-// for signing in to the web interface.
+// does (`klaxon token create --person ID --server URL` with the admin API
+// token: tokens live in the running server's store) and returns it. The
+// server accepts it at once: for the API, and for signing in to the web
+// interface.
 func (k *Klaxon) PersonToken(person string) string {
 	k.tb.Helper()
-	cmd := exec.Command(k.bin, "token", "create", "--person", person, "--data", k.cfg.DataDir, "--rota", k.cfg.Rota)
+	cmd := exec.Command(k.bin, "token", "create", "--person", person, "--server", k.url, "--data", k.cfg.DataDir, "--rota", k.cfg.Rota)
+	cmd.Env = append(os.Environ(), "KLAXON_API_TOKEN="+k.APIToken())
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
