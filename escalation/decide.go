@@ -117,7 +117,11 @@ func Decide(inc *Incident, pages []PageRecord, s Situation) Change {
 		ch.Note(now, EvEscalated, "no acknowledgement for step %d: escalating", e.Step+1)
 	case stepFailed(pages, e.Generation):
 		advance = true
-		ch.Note(now, EvEscalated, "every page of step %d failed: escalating at once", e.Step+1)
+		if stepUnconfirmed(pages, e.Generation) {
+			ch.Note(now, EvEscalated, "no page of step %d was delivered (failed, or not confirmed in time): escalating at once", e.Step+1)
+		} else {
+			ch.Note(now, EvEscalated, "every page of step %d failed: escalating at once", e.Step+1)
+		}
 	default:
 		return ch // nothing due yet
 	}
@@ -192,7 +196,10 @@ func wait(inc *Incident, s Situation, ch *Change, why string) {
 }
 
 // stepFailed reports whether the current step paged someone and every one of
-// its pages failed for good (nothing pending, sent or delivered).
+// its pages failed for good or went unconfirmed (nothing pending, sent or
+// delivered): no page of it can still reach anyone, so its wait is not worth
+// waiting out (I6: an unconfirmed page never holds a step longer than its
+// confirmation deadline).
 func stepFailed(pages []PageRecord, gen uint64) bool {
 	found := false
 	for _, p := range pages {
@@ -200,11 +207,21 @@ func stepFailed(pages []PageRecord, gen uint64) bool {
 			continue
 		}
 		found = true
-		if p.Status != PagePermFail {
+		if p.Status != PagePermFail && p.Status != PageUnconfirmed {
 			return false
 		}
 	}
 	return found
+}
+
+// stepUnconfirmed reports whether a page of step generation gen went unconfirmed.
+func stepUnconfirmed(pages []PageRecord, gen uint64) bool {
+	for _, p := range pages {
+		if p.Kind == notifiers.KindPage && p.Generation == gen && p.Status == PageUnconfirmed {
+			return true
+		}
+	}
+	return false
 }
 
 // cancelStale cancels the unfinished pages of steps already passed: their
@@ -406,7 +423,7 @@ func TellVia(inc *Incident, pages []PageRecord, k notifiers.Kind, text string, v
 }
 
 func wasSent(s PageStatus) bool {
-	return s == PageSent || s == PageDeliv || s == PageNoAnswer
+	return s == PageSent || s == PageDeliv || s == PageNoAnswer || s == PageUnconfirmed
 }
 
 // announceNewAlerts posts new alerts of an acknowledged incident on the chat

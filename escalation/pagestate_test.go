@@ -2,9 +2,9 @@ package escalation
 
 import "testing"
 
-var allStatuses = []PageStatus{PagePending, PageTempFail, PageDeferred, PageCanceled, PageFolded, PageSent, PageNoAnswer, PageDeliv, PagePermFail}
+var allStatuses = []PageStatus{PagePending, PageTempFail, PageDeferred, PageCanceled, PageFolded, PageSent, PageUnconfirmed, PageNoAnswer, PageDeliv, PagePermFail}
 
-var allPageEvents = []PageEvent{EvSendOK, EvSendTemp, EvSendPerm, EvGiveUp, EvDelivered, EvNoAnswer, EvProviderFailed, EvCancel, EvHold, EvFold}
+var allPageEvents = []PageEvent{EvSendOK, EvSendTemp, EvSendPerm, EvGiveUp, EvDelivered, EvNoAnswer, EvProviderFailed, EvCancel, EvHold, EvFold, EvUnconfirmed}
 
 // TestTransitionNeverMovesBackwards checks every (state, event) pair.
 func TestTransitionNeverMovesBackwards(t *testing.T) {
@@ -55,9 +55,32 @@ func TestTransitionTable(t *testing.T) {
 		{PageCanceled, EvDelivered, PageCanceled},
 		{PageFolded, EvCancel, PageFolded},
 		{PageFolded, EvSendTemp, PageFolded},
+		// Confirmation: sent → delivered (confirmed) or sent → unconfirmed;
+		// an unconfirmed page may still be confirmed late or fail, and
+		// nothing known better becomes unconfirmed.
+		{PageSent, EvUnconfirmed, PageUnconfirmed},
+		{PagePending, EvUnconfirmed, PageUnconfirmed},
+		{PageUnconfirmed, EvDelivered, PageDeliv},
+		{PageUnconfirmed, EvProviderFailed, PagePermFail},
+		{PageUnconfirmed, EvNoAnswer, PageNoAnswer},
+		{PageUnconfirmed, EvSendOK, PageUnconfirmed},
+		{PageUnconfirmed, EvCancel, PageUnconfirmed},
+		{PageDeliv, EvUnconfirmed, PageDeliv},
+		{PageNoAnswer, EvUnconfirmed, PageNoAnswer},
+		{PagePermFail, EvUnconfirmed, PagePermFail},
+		{PageCanceled, EvUnconfirmed, PageCanceled},
+		{PageFolded, EvUnconfirmed, PageFolded},
 	} {
 		if got := Transition(tc.from, tc.ev); got != tc.want {
 			t.Errorf("Transition(%s, %s) = %s, want %s", tc.from, tc.ev, got, tc.want)
 		}
+	}
+}
+
+// TestUnconfirmedIsDoneAndWasSent: an unconfirmed page is not sent again,
+// and the channel that has it is told when the incident ends.
+func TestUnconfirmedIsDoneAndWasSent(t *testing.T) {
+	if !PageUnconfirmed.Done() || !wasSent(PageUnconfirmed) || pageRank(PageUnconfirmed) == 0 {
+		t.Fatal("unconfirmed must be done, sent, and not owed")
 	}
 }

@@ -339,7 +339,21 @@ const (
 	Delivered DeliveryStatus = "delivered" // reached the device (SMS delivered, call answered by a person)
 	NoAnswer  DeliveryStatus = "no-answer" // rang out, busy, canceled, or a voicemail answered
 	Failed    DeliveryStatus = "failed"    // the provider could not deliver
+	// Unconfirmed is a channel's own evidence that a page it accepted did
+	// not (or cannot be shown to) reach anyone; Report.Detail carries the
+	// reason in words (e.g. PagerDuty's). A Delivered report is the
+	// confirmation.
+	Unconfirmed DeliveryStatus = "unconfirmed"
 )
+
+// Confirmer is implemented by a notifier that confirms delivery: it promises
+// a Delivered (or Unconfirmed, or Failed) Report for each page it sends
+// within ConfirmWithin. A page still unconfirmed then counts as not
+// delivered, and its step moves on if nothing else of it may reach anyone.
+// 0 means the channel gives no confirmation (the page counts as sent).
+type Confirmer interface {
+	ConfirmWithin() time.Duration
+}
 
 // Report is a provider's later word on a page: delivered, not answered, failed.
 type Report struct {

@@ -484,6 +484,14 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 				m.Pages.WithLabelValues(string(ch), result).Inc()
 				m.PageSeconds.WithLabelValues(string(ch)).Observe(took.Seconds())
 			},
+			OnDelivery: func(d escalation.Delivery) {
+				if d.Confirmed {
+					m.DeliverySeconds.WithLabelValues(string(d.Channel)).Observe(d.Took.Seconds())
+				} else {
+					m.Unconfirmed.WithLabelValues(string(d.Channel), d.Cause).Inc()
+				}
+				mon.Delivery(d.Channel, d.Confirmed, d.Reason)
+			},
 			OnExhausted: func(escalation.Incident) { m.Exhausted.Inc() },
 		}
 	}

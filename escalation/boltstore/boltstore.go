@@ -449,7 +449,7 @@ func (s *Store) saveIncident(tx *wtx, inc *escalation.Incident) error {
 	if inc.State == escalation.Resolved {
 		return tx.bucket(bOpen).Delete(be64(inc.ID))
 	}
-	return tx.bucket(bOpen).Put(be64(inc.ID), append(be64(index.UnixNano(inc.Escalation.NextAt)), inc.State...))
+	return tx.bucket(bOpen).Put(be64(inc.ID), append(be64(index.UnixNano(inc.Escalation.WakeAt())), inc.State...))
 }
 
 // openState reads an entry of the schedule index.

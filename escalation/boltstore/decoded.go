@@ -82,7 +82,7 @@ type pageKey struct {
 // from the file (TestStoredFormIsWhatDecodingGives).
 func storedForm(inc *escalation.Incident) *escalation.Incident {
 	c := inc.Clone()
-	for _, t := range []*time.Time{&c.OpenedAt, &c.UpdatedAt, &c.AckedAt, &c.ResolvedAt, &c.Escalation.StepAt, &c.Escalation.NextAt} {
+	for _, t := range []*time.Time{&c.OpenedAt, &c.UpdatedAt, &c.AckedAt, &c.ResolvedAt, &c.Escalation.StepAt, &c.Escalation.NextAt, &c.Escalation.ConfirmBy} {
 		*t = decodedTime(*t)
 	}
 	c.GroupLabels = nilIfEmpty(c.GroupLabels)
@@ -108,6 +108,7 @@ func decodedTime(t time.Time) time.Time {
 // storedPage returns p as decoding its JSON gives it back (see storedForm).
 func storedPage(p escalation.PageRecord) escalation.PageRecord {
 	p.CreatedAt, p.NextTry, p.HeldAt = decodedTime(p.CreatedAt), decodedTime(p.NextTry), decodedTime(p.HeldAt)
+	p.SentAt, p.ConfirmBy = decodedTime(p.SentAt), decodedTime(p.ConfirmBy)
 	return p
 }
 

@@ -142,6 +142,7 @@ func (e *enc) escalation(x *escalation.Escalation) {
 	if x.Repages != 0 {
 		e.intF(`,"repages":`, int64(x.Repages))
 	}
+	e.optTime(`,"confirmBy":`, x.ConfirmBy)
 	e.b = append(e.b, '}')
 }
 
@@ -177,6 +178,8 @@ func (e *enc) page(p *escalation.PageRecord) {
 	e.optStr(`,"providerId":`, p.ProviderID)
 	e.optTime(`,"heldAt":`, p.HeldAt)
 	e.optStr(`,"foldedInto":`, p.FoldedInto)
+	e.optTime(`,"sentAt":`, p.SentAt)
+	e.optTime(`,"confirmBy":`, p.ConfirmBy)
 	e.b = append(e.b, '}')
 }
 
