@@ -395,7 +395,13 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 	rw.register(m)
 
 	responder := &lateResponder{}
-	chans, err := cfg.channels.build(channelDeps{log: log, store: store, responder: responder, publicURL: cfg.publicURL})
+	var monitor atomic.Pointer[selftest.Monitor] // built after the channels it checks
+	delivery := func(ch notifiers.Channel, confirmed bool, reason string) {
+		if m := monitor.Load(); m != nil {
+			m.Delivery(ch, confirmed, reason)
+		}
+	}
+	chans, err := cfg.channels.build(channelDeps{log: log, store: store, responder: responder, publicURL: cfg.publicURL, delivery: delivery})
 	if err != nil {
 		return err
 	}
@@ -440,6 +446,13 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 		return err
 	}
 	personProblem = mon.PersonProblem
+	monitor.Store(mon)
+	for _, ch := range configured { // exported from the start, so rate() and increase() see the first one
+		m.DeliverySeconds.WithLabelValues(string(ch))
+		for _, cause := range []string{escalation.CauseDeadline, escalation.CauseReported} {
+			m.Unconfirmed.WithLabelValues(string(ch), cause)
+		}
+	}
 	installation, err := escalation.InstallationID(ctx, store)
 	if err != nil {
 		return err
