@@ -49,6 +49,8 @@ const (
 	// modelSlack covers a store write that failed and is retried, and the
 	// granularity of the model's clock steps being checked between events.
 	modelSlack = 2 * time.Minute
+	// modelI6Every is how often, in model time, advance checks I6 on its way.
+	modelI6Every = 30 * time.Second
 )
 
 func TestModelNeverQuiet(t *testing.T) {
@@ -218,6 +220,8 @@ type model struct {
 	undeliver []escalation.Notification
 	// confirms are the providers' confirmations still to come, in no order.
 	confirms []modelConfirm
+	// lastI6 is when advance last checked I6 on its way.
+	lastI6 time.Time
 	// touched are resolved incidents whose pages an event may have changed
 	// (late provider callbacks): check reads their pages once more.
 	touched map[uint64]bool
@@ -638,13 +642,31 @@ func statusRank(s escalation.PageStatus) int {
 // checkI6 checks I6 on every open incident: advance calls it at every
 // deadline on its way, since a step held too long is moved on by its own
 // timer later and would be missed by a check after the whole advance.
+// It reads only incidents with a page attempt that are not resolved, by
+// point reads (a listing would make the store checkpoint each time).
 func (m *model) checkI6() {
 	m.t.Helper()
-	incs, err := m.bolt.Incidents(m.ctx, escalation.Filter{State: escalation.Open, Limit: 100000})
-	if err != nil {
-		m.fatalf("listing incidents: %v", err)
+	if now := m.clock.Now(); now.Sub(m.lastI6) < modelI6Every {
+		return // a held step is held for minutes: a look every half minute sees it
+	} else {
+		m.lastI6 = now
 	}
-	for _, inc := range incs {
+	m.mu.Lock()
+	ids := make([]uint64, 0, len(m.tried))
+	for id := range m.tried {
+		if !m.checkedResolved[id] {
+			ids = append(ids, id)
+		}
+	}
+	m.mu.Unlock()
+	for _, id := range ids {
+		inc, err := m.bolt.Incident(m.ctx, id)
+		if err != nil {
+			m.fatalf("incident %d: %v", id, err)
+		}
+		if inc.State != escalation.Open {
+			continue
+		}
 		pages, err := m.bolt.Pages(m.ctx, inc.ID)
 		if err != nil {
 			m.fatalf("pages of %d: %v", inc.ID, err)
