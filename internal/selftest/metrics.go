@@ -16,7 +16,7 @@ var (
 	descNotDelivering = prometheus.NewDesc("klaxon_channel_not_delivering",
 		"1 while the channel accepts pages but does not deliver them (unconfirmed pages, canaries or a stalled sync in a row).", []string{"channel"}, nil)
 	descLastDelivery = prometheus.NewDesc("klaxon_channel_last_delivery_timestamp_seconds",
-		"The channel's last proven delivery: a page or canary it confirmed arrived (absent: none yet).", []string{"channel"}, nil)
+		"The channel's last proven delivery: a page or canary it confirmed arrived (0: none yet).", []string{"channel"}, nil)
 	descFailures = prometheus.NewDesc("klaxon_channel_consecutive_failures",
 		"Failed self-tests and permanent send failures in a row.", []string{"channel"}, nil)
 	descChannelsUp = prometheus.NewDesc("klaxon_channels_up",
@@ -64,9 +64,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			nd = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descNotDelivering, prometheus.GaugeValue, nd, name)
+		last := 0.0 // none yet
 		if !s.LastDelivered.IsZero() {
-			ch <- prometheus.MustNewConstMetric(descLastDelivery, prometheus.GaugeValue, float64(s.LastDelivered.UnixNano())/1e9, name)
+			last = float64(s.LastDelivered.UnixNano()) / 1e9
 		}
+		ch <- prometheus.MustNewConstMetric(descLastDelivery, prometheus.GaugeValue, last, name)
 	}
 	ch <- prometheus.MustNewConstMetric(descChannelsUp, prometheus.GaugeValue, float64(up))
 	w := c.m.Watchdog()
