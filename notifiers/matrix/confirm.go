@@ -40,7 +40,13 @@ type confirmer struct {
 	lastErr  string
 	// reported is when a stalled sync was last reported.
 	reported time.Time
+	// pruned is when the maps were last pruned: at most once per
+	// pruneEvery, so a storm of pages costs no walk of them per page.
+	pruned time.Time
 }
+
+// pruneEvery bounds how often the waiting pages are walked for expiry.
+const pruneEvery = time.Second
 
 type waitingPage struct {
 	page     string
@@ -87,13 +93,18 @@ func (n *Notifier) expect(ev id.EventID, p notifiers.Page) {
 // pruneLocked drops what is older than a deadline: the engine has already
 // counted those pages unconfirmed.
 func (c *confirmer) pruneLocked(now time.Time, within time.Duration) {
+	if now.Sub(c.pruned) < pruneEvery && len(c.echoed) <= maxEchoes {
+		return
+	}
+	c.pruned = now
 	for ev, w := range c.waiting {
 		if now.Sub(w.since) > within {
 			delete(c.waiting, ev)
 		}
 	}
+	over := len(c.echoed) > maxEchoes // then keep half: one walk per maxEchoes/2 echoes
 	for ev, at := range c.echoed {
-		if now.Sub(at) > within || len(c.echoed) > maxEchoes {
+		if now.Sub(at) > within || (over && len(c.echoed) > maxEchoes/2) {
 			delete(c.echoed, ev)
 		}
 	}
@@ -111,7 +122,9 @@ func (n *Notifier) seen(ctx context.Context, evt *event.Event) {
 	if ok {
 		delete(c.waiting, evt.ID)
 	} else {
-		c.echoed[evt.ID] = n.now()
+		now := n.now()
+		c.echoed[evt.ID] = now
+		c.pruneLocked(now, n.ConfirmWithin())
 	}
 	c.mu.Unlock()
 	if ok {

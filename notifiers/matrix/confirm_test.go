@@ -3,12 +3,14 @@ package matrix
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/klaxon-oncall/klaxon/notifiers"
 )
@@ -128,4 +130,36 @@ func mustEvent(t *testing.T, m map[string]any) *event.Event {
 		t.Fatal(err)
 	}
 	return &e
+}
+
+// Waiting for confirmations costs memory for one deadline's pages only:
+// entries older than the deadline are dropped (the engine has counted those
+// pages unconfirmed), and echoes are capped.
+func TestWaitingPagesAreBounded(t *testing.T) {
+	f := newFakeHS(t)
+	now := fixedNow
+	n, _, _, _ := newTestNotifier(t, f, func(c *Config) {
+		c.Reporter = &reports{}
+		c.Now = func() time.Time { return now }
+	})
+	for i := range 10000 {
+		n.expect(id.EventID(fmt.Sprintf("$e%d", i)), notifiers.Page{ID: fmt.Sprintf("1-%d", i), Kind: notifiers.KindPage, Incident: 1})
+	}
+	for i := range 2 * maxEchoes {
+		n.seen(context.Background(), &event.Event{ID: id.EventID(fmt.Sprintf("$other%d", i)), Sender: id.UserID(testBot)})
+	}
+	n.conf.mu.Lock()
+	waiting, echoed := len(n.conf.waiting), len(n.conf.echoed)
+	n.conf.mu.Unlock()
+	if waiting != 10000 || echoed > maxEchoes {
+		t.Fatalf("waiting %d (want 10000 within the deadline), echoed %d (cap %d)", waiting, echoed, maxEchoes)
+	}
+	now = now.Add(DefaultConfirmWithin + 2*pruneEvery)
+	n.expect("$late", notifiers.Page{ID: "2-1", Kind: notifiers.KindPage, Incident: 2})
+	n.conf.mu.Lock()
+	waiting, echoed = len(n.conf.waiting), len(n.conf.echoed)
+	n.conf.mu.Unlock()
+	if waiting != 1 || echoed != 0 {
+		t.Fatalf("after the deadline: waiting %d, echoed %d; want only the new page", waiting, echoed)
+	}
 }
