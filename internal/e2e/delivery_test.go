@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -152,4 +153,67 @@ func matrixAlarm(t *testing.T, k *harness.Klaxon) incidentJSON {
 		}
 	}
 	return incidentJSON{}
+}
+
+// TestMatrixObserverConfirms: with an observer account configured, only
+// its /sync confirms a page. An observer in the alert room sees the page
+// and it is delivered; an observer that is not in the room cannot see it,
+// so the page is unconfirmed and the phone rings, although the bot's own
+// /sync returned the event.
+func TestMatrixObserverConfirms(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Dendrite and klaxon serve")
+	}
+	d := harness.StartDendrite(t)
+	bot := d.CreateUser(t, "klaxon")
+	alice := d.CreateUser(t, "alice")
+	watcher := d.CreateUser(t, "watcher")
+	room := bot.CreateRoom(t, "alerts", alice.UserID, watcher.UserID)
+	alice.Join(t, room)
+	for _, inRoom := range []bool{false, true} { // outside first: joining is for good
+		t.Run(map[bool]string{true: "observer in the room", false: "observer outside the room"}[inRoom], func(t *testing.T) {
+			if inRoom {
+				watcher.Join(t, room)
+			}
+			tw := faketwilio.New(t, twilioToken)
+			addr := harness.FreeAddr(t)
+			tokenFile := t.TempDir() + "/observer-token"
+			if err := os.WriteFile(tokenFile, []byte(watcher.AccessToken+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			env := []string{"KLAXON_TWILIO_ACCOUNT_SID=" + tw.AccountSID(), "KLAXON_TWILIO_AUTH_TOKEN=" + twilioToken,
+				"KLAXON_TWILIO_FROM=" + faketwilio.DefaultFrom, "KLAXON_TWILIO_API_URL=" + tw.URL(), "KLAXON_PUBLIC_URL=http://" + addr,
+				"KLAXON_MATRIX_HOMESERVER=" + d.URL(), "KLAXON_MATRIX_USER_ID=" + string(bot.UserID),
+				"KLAXON_MATRIX_ACCESS_TOKEN=" + bot.AccessToken, "KLAXON_MATRIX_ROOM=" + string(room),
+				"KLAXON_MATRIX_CONFIRM_WITHIN=" + matrixConfirmWithin.String(),
+				"KLAXON_MATRIX_OBSERVER_USER_ID=" + string(watcher.UserID), "KLAXON_MATRIX_OBSERVER_ACCESS_TOKEN_FILE=" + tokenFile}
+			rota := writeRotaSelftest(t, d.ServerName(), `
+      - {notify: primary, via: matrix, wait: 1h}
+      - {notify: primary, via: phone, wait: 1h}`, `
+      - {notify: primary, via: sms, wait: 1h}`)
+			k := harness.StartKlaxon(t, harness.KlaxonConfig{Listen: addr, Rota: rota, WebhookToken: "am-token", Env: env})
+			group := fmt.Sprintf("observed-%v", inRoom)
+			if code, err := k.Do(context.Background(), "POST", "/webhook/alertmanager", webhookBody(group), nil); err != nil || code != 200 {
+				t.Fatalf("webhook: %d %v", code, err)
+			}
+			var inc incidentJSON
+			harness.Eventually(t, 30*time.Second, func() (bool, string) {
+				for _, i := range incidents(t, k, "") {
+					if i.GroupKey == group {
+						inc = getIncident(t, k, i.ID)
+					}
+				}
+				if inRoom {
+					return timelineHas(inc, "via matrix: delivered (seen in the alert room by the observer account)"), textOf(inc)
+				}
+				return timelineHas(inc, "not seen back within 3 s"), textOf(inc)
+			})
+			if !inRoom {
+				tw.Phone("+15555550101").ExpectCall(t).NoAnswer()
+			}
+			if strings.Contains(k.Logs(), watcher.AccessToken) {
+				t.Fatal("the observer's token appears in Klaxon's log")
+			}
+		})
+	}
 }
