@@ -115,7 +115,11 @@ func Decide(inc *Incident, pages []PageRecord, s Situation) Change {
 		ch.Note(now, EvEscalated, "no acknowledgement for step %d: escalating", e.Step+1)
 	case stepFailed(pages, e.Generation):
 		advance = true
-		ch.Note(now, EvEscalated, "every page of step %d failed: escalating at once", e.Step+1)
+		if stepUnconfirmed(pages, e.Generation) {
+			ch.Note(now, EvEscalated, "no page of step %d was delivered (failed, or not confirmed in time): escalating at once", e.Step+1)
+		} else {
+			ch.Note(now, EvEscalated, "every page of step %d failed: escalating at once", e.Step+1)
+		}
 	default:
 		return ch // nothing due yet
 	}
@@ -185,7 +189,10 @@ func wait(inc *Incident, s Situation, ch *Change, why string) {
 }
 
 // stepFailed reports whether the current step paged someone and every one of
-// its pages failed for good (nothing pending, sent or delivered).
+// its pages failed for good or went unconfirmed (nothing pending, sent or
+// delivered): no page of it can still reach anyone, so its wait is not worth
+// waiting out (I6: an unconfirmed page never holds a step longer than its
+// confirmation deadline).
 func stepFailed(pages []PageRecord, gen uint64) bool {
 	found := false
 	for _, p := range pages {
@@ -193,11 +200,21 @@ func stepFailed(pages []PageRecord, gen uint64) bool {
 			continue
 		}
 		found = true
-		if p.Status != PagePermFail {
+		if p.Status != PagePermFail && p.Status != PageUnconfirmed {
 			return false
 		}
 	}
 	return found
+}
+
+// stepUnconfirmed reports whether a page of step generation gen went unconfirmed.
+func stepUnconfirmed(pages []PageRecord, gen uint64) bool {
+	for _, p := range pages {
+		if p.Kind == notifiers.KindPage && p.Generation == gen && p.Status == PageUnconfirmed {
+			return true
+		}
+	}
+	return false
 }
 
 // cancelStale cancels the unfinished pages of steps already passed: their
@@ -309,7 +326,7 @@ func planOn(inc *Incident, chans []notifiers.Channel, people []notifiers.Recipie
 		for _, r := range people {
 			if missing := r.MissingContact(c); missing != "" {
 				ch.Events = append(ch.Events, Event{At: s.Now, Kind: EvSkipped, Channel: string(c), Actor: r.PersonID,
-					Text: fmt.Sprintf("skipped: %s has no %s for %s", name(r), missing, c)})
+					Text: fmt.Sprintf("skipped: %s has no %s for %s", r.DisplayName(), missing, c)})
 				continue
 			}
 			ch.Pages = append(ch.Pages, PageRecord{
@@ -323,8 +340,6 @@ func planOn(inc *Incident, chans []notifiers.Channel, people []notifiers.Recipie
 }
 
 // name is how the timeline names person r (see notifiers.Recipient.DisplayName).
-func name(r notifiers.Recipient) string { return r.DisplayName() }
-
 func describeTarget(t Target) string {
 	switch {
 	case t.Person != "":

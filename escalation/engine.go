@@ -39,6 +39,12 @@ type Config struct {
 	Inline bool
 	// OnPage, if set, observes each page handed to a channel (metrics).
 	OnPage func(ch notifiers.Channel, result string, took time.Duration)
+	// OnDelivery, if set, learns of every page a channel confirmed and of
+	// every page it did not within its deadline or reported as reaching
+	// nobody (see Delivery): evidence about the channel for the self-tests,
+	// and the delivery metrics. Causes about one person alone go to
+	// OnRecipient instead.
+	OnDelivery func(Delivery)
 	// OnExhausted, if set, is called when an incident's policy runs out.
 	OnExhausted func(inc Incident)
 	// OnChange, if set, is called after every change this engine commits
@@ -273,7 +279,7 @@ func (e *Engine) Respond(ctx context.Context, r notifiers.Response) (notifiers.O
 		}
 		switch {
 		case ok:
-			actor = name(p)
+			actor = p.DisplayName()
 		case r.Channel != notifiers.PagerDuty:
 			return notifiers.Outcome{Incident: id}, notifiers.ErrNotOnRota
 		default:
@@ -438,7 +444,7 @@ func (e *Engine) after(ctx context.Context, inc Incident, ch Change) {
 		delete(e.waiting, inc.ID)
 	}
 	e.mu.Unlock()
-	e.schedule(inc.ID, inc.Escalation.NextAt)
+	e.schedule(inc.ID, inc.Escalation.WakeAt())
 	for _, p := range ch.Pages {
 		if p.Status == PagePending {
 			e.dispatch(ctx, &inc, p)
@@ -760,8 +766,9 @@ func (e *Engine) settle(ctx context.Context, p PageRecord, r result) {
 		case EvSendOK:
 			cur.LastError = ""
 			cur.ProviderID = r.rc.ProviderID
+			e.expectConfirmation(inc, &cur, now)
 			ev.Kind = EvPaged
-			ev.Text = fmt.Sprintf("%s %s via %s: sent", verb(p.Kind), name(p.Recipient), p.Channel)
+			ev.Text = fmt.Sprintf("%s %s via %s: sent", verb(p.Kind), p.Recipient.DisplayName(), p.Channel)
 			if r.rc.Detail != "" {
 				ev.Text += " (" + r.rc.Detail + ")"
 			}
@@ -771,7 +778,7 @@ func (e *Engine) settle(ctx context.Context, p PageRecord, r result) {
 			if notifiers.IsRecipient(r.err) {
 				what = "failed-permanent for this person"
 			}
-			ev.Text = fmt.Sprintf("%s %s via %s: %s: %s", verb(p.Kind), name(p.Recipient), p.Channel, what, r.err)
+			ev.Text = fmt.Sprintf("%s %s via %s: %s: %s", verb(p.Kind), p.Recipient.DisplayName(), p.Channel, what, r.err)
 		case EvSendTemp:
 			cur.LastError = r.err.Error()
 			if (p.Kind != notifiers.KindPage && cur.Attempts >= maxUpdateAttempts) || (inc.Escalation.Exhausted && cur.Attempts >= maxFallbackAttempts) {
@@ -780,7 +787,7 @@ func (e *Engine) settle(ctx context.Context, p PageRecord, r result) {
 				break
 			}
 			cur.NextTry = now.Add(r.retry)
-			ev.Text = fmt.Sprintf("%s %s via %s: failed-temporary (attempt %d, retrying in %s): %s", verb(p.Kind), name(p.Recipient), p.Channel, cur.Attempts, r.retry, r.err)
+			ev.Text = fmt.Sprintf("%s %s via %s: failed-temporary (attempt %d, retrying in %s): %s", verb(p.Kind), p.Recipient.DisplayName(), p.Channel, cur.Attempts, r.retry, r.err)
 		case EvHold:
 			first := cur.HeldAt.IsZero()
 			if first {
@@ -792,10 +799,10 @@ func (e *Engine) settle(ctx context.Context, p PageRecord, r result) {
 				return ch, nil // still held: no news for the timeline
 			}
 			ev.Kind = EvNote
-			ev.Text = fmt.Sprintf("held back: %s reached the %s rate limit; the next page they get will say so (at the latest %s)", name(p.Recipient), p.Channel, cur.NextTry.Format("15:04:05"))
+			ev.Text = fmt.Sprintf("held back: %s reached the %s rate limit; the next page they get will say so (at the latest %s)", p.Recipient.DisplayName(), p.Channel, cur.NextTry.Format("15:04:05"))
 		case EvFold:
 			cur.FoldedInto = r.rc.ProviderID
-			ev.Text = fmt.Sprintf("%s %s via %s: folded into page %s, which reached them", verb(p.Kind), name(p.Recipient), p.Channel, cur.FoldedInto)
+			ev.Text = fmt.Sprintf("%s %s via %s: folded into page %s, which reached them", verb(p.Kind), p.Recipient.DisplayName(), p.Channel, cur.FoldedInto)
 		}
 		ch.Events = append(ch.Events, ev)
 		ch.Pages = append(ch.Pages, cur)
@@ -834,9 +841,9 @@ func (e *Engine) settle(ctx context.Context, p PageRecord, r result) {
 const storeRetry = 5 * time.Second
 
 // moveOnIfStepFailed lets Decide move on at once when page cur, just failed
-// for good, was the current step's last hope.
+// for good or unconfirmed, was the current step's last hope.
 func (e *Engine) moveOnIfStepFailed(inc *Incident, pages []PageRecord, cur PageRecord, now time.Time, ch *Change) {
-	if cur.Status != PagePermFail || cur.Kind != notifiers.KindPage || cur.Generation != inc.Escalation.Generation || inc.State != Open {
+	if (cur.Status != PagePermFail && cur.Status != PageUnconfirmed) || cur.Kind != notifiers.KindPage || cur.Generation != inc.Escalation.Generation || inc.State != Open {
 		return
 	}
 	for i := range pages {
@@ -888,7 +895,8 @@ func (e *Engine) Report(ctx context.Context, r notifiers.Report) error {
 	if !ok {
 		return notifiers.ErrUnknownIncident
 	}
-	ev := map[notifiers.DeliveryStatus]PageEvent{notifiers.Delivered: EvDelivered, notifiers.NoAnswer: EvNoAnswer, notifiers.Failed: EvProviderFailed}[r.Status]
+	ev := map[notifiers.DeliveryStatus]PageEvent{notifiers.Delivered: EvDelivered, notifiers.NoAnswer: EvNoAnswer,
+		notifiers.Failed: EvProviderFailed, notifiers.Unconfirmed: EvUnconfirmed}[r.Status]
 	if ev == "" {
 		return fmt.Errorf("unknown delivery status %q", r.Status)
 	}
@@ -911,8 +919,10 @@ func (e *Engine) Report(ctx context.Context, r notifiers.Report) error {
 			e.evidence(cur, err)
 		}
 	}
+	var moved PageRecord // the page, if the report moved it
 	inc, ch, err := Update(ctx, e.cfg.Store, id, func(inc *Incident, pages []PageRecord) (Change, error) {
 		var ch Change
+		moved = PageRecord{}
 		cur, ok := findPage(pages, local)
 		if !ok {
 			return ch, notifiers.ErrUnknownIncident
@@ -922,12 +932,13 @@ func (e *Engine) Report(ctx context.Context, r notifiers.Report) error {
 			return ch, ErrNoChange // a retried callback, or older news
 		}
 		cur.Status = next
+		moved = cur
 		if r.Detail != "" {
 			cur.LastError = r.Detail
 		}
 		ch.Pages = append(ch.Pages, cur)
 		ch.Events = append(ch.Events, Event{At: now, Kind: EvPageResult, Channel: string(r.Channel), Actor: cur.Recipient.PersonID, PageID: cur.ID,
-			Text: fmt.Sprintf("%s via %s: %s%s", name(cur.Recipient), r.Channel, r.Status, detail(r.Detail))})
+			Text: fmt.Sprintf("%s via %s: %s%s", cur.Recipient.DisplayName(), r.Channel, r.Status, detail(r.Detail))})
 		e.moveOnIfStepFailed(inc, pages, cur, now, &ch)
 		return ch, nil
 	})
@@ -936,6 +947,13 @@ func (e *Engine) Report(ctx context.Context, r notifiers.Report) error {
 	}
 	if err != nil {
 		return err
+	}
+	switch {
+	case moved.Kind != notifiers.KindPage:
+	case moved.Status == PageDeliv:
+		e.delivered(moved, now)
+	case moved.Status == PageUnconfirmed:
+		e.unconfirmed(moved, CauseReported, r.Detail, r.Recipient)
 	}
 	e.after(ctx, inc, ch)
 	return nil

@@ -78,7 +78,9 @@ type Escalation struct {
 	// was sent in, so an answer applies as of that page.
 	Generation uint64    `json:"generation"`
 	StepAt     time.Time `json:"stepAt,omitzero"`
-	// NextAt is when the engine must look at the incident again (zero: never).
+	// NextAt is when the engine must decide about the incident again (the
+	// step's wait, the re-page interval, the acknowledgement timeout; zero:
+	// never). The engine may wake earlier for a confirmation (see WakeAt).
 	NextAt time.Time `json:"nextAt,omitzero"`
 	// Exhausted is set once the policy and its fallback have been used up.
 	Exhausted bool `json:"exhausted,omitempty"`
@@ -98,6 +100,25 @@ type Escalation struct {
 	Waiting bool `json:"waiting,omitempty"`
 	// Repages counts how often an exhausted incident was paged again.
 	Repages int `json:"repages,omitempty"`
+	// ConfirmBy is the earliest confirmation deadline of a page of the
+	// incident that its channel accepted and has not confirmed yet (zero:
+	// none). The engine wakes for it (see WakeAt) to mark such a page
+	// unconfirmed and, if it was its step's last hope, move on at once.
+	ConfirmBy time.Time `json:"confirmBy,omitzero"`
+}
+
+// WakeAt is when the engine must look at the incident again: its next
+// decision (NextAt) or, if earlier, a page's confirmation deadline
+// (ConfirmBy); zero for never. Stores keep it in their schedule index, so a
+// deadline fires after a restart too.
+func (e Escalation) WakeAt() time.Time {
+	switch {
+	case e.ConfirmBy.IsZero():
+		return e.NextAt
+	case e.NextAt.IsZero() || e.ConfirmBy.Before(e.NextAt):
+		return e.ConfirmBy
+	}
+	return e.NextAt
 }
 
 // Incident is one Alertmanager group while any of its alerts fire.
@@ -208,10 +229,11 @@ func (s PageStatus) Done() bool {
 }
 
 // Sent reports whether the provider accepted the page: sent, or any later
-// word of the provider on it (delivered, no answer). The channels of sent
-// pages are the ones told when the incident is answered or resolves.
+// word on it (delivered, no answer, unconfirmed: the provider took it even if
+// it could not be shown to arrive). The channels of sent pages are the ones
+// told when the incident is answered or resolves.
 func (s PageStatus) Sent() bool {
-	return s == PageSent || s == PageDeliv || s == PageNoAnswer
+	return s == PageSent || s == PageDeliv || s == PageNoAnswer || s == PageUnconfirmed
 }
 
 // PageRecord is one outbox entry: a page decided and recorded before it is sent.
@@ -239,6 +261,12 @@ type PageRecord struct {
 	// FoldedInto names the page that carried this held page's news to the
 	// person (status folded): one the provider accepted.
 	FoldedInto string `json:"foldedInto,omitempty"`
+	// SentAt is when the provider accepted the page.
+	SentAt time.Time `json:"sentAt,omitzero"`
+	// ConfirmBy is, for a page of a channel that confirms delivery
+	// (notifiers.Confirmer), when the confirmation is due: a page still
+	// sent then becomes unconfirmed.
+	ConfirmBy time.Time `json:"confirmBy,omitzero"`
 }
 
 // PageID formats an outbox entry id.
@@ -305,7 +333,7 @@ type IngestResult struct {
 type Due struct {
 	Incident uint64
 	State    State
-	NextAt   time.Time // zero: nothing scheduled
+	NextAt   time.Time // the incident's WakeAt; zero: nothing scheduled
 	Pages    []DuePage
 }
 

@@ -56,6 +56,8 @@ const (
 	// modelSlack covers a store write that failed and is retried, and the
 	// granularity of the model's clock steps being checked between events.
 	modelSlack = 2 * time.Minute
+	// modelI6Every is how often, in model time, advance checks I6 on its way.
+	modelI6Every = 30 * time.Second
 )
 
 func TestModelNeverQuiet(t *testing.T) {
@@ -119,9 +121,27 @@ type modelChannel struct {
 	// early makes the provider report delivery before Notify returns (a
 	// status callback racing the send result).
 	early bool
+	// confirm is the channel's confirmation deadline (0: it confirms
+	// nothing). In mode "ok" it confirms each page after a random delay
+	// (sometimes past the deadline); in mode "swallow" it accepts pages
+	// and never confirms them (the homeserver that relays nothing); in
+	// mode "nobody" it accepts them and reports that nobody was notified.
+	confirm time.Duration
 }
 
 func (c *modelChannel) Channel() notifiers.Channel { return c.ch }
+
+// ConfirmWithin implements notifiers.Confirmer.
+func (c *modelChannel) ConfirmWithin() time.Duration { return c.confirm }
+
+// modelConfirm is a confirmation the provider will send at a time.
+type modelConfirm struct {
+	at     time.Time
+	report notifiers.Report
+}
+
+// modelDeadlines are the model's channels' confirmation deadlines.
+var modelDeadlines = map[notifiers.Channel]time.Duration{notifiers.Matrix: 30 * time.Second, notifiers.PagerDuty: 2 * time.Minute, notifiers.SMS: 2 * time.Minute}
 
 func (c *modelChannel) Notify(ctx context.Context, p notifiers.Page) (notifiers.Receipt, error) {
 	c.mu.Lock()
@@ -146,6 +166,16 @@ func (c *modelChannel) Notify(ctx context.Context, p notifiers.Page) (notifiers.
 		return notifiers.Receipt{}, recipientError("21211", errors.New("invalid To number"))
 	}
 	c.m.accepted(p)
+	if p.Kind == notifiers.KindPage && c.confirm > 0 {
+		switch mode {
+		case "ok":
+			// Mostly within the deadline, one in five after it.
+			delay := time.Duration(c.m.faultRand.Int64N(int64(c.confirm * 5 / 4)))
+			c.m.later(delay, notifiers.Report{PageID: p.ID, Incident: p.Incident, Channel: c.ch, Status: notifiers.Delivered})
+		case "nobody":
+			c.m.later(time.Second, notifiers.Report{PageID: p.ID, Incident: p.Incident, Channel: c.ch, Status: notifiers.Unconfirmed, Detail: "nobody was notified"})
+		}
+	}
 	if early && p.Kind == notifiers.KindPage {
 		// The provider's status callback arrives before Notify returns.
 		_ = c.m.eng.Report(context.WithoutCancel(ctx), notifiers.Report{PageID: p.ID, Incident: p.Incident, Channel: c.ch, Status: notifiers.Delivered, At: c.m.clock.Now()})
@@ -263,6 +293,10 @@ type model struct {
 	since     map[uint64]time.Time // incident → when it became open, unacknowledged and firing
 	firing    map[int]time.Time    // group → startsAt of its firing alert, per the model of Alertmanager
 	undeliver []escalation.Notification
+	// confirms are the providers' confirmations still to come, in no order.
+	confirms []modelConfirm
+	// lastI6 is when advance last checked I6 on its way.
+	lastI6 time.Time
 	// touched are resolved incidents whose pages an event may have changed
 	// (late provider callbacks): check reads their pages once more.
 	touched map[uint64]bool
@@ -295,6 +329,50 @@ func (m *model) attemptHeld(person string, ch notifiers.Channel) {
 	for _, id := range ids {
 		m.lastTry[id] = m.clock.Now()
 		m.tried[id]++
+	}
+}
+
+// later has the provider send report after d.
+func (m *model) later(d time.Duration, r notifiers.Report) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.confirms = append(m.confirms, modelConfirm{at: m.clock.Now().Add(d), report: r})
+}
+
+// nextConfirm is when the next provider confirmation is due.
+func (m *model) nextConfirm() (time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var next time.Time
+	for _, c := range m.confirms {
+		if next.IsZero() || c.at.Before(next) {
+			next = c.at
+		}
+	}
+	return next, !next.IsZero()
+}
+
+// confirmDue sends the providers' confirmations due by now. A report the
+// store refused is sent again later, as a provider retries a callback.
+func (m *model) confirmDue() {
+	now := m.clock.Now()
+	m.mu.Lock()
+	var due []modelConfirm
+	keep := m.confirms[:0]
+	for _, c := range m.confirms {
+		if c.at.After(now) {
+			keep = append(keep, c)
+		} else {
+			due = append(due, c)
+		}
+	}
+	m.confirms = keep
+	m.mu.Unlock()
+	for _, c := range due {
+		c.report.At = now
+		if err := m.eng.Report(m.ctx, c.report); err != nil && errors.Is(err, errInjected) {
+			m.later(time.Second, c.report)
+		}
 	}
 }
 
@@ -369,7 +447,7 @@ func runModel(t *testing.T, seed uint64, open openStore) bool {
 		seen: map[string]escalation.PageStatus{}, since: map[uint64]time.Time{}, firing: map[int]time.Time{},
 		touched: map[uint64]bool{}, checkedResolved: map[uint64]bool{}}
 	for _, c := range notifiers.Channels {
-		m.chans[c] = &modelChannel{ch: c, m: m, mode: "ok", badPeople: map[string]bool{}}
+		m.chans[c] = &modelChannel{ch: c, m: m, mode: "ok", badPeople: map[string]bool{}, confirm: modelDeadlines[c]}
 	}
 	m.base = open(t, m.dir)
 	defer func() { m.base.Close() }()
@@ -455,14 +533,22 @@ func (m *model) advance(d time.Duration) {
 	end := m.clock.Now().Add(d)
 	for {
 		next, ok := m.eng.NextDeadline()
+		if c, cok := m.nextConfirm(); cok && (!ok || c.Before(next)) {
+			next, ok = c, true
+		}
 		if !ok || next.After(end) {
 			break
 		}
-		m.clock.Set(next)
+		if next.After(m.clock.Now()) {
+			m.clock.Set(next)
+		}
+		m.confirmDue()
 		m.eng.RunDue(m.ctx)
 		m.redeliver()
+		m.checkI6()
 	}
 	m.clock.Set(end)
+	m.confirmDue()
 	m.eng.RunDue(m.ctx)
 	m.redeliver()
 }
@@ -540,9 +626,13 @@ func (m *model) step() {
 	case k < 52: // provider faults change
 		c := m.chans[notifiers.Channels[r.IntN(len(notifiers.Channels))]]
 		c.mu.Lock()
-		switch r.IntN(6) {
+		switch r.IntN(8) {
 		case 0, 1:
 			c.mode = "ok"
+		case 6:
+			c.mode = "swallow"
+		case 7:
+			c.mode = "nobody"
 		case 2:
 			c.mode = "temp"
 		case 3:
@@ -584,7 +674,7 @@ func (m *model) step() {
 		}
 		p := pages[r.IntN(len(pages))]
 		m.touched[id] = true
-		st := []notifiers.DeliveryStatus{notifiers.Delivered, notifiers.NoAnswer, notifiers.Failed}[r.IntN(3)]
+		st := []notifiers.DeliveryStatus{notifiers.Delivered, notifiers.NoAnswer, notifiers.Failed, notifiers.Unconfirmed}[r.IntN(4)]
 		err = m.eng.Report(m.ctx, notifiers.Report{PageID: p.ID, Incident: id, Channel: p.Channel, Status: st, Detail: "callback", At: m.clock.Now()})
 		m.logf("provider reports %s for page %s (was %s): %v", st, p.ID, p.Status, err)
 	default:
@@ -616,14 +706,97 @@ func statusRank(s escalation.PageStatus) int {
 		return 2
 	case escalation.PageSent:
 		return 3
-	case escalation.PageNoAnswer:
+	case escalation.PageUnconfirmed:
 		return 4
-	case escalation.PageDeliv:
+	case escalation.PageNoAnswer:
 		return 5
-	case escalation.PagePermFail:
+	case escalation.PageDeliv:
 		return 6
+	case escalation.PagePermFail:
+		return 7
 	}
 	return 0
+}
+
+// checkI6 checks I6 on every open incident: advance calls it at every
+// deadline on its way, since a step held too long is moved on by its own
+// timer later and would be missed by a check after the whole advance.
+// It reads only incidents with a page attempt that are not resolved, by
+// point reads (a listing would make the store checkpoint each time).
+func (m *model) checkI6() {
+	m.t.Helper()
+	if now := m.clock.Now(); now.Sub(m.lastI6) < modelI6Every {
+		return // a held step is held for minutes: a look every half minute sees it
+	} else {
+		m.lastI6 = now
+	}
+	m.mu.Lock()
+	ids := make([]uint64, 0, len(m.tried))
+	for id := range m.tried {
+		if !m.checkedResolved[id] {
+			ids = append(ids, id)
+		}
+	}
+	m.mu.Unlock()
+	for _, id := range ids {
+		inc, err := m.base.Incident(m.ctx, id)
+		if err != nil {
+			m.fatalf("incident %d: %v", id, err)
+		}
+		if inc.State != escalation.Open {
+			continue
+		}
+		pages, err := m.base.Pages(m.ctx, inc.ID)
+		if err != nil {
+			m.fatalf("pages of %d: %v", inc.ID, err)
+		}
+		m.checkStepNotHeld(inc, pages, m.clock.Now())
+	}
+}
+
+// checkStepNotHeld is I6: an unconfirmed page never holds a step longer
+// than its confirmation deadline: once every page of the current step is
+// unconfirmed, failed for good, or sent and past its deadline, the step
+// moves on (within the slack of refused store writes).
+func (m *model) checkStepNotHeld(inc escalation.Incident, pages []escalation.PageRecord, now time.Time) {
+	m.t.Helper()
+	if inc.State != escalation.Open || !inc.Escalation.Started || inc.Escalation.Exhausted || inc.Escalation.Waiting {
+		return
+	}
+	if deadline, held := unconfirmedHold(pages, inc.Escalation.Generation); held && now.Sub(deadline) > modelSlack {
+		m.fatalf("I6: incident %d's step %d is held by pages unconfirmed since %s (%s ago); escalation %+v\n%s",
+			inc.ID, inc.Escalation.Step+1, deadline.Sub(t0), now.Sub(deadline), inc.Escalation, m.timeline(inc.ID))
+	}
+}
+
+// unconfirmedHold reports whether the pages of step generation gen can no
+// longer reach anyone and at least one of them is unconfirmed (or sent and
+// waiting for a confirmation), and the latest confirmation deadline among
+// them: the step must have moved on by then.
+func unconfirmedHold(pages []escalation.PageRecord, gen uint64) (deadline time.Time, held bool) {
+	for _, p := range pages {
+		if p.Kind != notifiers.KindPage || p.Generation != gen {
+			continue
+		}
+		switch {
+		case p.Status == escalation.PagePermFail:
+		case p.Status == escalation.PageUnconfirmed && p.ConfirmBy.IsZero():
+			// Reported unconfirmed before its send was recorded: the step
+			// moves on at the report, as for a permanent failure.
+			held = true
+		case (p.Status == escalation.PageUnconfirmed || p.Status == escalation.PageSent) && !p.ConfirmBy.IsZero():
+			held = true
+			if p.ConfirmBy.After(deadline) {
+				deadline = p.ConfirmBy
+			}
+		default:
+			return time.Time{}, false // something of the step may still reach someone
+		}
+	}
+	if held && deadline.IsZero() {
+		deadline = t0 // no deadline of its own: it holds nothing at all
+	}
+	return deadline, held
 }
 
 func (m *model) anyConfigured() bool {
@@ -698,6 +871,7 @@ func (m *model) check() {
 				m.fatalf("I5: page %s accepted by the provider %d times with %d restarts", p.ID, n, m.restarts)
 			}
 		}
+		m.checkStepNotHeld(inc, pages, now)
 		// I2: no incident is exhausted without attempted pages.
 		if inc.Escalation.Exhausted && m.tried[inc.ID] == 0 {
 			m.fatalf("I2: incident %d exhausted without a single page attempt\n%s", inc.ID, m.timeline(inc.ID))

@@ -29,15 +29,32 @@ const (
 	// EvFold: the held page was carried by another page to the same person
 	// that the provider accepted.
 	EvFold PageEvent = "fold"
+	// EvUnconfirmed: the channel's own evidence that a page it accepted did
+	// not (or cannot be shown to) reach anyone: its confirmation deadline
+	// passed without a delivery, or the channel said so (PagerDuty: nobody
+	// was notified).
+	EvUnconfirmed PageEvent = "unconfirmed"
 )
+
+// PageUnconfirmed is the state of a page its channel accepted but did not
+// show to have arrived within its confirmation deadline (see
+// notifiers.Confirmer), or reported as not delivered to anyone. For the
+// step it counts as a permanent failure: the step moves on at once when no
+// other page of it still may reach someone. A confirmation that comes late
+// still moves it on to delivered.
+const PageUnconfirmed PageStatus = "unconfirmed"
 
 // PageFolded is the state of a held page whose news reached the person in
 // another page (the carrier, named by FoldedInto) that the provider accepted.
 const PageFolded PageStatus = "folded"
 
 // pageRank orders page states by how much is known: a page never moves to a
-// lower rank. Rank 0 holds the states of a page still owed to its person
-// (not Done), which may move among each other.
+// lower rank. Confirmed is delivered: a channel's confirmation (Matrix: the
+// event came back through /sync; SMS: a delivered receipt; a call: answered)
+// is the provider's word that the page reached the person, which is what
+// delivered always meant, so one state holds both. Rank 0 holds the states
+// of a page still owed to its person (not Done), which may move among each
+// other.
 func pageRank(s PageStatus) int {
 	if !s.Done() {
 		return 0
@@ -49,12 +66,14 @@ func pageRank(s PageStatus) int {
 		return 2
 	case PageSent:
 		return 3
-	case PageNoAnswer:
+	case PageUnconfirmed:
 		return 4
-	case PageDeliv:
+	case PageNoAnswer:
 		return 5
-	case PagePermFail:
+	case PageDeliv:
 		return 6
+	case PagePermFail:
+		return 7
 	}
 	return 0
 }
@@ -90,8 +109,14 @@ func transition(s PageStatus, ev PageEvent) PageStatus {
 	case EvProviderFailed:
 		// After delivery a failure report is stale news; before it, the
 		// provider could not deliver what it had accepted.
-		if s == PageSent || s == PageNoAnswer || owed {
+		if s == PageSent || s == PageUnconfirmed || s == PageNoAnswer || owed {
 			return PagePermFail
+		}
+	case EvUnconfirmed:
+		// Only a page the provider has (or may have, for a report that beat
+		// the send result) can be unconfirmed; any later news outranks it.
+		if s == PageSent || owed {
+			return PageUnconfirmed
 		}
 	case EvCancel:
 		if owed {

@@ -2,9 +2,9 @@ package escalation
 
 import "testing"
 
-var allStatuses = []PageStatus{PagePending, PageTempFail, PageDeferred, PageCanceled, PageFolded, PageSent, PageNoAnswer, PageDeliv, PagePermFail}
+var allStatuses = []PageStatus{PagePending, PageTempFail, PageDeferred, PageCanceled, PageFolded, PageSent, PageUnconfirmed, PageNoAnswer, PageDeliv, PagePermFail}
 
-var allPageEvents = []PageEvent{EvSendOK, EvSendTemp, EvSendPerm, EvGiveUp, EvDelivered, EvNoAnswer, EvProviderFailed, EvCancel, EvHold, EvFold}
+var allPageEvents = []PageEvent{EvSendOK, EvSendTemp, EvSendPerm, EvGiveUp, EvDelivered, EvNoAnswer, EvProviderFailed, EvCancel, EvHold, EvFold, EvUnconfirmed}
 
 // TestTransitionNeverMovesBackwards checks every (state, event) pair.
 func TestTransitionNeverMovesBackwards(t *testing.T) {
@@ -55,6 +55,21 @@ func TestTransitionTable(t *testing.T) {
 		{PageCanceled, EvDelivered, PageCanceled},
 		{PageFolded, EvCancel, PageFolded},
 		{PageFolded, EvSendTemp, PageFolded},
+		// Confirmation: sent → delivered (confirmed) or sent → unconfirmed;
+		// an unconfirmed page may still be confirmed late or fail, and
+		// nothing known better becomes unconfirmed.
+		{PageSent, EvUnconfirmed, PageUnconfirmed},
+		{PagePending, EvUnconfirmed, PageUnconfirmed},
+		{PageUnconfirmed, EvDelivered, PageDeliv},
+		{PageUnconfirmed, EvProviderFailed, PagePermFail},
+		{PageUnconfirmed, EvNoAnswer, PageNoAnswer},
+		{PageUnconfirmed, EvSendOK, PageUnconfirmed},
+		{PageUnconfirmed, EvCancel, PageUnconfirmed},
+		{PageDeliv, EvUnconfirmed, PageDeliv},
+		{PageNoAnswer, EvUnconfirmed, PageNoAnswer},
+		{PagePermFail, EvUnconfirmed, PagePermFail},
+		{PageCanceled, EvUnconfirmed, PageCanceled},
+		{PageFolded, EvUnconfirmed, PageFolded},
 	} {
 		if got := transition(tc.from, tc.ev); got != tc.want {
 			t.Errorf("transition(%s, %s) = %s, want %s", tc.from, tc.ev, got, tc.want)
@@ -78,6 +93,7 @@ func TestPageStatusSets(t *testing.T) {
 		{PageSent, true, true},
 		{PageNoAnswer, true, true},
 		{PageDeliv, true, true},
+		{PageUnconfirmed, true, true},
 		{PagePermFail, true, false},
 	} {
 		if tc.s.Done() != tc.done || tc.s.Sent() != tc.sent {
@@ -87,7 +103,7 @@ func TestPageStatusSets(t *testing.T) {
 			t.Errorf("%s: rank %d, but done is %v", tc.s, pageRank(tc.s), tc.done)
 		}
 	}
-	if len(allStatuses) != 9 {
-		t.Errorf("%d page states, the table has 9", len(allStatuses))
+	if len(allStatuses) != 10 {
+		t.Errorf("%d page states, the table has 10", len(allStatuses))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -183,11 +184,21 @@ func (e *Engine) handle(ctx context.Context, it wakeItem) {
 	e.wake(ctx, it.inc)
 }
 
-// wake lets Decide move incident id forward.
+// wake lets Decide move incident id forward, once the pages whose
+// confirmation deadline passed are marked unconfirmed (so a step whose last
+// hope that was moves on at once).
 func (e *Engine) wake(ctx context.Context, id uint64) {
 	now := e.cfg.Clock.Now()
+	var expired []PageRecord
 	inc, ch, err := Update(ctx, e.cfg.Store, id, func(inc *Incident, pages []PageRecord) (Change, error) {
-		ch := Decide(inc, pages, e.situation(inc, now))
+		var ch Change
+		expired = nil
+		if !inc.Escalation.ConfirmBy.IsZero() {
+			pages = slices.Clone(pages)
+			expired = expireConfirmations(inc, pages, now, &ch)
+		}
+		d := Decide(inc, pages, e.situation(inc, now))
+		ch.Events, ch.Pages = append(ch.Events, d.Events...), append(ch.Pages, d.Pages...)
 		return ch, nil
 	})
 	if err != nil {
@@ -196,6 +207,9 @@ func (e *Engine) wake(ctx context.Context, id uint64) {
 			e.schedule(id, now.Add(storeRetry))
 		}
 		return
+	}
+	for _, p := range expired {
+		e.unconfirmed(p, CauseDeadline, p.LastError, false)
 	}
 	e.after(ctx, inc, ch)
 }

@@ -25,7 +25,7 @@ type Tx interface {
 	// Incident returns incident id, or ErrNotFound.
 	Incident(id uint64) (*Incident, error)
 	// PutIncident stores inc and keeps the schedule (State and
-	// Escalation.NextAt of every unresolved incident) in step.
+	// Escalation.WakeAt() of every unresolved incident) in step.
 	PutIncident(inc *Incident) error
 	// Pages returns incident id's outbox entries in Seq order (none for an
 	// unknown incident).

@@ -97,6 +97,9 @@ type channelDeps struct {
 		notifiers.Reporter
 	}
 	publicURL string
+	// delivery, if set, learns a channel's own evidence that pages cannot
+	// be delivered (a stalled Matrix sync), as self-test evidence.
+	delivery func(ch notifiers.Channel, confirmed bool, reason string)
 }
 
 // channelSet is the configured channels, wired for the engine and server.
@@ -130,8 +133,11 @@ func (c *channelFlags) build(d channelDeps) (*channelSet, error) {
 	}
 	if c.mxOn {
 		cfg := c.mx
-		cfg.Responder, cfg.State = d.responder, d.store
+		cfg.Responder, cfg.Reporter, cfg.State = d.responder, d.responder, d.store
 		cfg.Logger = d.log.With("channel", "matrix")
+		if d.delivery != nil {
+			cfg.SyncStalled = func(reason string) { d.delivery(notifiers.Matrix, false, reason) }
+		}
 		mx, err := matrix.New(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("Matrix: %w", err)

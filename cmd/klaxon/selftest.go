@@ -159,13 +159,13 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 // printChannels shows the channels' verdicts and reports whether one is down.
 func printChannels(stdout io.Writer, rep selftest.Report) bool {
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CHANNEL\tSTATUS\tSINCE\tLAST SUCCESS\tREASON")
+	fmt.Fprintln(tw, "CHANNEL\tSTATUS\tSINCE\tLAST SUCCESS\tLAST DELIVERY\tREASON")
 	down := false
 	for _, ch := range rep.Channels {
 		if ch.Status == notifiers.Down {
 			down = true
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ch.Channel, ch.Status, when(ch.Since), when(ch.LastSuccess), dash(ch.Reason))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ch.Channel, ch.Status, when(ch.Since), when(ch.LastSuccess), when(ch.LastDelivered), dash(ch.Reason))
 	}
 	tw.Flush()
 	if rep.RecordedBy != "" {

@@ -395,7 +395,13 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 	rw.register(m)
 
 	responder := &lateResponder{}
-	chans, err := cfg.channels.build(channelDeps{log: log, store: store, responder: responder, publicURL: cfg.publicURL})
+	var monitor atomic.Pointer[selftest.Monitor] // built after the channels it checks
+	delivery := func(ch notifiers.Channel, confirmed bool, reason string) {
+		if m := monitor.Load(); m != nil {
+			m.Delivery(ch, confirmed, reason)
+		}
+	}
+	chans, err := cfg.channels.build(channelDeps{log: log, store: store, responder: responder, publicURL: cfg.publicURL, delivery: delivery})
 	if err != nil {
 		return err
 	}
@@ -440,17 +446,16 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 	if err != nil {
 		return err
 	}
-	// Canary results feed health as unconfirmed pages do, through the
-	// monitor's Delivery (issue 27; it comes with the engine's confirmation
-	// work, so it is looked up rather than named here).
-	if d, ok := any(mon).(interface {
-		Delivery(ch notifiers.Channel, confirmed bool, reason string)
-	}); ok {
-		chans.canaries.Deliveries = d.Delivery
-	} else if len(chans.canaries.Checks) > 0 {
-		log.Warn("canary results are only logged: this build's health monitor does not take delivery evidence")
-	}
+	// Canary results feed health as unconfirmed pages do.
+	chans.canaries.Deliveries = mon.Delivery
 	personProblem = mon.PersonProblem
+	monitor.Store(mon)
+	for _, ch := range configured { // exported from the start, so rate() and increase() see the first one
+		m.DeliverySeconds.WithLabelValues(string(ch))
+		for _, cause := range []string{escalation.CauseDeadline, escalation.CauseReported} {
+			m.Unconfirmed.WithLabelValues(string(ch), cause)
+		}
+	}
 	installation, err := escalation.InstallationID(ctx, store)
 	if err != nil {
 		return err
@@ -490,6 +495,14 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger, hooks serveH
 			OnPage: func(ch notifiers.Channel, result string, took time.Duration) {
 				m.Pages.WithLabelValues(string(ch), result).Inc()
 				m.PageSeconds.WithLabelValues(string(ch)).Observe(took.Seconds())
+			},
+			OnDelivery: func(d escalation.Delivery) {
+				if d.Confirmed {
+					m.DeliverySeconds.WithLabelValues(string(d.Channel)).Observe(d.Took.Seconds())
+				} else {
+					m.Unconfirmed.WithLabelValues(string(d.Channel), d.Cause).Inc()
+				}
+				mon.Delivery(d.Channel, d.Confirmed, d.Reason)
 			},
 			OnExhausted: func(escalation.Incident) { m.Exhausted.Inc() },
 			OnChange:    func(uint64) { wb.Changed() },

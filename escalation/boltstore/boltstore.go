@@ -363,7 +363,7 @@ func (t *boltTx) PutIncident(inc *escalation.Incident) error {
 	if inc.State == escalation.Resolved {
 		return t.tx.Bucket(bOpen).Delete(be64(inc.ID))
 	}
-	return t.tx.Bucket(bOpen).Put(be64(inc.ID), append(be64(index.UnixNano(inc.Escalation.NextAt)), inc.State...))
+	return t.tx.Bucket(bOpen).Put(be64(inc.ID), append(be64(index.UnixNano(inc.Escalation.WakeAt())), inc.State...))
 }
 
 func (t *boltTx) Pages(id uint64) ([]escalation.PageRecord, error) { return loadPages(t.tx, id) }

@@ -176,7 +176,7 @@ func prefixEnd(p string) string { return clientv3.GetPrefixRangeEnd(p) }
 
 // openValue encodes a schedule index entry.
 func (s *Store) openValue(inc *escalation.Incident) string {
-	v := be64(index.UnixNano(inc.Escalation.NextAt))
+	v := be64(index.UnixNano(inc.Escalation.WakeAt()))
 	v = append(v, inc.State...)
 	v = append(v, 0)
 	v = append(v, s.writer...)

@@ -41,6 +41,7 @@ func Run(t *testing.T, open Open) {
 		{"TxErrorWritesNothing", testTxError},
 		{"UpdateAppendsTimelineInOrder", testTimelineAppendOnly},
 		{"ScheduleIndex", testSchedule},
+		{"ScheduleWakesForConfirmationDeadlines", testScheduleConfirmBy},
 		{"IncidentsListingAndPaging", testIncidents},
 		{"Counts", testCounts},
 		{"ConcurrentIngestDistinctGroups", testConcurrentIngest},
@@ -348,6 +349,32 @@ func testSchedule(t *testing.T, s escalation.Store) {
 	}
 	if len(got[0].Pages) != 2 || got[0].Pages[0].ID != "1-2" {
 		t.Fatalf("after finishing 1-1: %+v", got[0].Pages)
+	}
+}
+
+// testScheduleConfirmBy checks that the schedule index keeps an incident's
+// wake (Escalation.WakeAt), not only its next decision: a page's
+// confirmation deadline earlier than the step's wait must fire after a
+// restart too, or an unconfirmed page holds its step to the end (I6).
+func testScheduleConfirmBy(t *testing.T, s escalation.Store) {
+	ingest(t, s, Note("a", "firing"), NoDecide)
+	step, confirm := now.Add(5*time.Minute), now.Add(30*time.Second)
+	update(t, s, 1, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
+		inc.Escalation.NextAt, inc.Escalation.ConfirmBy = step, confirm
+		return escalation.Change{Events: []escalation.Event{{At: now, Kind: escalation.EvPaged}}}, nil
+	})
+	for _, want := range []time.Time{confirm, step} {
+		var got []escalation.Due
+		if err := s.Schedule(ctx(t), func(d escalation.Due) error { got = append(got, d); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || !got[0].NextAt.Equal(want) {
+			t.Fatalf("schedule %+v: want incident 1 due at %s", got, want)
+		}
+		update(t, s, 1, func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
+			inc.Escalation.ConfirmBy = time.Time{} // the deadline was handled
+			return escalation.Change{Events: []escalation.Event{{At: now, Kind: escalation.EvNote}}}, nil
+		})
 	}
 }
 

@@ -28,6 +28,13 @@ type Metrics struct {
 	Pages *prometheus.CounterVec
 	// PageSeconds observes how long a provider took to take a page.
 	PageSeconds *prometheus.HistogramVec
+	// DeliverySeconds observes, per channel, the time from a provider
+	// accepting a page to the channel confirming it arrived.
+	DeliverySeconds *prometheus.HistogramVec
+	// Unconfirmed counts pages a channel accepted but did not confirm, by
+	// channel and reason: "deadline" (not confirmed in time) or "reported"
+	// (the channel said nobody was reached).
+	Unconfirmed *prometheus.CounterVec
 	// Exhausted counts incidents whose policy ran out.
 	Exhausted prometheus.Counter
 	// StoreWritable is 1 while the store's last write committed, 0 after one
@@ -65,6 +72,13 @@ func New(incidents func(ctx context.Context) (map[string]int, error)) *Metrics {
 			Name: "klaxon_page_seconds", Help: "Time a channel's provider took to take a page.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"channel"}),
+		DeliverySeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "klaxon_delivery_seconds", Help: "Time from a provider accepting a page to its channel confirming it arrived (Matrix: seen back in /sync; SMS: delivered receipt; PagerDuty: a person notified; phone: answered).",
+			Buckets: []float64{.1, .25, .5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300},
+		}, []string{"channel"}),
+		Unconfirmed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "klaxon_pages_unconfirmed_total", Help: "Pages a channel accepted but did not confirm, by channel and reason (deadline: not confirmed in time; reported: the channel said nobody was reached).",
+		}, []string{"channel", "reason"}),
 		Exhausted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "klaxon_incidents_exhausted_total", Help: "Incidents whose escalation policy and fallback ran out without an acknowledgement.",
 		}),
@@ -76,7 +90,7 @@ func New(incidents func(ctx context.Context) (map[string]int, error)) *Metrics {
 		}),
 	}
 	m.StoreWritable.Set(1)
-	r.MustRegister(m.Webhooks, m.CommitSeconds, m.Leader, m.LeaderChanges, m.Pages, m.PageSeconds, m.Exhausted, m.StoreWritable, m.CommitFailures,
+	r.MustRegister(m.Webhooks, m.CommitSeconds, m.Leader, m.LeaderChanges, m.Pages, m.PageSeconds, m.DeliverySeconds, m.Unconfirmed, m.Exhausted, m.StoreWritable, m.CommitFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector())
 	if incidents != nil {

@@ -14,6 +14,8 @@ import (
 const (
 	alarmDown     = "down"
 	alarmDegraded = "degraded"
+	// alarmUndelivered: the channel accepts pages but does not deliver them.
+	alarmUndelivered = "not-delivering"
 )
 
 // channelName is how alarms name a channel.
@@ -52,8 +54,15 @@ func degradedTitle(ch notifiers.Channel, r channelRecord, loc *time.Location) st
 
 func recoveredText(ch notifiers.Channel, r channelRecord, now time.Time, loc *time.Location) string {
 	was := "down"
-	if r.Alarm == alarmDegraded {
+	switch r.Alarm {
+	case alarmDegraded:
 		was = "about to fail"
+	case alarmUndelivered:
+		was = "not delivering"
+		if !r.LastDelivered.IsZero() {
+			return fmt.Sprintf("%s delivers again: a page was confirmed at %s (not delivering since %s)", channelName(ch),
+				clock(r.LastDelivered, loc), clock(r.AlarmSince, loc))
+		}
 	}
 	return fmt.Sprintf("%s recovered at %s (%s since %s): %s", channelName(ch), clock(now, loc), was,
 		clock(r.AlarmSince, loc), r.Reason)
@@ -64,6 +73,8 @@ func wantedAlarm(r channelRecord) string {
 	switch {
 	case r.Status == notifiers.Down:
 		return alarmDown
+	case r.NotDelivering != "":
+		return alarmUndelivered
 	case r.Status == notifiers.Degraded && r.WillFail:
 		return alarmDegraded
 	}
@@ -90,7 +101,7 @@ func (m *Monitor) reconcileChannels(ctx context.Context) {
 			want = ""
 		}
 		// Raise on a new alarm, or again when "will fail" became "down".
-		if (want != "" && (r.Alarm == "" || (want == alarmDown && r.Alarm == alarmDegraded))) || (want == "" && r.Alarm != "") {
+		if (want != "" && (r.Alarm == "" || (want == alarmDown && r.Alarm != alarmDown))) || (want == "" && r.Alarm != "") {
 			work = append(work, todo{ch: ch, rec: *r, want: want, configured: conf})
 		}
 	}
@@ -122,8 +133,11 @@ func (m *Monitor) reconcileChannels(ctx context.Context) {
 			continue
 		}
 		title := downTitle(w.ch, w.rec, m.cfg.Location)
-		if w.want == alarmDegraded {
+		switch w.want {
+		case alarmDegraded:
 			title = degradedTitle(w.ch, w.rec, m.cfg.Location)
+		case alarmUndelivered:
+			title = notDeliveringTitle(w.ch, w.rec, m.cfg.Location)
 		}
 		if _, err := m.cfg.Alarms.Raise(ctx, key, title, m.cfg.Policy, map[string]string{"channel": string(w.ch)}); err != nil {
 			m.log.Error("could not raise alarm; will retry", "alarm", key, "title", title, "error", err)
@@ -134,6 +148,9 @@ func (m *Monitor) reconcileChannels(ctx context.Context) {
 		if r := m.channels[w.ch]; r != nil {
 			if r.Alarm == "" {
 				r.AlarmSince = w.rec.Since
+				if w.want == alarmUndelivered {
+					r.AlarmSince = w.rec.NotDeliveringSince
+				}
 			}
 			r.Alarm = w.want
 		}

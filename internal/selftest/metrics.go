@@ -13,6 +13,10 @@ var (
 		"1 if the channel's self-test reports it degraded.", []string{"channel"}, nil)
 	descLastSuccess = prometheus.NewDesc("klaxon_channel_last_success_timestamp_seconds",
 		"When the channel last passed a self-test or delivered a page (absent: never).", []string{"channel"}, nil)
+	descNotDelivering = prometheus.NewDesc("klaxon_channel_not_delivering",
+		"1 while the channel accepts pages but does not deliver them (unconfirmed pages, canaries or a stalled sync in a row).", []string{"channel"}, nil)
+	descLastDelivery = prometheus.NewDesc("klaxon_channel_last_delivery_timestamp_seconds",
+		"The channel's last proven delivery: a page or canary it confirmed arrived (0: none yet).", []string{"channel"}, nil)
 	descFailures = prometheus.NewDesc("klaxon_channel_consecutive_failures",
 		"Failed self-tests and permanent send failures in a row.", []string{"channel"}, nil)
 	descChannelsUp = prometheus.NewDesc("klaxon_channels_up",
@@ -29,7 +33,7 @@ type collector struct{ m *Monitor }
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descChannelUp, descChannelDegraded, descLastSuccess, descFailures,
-		descChannelsUp, descWatchdogSeen, descWatchdogSilent} {
+		descNotDelivering, descLastDelivery, descChannelsUp, descWatchdogSeen, descWatchdogSilent} {
 		ch <- d
 	}
 	c.m.heartbeats.Describe(ch)
@@ -55,6 +59,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descLastSuccess, prometheus.GaugeValue, float64(s.LastSuccess.UnixNano())/1e9, name)
 		}
 		ch <- prometheus.MustNewConstMetric(descFailures, prometheus.GaugeValue, float64(s.Failures), name)
+		nd := 0.0
+		if s.NotDelivering {
+			nd = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descNotDelivering, prometheus.GaugeValue, nd, name)
+		last := 0.0 // none yet
+		if !s.LastDelivered.IsZero() {
+			last = float64(s.LastDelivered.UnixNano()) / 1e9
+		}
+		ch <- prometheus.MustNewConstMetric(descLastDelivery, prometheus.GaugeValue, last, name)
 	}
 	ch <- prometheus.MustNewConstMetric(descChannelsUp, prometheus.GaugeValue, float64(up))
 	w := c.m.Watchdog()

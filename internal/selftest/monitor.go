@@ -33,8 +33,17 @@ type ChannelStatus struct {
 	LastError string `json:"last_error,omitempty"`
 	// HasSelfTest is false for a channel that cannot test itself.
 	HasSelfTest bool `json:"has_self_test"`
-	// Alarm is the kind of alarm open for the channel ("down", "degraded"), if any.
+	// Alarm is the kind of alarm open for the channel ("down", "degraded",
+	// "not-delivering"), if any.
 	Alarm string `json:"alarm,omitempty"`
+	// LastDelivered is the channel's last proven delivery: a page or canary
+	// it confirmed arrived (zero: none yet).
+	LastDelivered time.Time `json:"last_delivered,omitzero"`
+	// Unconfirmed counts unconfirmed pages in a row (see Monitor.Delivery).
+	Unconfirmed int `json:"unconfirmed,omitempty"`
+	// NotDelivering is set while the channel accepts pages but does not
+	// deliver them (Status is then degraded).
+	NotDelivering bool `json:"not_delivering,omitempty"`
 }
 
 // Monitor runs self-tests, the Watchdog dead man's switch, the heartbeat and
@@ -394,10 +403,16 @@ func (m *Monitor) Channels() []ChannelStatus {
 	for _, ch := range m.cfg.Configured {
 		r := m.channels[ch]
 		_, tester := m.cfg.Testers[ch]
+		status, reason := r.view()
+		since := r.Since
+		if status != r.Status {
+			since = r.NotDeliveringSince
+		}
 		out = append(out, ChannelStatus{
-			Channel: ch, Status: r.Status, Reason: r.Reason, WillFail: r.WillFail, Since: r.Since,
+			Channel: ch, Status: status, Reason: reason, WillFail: r.WillFail, Since: since,
 			LastSuccess: r.LastSuccess, LastCheck: r.LastCheck, Failures: r.Failures, LastError: r.LastError,
 			HasSelfTest: tester, Alarm: r.Alarm,
+			LastDelivered: r.LastDelivered, Unconfirmed: r.Unconfirmed, NotDelivering: r.NotDelivering != "",
 		})
 	}
 	return out

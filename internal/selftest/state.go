@@ -35,6 +35,18 @@ type channelRecord struct {
 	// or "" when none is open; AlarmSince is when the condition began.
 	Alarm      string    `json:"alarm,omitempty"`
 	AlarmSince time.Time `json:"alarm_since,omitzero"`
+	// LastDelivered is the last proven delivery: a page (or canary) the
+	// channel confirmed arrived.
+	LastDelivered time.Time `json:"last_delivered,omitzero"`
+	// Unconfirmed counts unconfirmed pages (canaries, stalled syncs) in a
+	// row; LastUnconfirmed is the latest one's reason.
+	Unconfirmed     int    `json:"unconfirmed,omitempty"`
+	LastUnconfirmed string `json:"last_unconfirmed,omitempty"`
+	// NotDelivering, when set, is why the channel is degraded: it accepts
+	// pages but does not deliver them (UnconfirmedToDegraded in a row),
+	// since NotDeliveringSince, until a page is confirmed again.
+	NotDelivering      string    `json:"not_delivering,omitempty"`
+	NotDeliveringSince time.Time `json:"not_delivering_since,omitzero"`
 }
 
 func (r channelRecord) usable() bool { return r.Status != notifiers.Down }

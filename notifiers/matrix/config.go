@@ -27,6 +27,16 @@ const (
 	EnvAccessTokenFile = "KLAXON_MATRIX_ACCESS_TOKEN_FILE"
 	EnvRoom            = "KLAXON_MATRIX_ROOM"
 	EnvDirectMessages  = "KLAXON_MATRIX_DIRECT_MESSAGES"
+	// EnvConfirmWithin is how long a page may take to come back through
+	// /sync (a Go duration, default 30s; "0" turns confirmation off).
+	EnvConfirmWithin = "KLAXON_MATRIX_CONFIRM_WITHIN"
+	// The observer account: a second account in the alert room whose
+	// /sync must see each page (only this proves the homeserver relays to
+	// other clients). Its token comes from the environment or a file named
+	// in the environment, never from a flag.
+	EnvObserverUserID          = "KLAXON_MATRIX_OBSERVER_USER_ID"
+	EnvObserverAccessToken     = "KLAXON_MATRIX_OBSERVER_ACCESS_TOKEN"
+	EnvObserverAccessTokenFile = "KLAXON_MATRIX_OBSERVER_ACCESS_TOKEN_FILE"
 )
 
 // maxTokenFile bounds the size of an access-token file: a token is a few
@@ -61,6 +71,24 @@ type Config struct {
 	Now func() time.Time
 	// SyncTimeout is the long-poll timeout of each /sync; zero means 30s.
 	SyncTimeout time.Duration
+	// ConfirmWithin is how long a page may take to come back through
+	// /sync (the bot's own, or the observer's) before it counts as not
+	// delivered; zero means DefaultConfirmWithin, negative turns
+	// confirmation off.
+	ConfirmWithin time.Duration
+	// Reporter takes the Delivered report of each page seen back. Without
+	// one, the channel confirms nothing.
+	Reporter notifiers.Reporter
+	// SyncStalled, if set, learns of a /sync that failed or stalled past
+	// the confirmation deadline (beyond its own long-poll time), once per
+	// deadline while it lasts: pages cannot be seen back, and replies
+	// cannot come back. cmd/klaxon feeds it to the self-tests.
+	SyncStalled func(reason string)
+	// ObserverUserID and ObserverAccessToken name an optional second
+	// account in the alert room whose /sync must see each page. The token
+	// never appears in logs or errors.
+	ObserverUserID      string
+	ObserverAccessToken string
 }
 
 // RegisterFlags binds the connection settings of c to flags on fs, with the
@@ -77,6 +105,14 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) (fi
 	fs.StringVar(&c.Room, "matrix-room", getenv(EnvRoom), "Matrix alert room id or alias (env "+EnvRoom+")")
 	dm, _ := strconv.ParseBool(getenv(EnvDirectMessages))
 	fs.BoolVar(&c.DirectMessages, "matrix-direct-messages", dm, "also page people in a direct-message room (env "+EnvDirectMessages+")")
+	within := DefaultConfirmWithin
+	if v := getenv(EnvConfirmWithin); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			within = d
+		}
+	}
+	fs.DurationVar(&c.ConfirmWithin, "matrix-confirm-within", within, "how long a page may take to come back through /sync before it counts as not delivered; 0 turns confirmation off (env "+EnvConfirmWithin+")")
+	fs.StringVar(&c.ObserverUserID, "matrix-observer-user-id", getenv(EnvObserverUserID), "optional observer account that must see each page (env "+EnvObserverUserID+"; token from "+EnvObserverAccessToken+" or "+EnvObserverAccessTokenFile+")")
 	tok := getenv(EnvAccessToken)
 	file := fs.String("matrix-access-token-file", getenv(EnvAccessTokenFile), "file holding the Matrix bot access token (env "+EnvAccessTokenFile+"; or set "+EnvAccessToken+")")
 	return func() error {
@@ -91,8 +127,37 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) (fi
 			}
 			c.AccessToken = t
 		}
+		if v := getenv(EnvConfirmWithin); v != "" {
+			if _, err := time.ParseDuration(v); err != nil {
+				return fmt.Errorf("%s: %q is not a duration (e.g. 30s)", EnvConfirmWithin, v)
+			}
+		}
+		if c.ConfirmWithin == 0 {
+			c.ConfirmWithin = -1 // "0" on the command line turns it off
+		}
+		if err := c.observerFromEnv(getenv); err != nil {
+			return err
+		}
 		return c.validate()
 	}
+}
+
+// observerFromEnv reads the observer's token from the environment or the
+// file it names (not both).
+func (c *Config) observerFromEnv(getenv func(string) string) error {
+	tok, file := getenv(EnvObserverAccessToken), getenv(EnvObserverAccessTokenFile)
+	if tok != "" && file != "" {
+		return fmt.Errorf("set only one of %s and %s", EnvObserverAccessToken, EnvObserverAccessTokenFile)
+	}
+	c.ObserverAccessToken = tok
+	if file != "" {
+		t, err := ReadTokenFile(file)
+		if err != nil {
+			return fmt.Errorf("observer: %w", err)
+		}
+		c.ObserverAccessToken = t
+	}
+	return nil
 }
 
 // ConfigFromEnv reads the connection settings from the environment through
@@ -128,6 +193,19 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	if c.Homeserver == "" && c.UserID == "" && c.Room == "" && c.AccessToken == "" {
 		return Config{}, nil
+	}
+	if v := getenv(EnvConfirmWithin); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return Config{}, fmt.Errorf("%s: %q is not a duration (e.g. 30s)", EnvConfirmWithin, v)
+		}
+		if c.ConfirmWithin = d; d == 0 {
+			c.ConfirmWithin = -1
+		}
+	}
+	c.ObserverUserID = getenv(EnvObserverUserID)
+	if err := c.observerFromEnv(getenv); err != nil {
+		return Config{}, err
 	}
 	return c, c.validate()
 }
@@ -176,6 +254,16 @@ func (c Config) validate() error {
 		errs = append(errs, errors.New("matrix: access token is required"))
 	} else if strings.ContainsAny(c.AccessToken, " \t\r\n") {
 		errs = append(errs, errors.New("matrix: access token contains white space"))
+	}
+	switch {
+	case c.ObserverAccessToken != "" && c.ObserverUserID == "":
+		errs = append(errs, fmt.Errorf("matrix: an observer token needs %s", EnvObserverUserID))
+	case c.ObserverUserID != "" && c.ObserverAccessToken == "":
+		errs = append(errs, fmt.Errorf("matrix: observer %q needs %s or %s", c.ObserverUserID, EnvObserverAccessToken, EnvObserverAccessTokenFile))
+	case c.ObserverUserID != "" && c.ObserverUserID == c.UserID:
+		errs = append(errs, errors.New("matrix: the observer must be another account than the bot (the bot's own sync is checked anyway)"))
+	case strings.ContainsAny(c.ObserverAccessToken, " \t\r\n"):
+		errs = append(errs, errors.New("matrix: observer access token contains white space"))
 	}
 	switch {
 	case c.Room == "":

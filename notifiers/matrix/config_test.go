@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestConfigFromEnv(t *testing.T) {
@@ -47,6 +48,26 @@ func TestConfigFromEnv(t *testing.T) {
 		{"credentials in URL", map[string]string{EnvAccessToken: testToken, EnvHomeserver: "https://u:p@matrix.example.org"}, "credentials", nil},
 		{"bad user id", map[string]string{EnvAccessToken: testToken, EnvUserID: "klaxon"}, "not a Matrix user id", nil},
 		{"bad room", map[string]string{EnvAccessToken: testToken, EnvRoom: "alerts"}, "neither a room id", nil},
+		{"confirmation deadline", map[string]string{EnvAccessToken: testToken, EnvConfirmWithin: "45s"}, "", func(t *testing.T, c Config) {
+			if c.ConfirmWithin != 45*time.Second {
+				t.Errorf("ConfirmWithin %s", c.ConfirmWithin)
+			}
+		}},
+		{"confirmation off", map[string]string{EnvAccessToken: testToken, EnvConfirmWithin: "0"}, "", func(t *testing.T, c Config) {
+			if c.ConfirmWithin >= 0 {
+				t.Errorf("ConfirmWithin %s, want off", c.ConfirmWithin)
+			}
+		}},
+		{"bad confirmation deadline", map[string]string{EnvAccessToken: testToken, EnvConfirmWithin: "soon"}, "not a duration", nil},
+		{"observer token from file", map[string]string{EnvAccessToken: testToken, EnvObserverUserID: "@watcher:example.org", EnvObserverAccessTokenFile: tokFile}, "", func(t *testing.T, c Config) {
+			if c.ObserverAccessToken != testToken || c.ObserverUserID != "@watcher:example.org" {
+				t.Errorf("observer %q", c.ObserverUserID)
+			}
+		}},
+		{"observer without token", map[string]string{EnvAccessToken: testToken, EnvObserverUserID: "@watcher:example.org"}, "needs " + EnvObserverAccessToken, nil},
+		{"observer token without user", map[string]string{EnvAccessToken: testToken, EnvObserverAccessToken: "obs"}, "needs " + EnvObserverUserID, nil},
+		{"observer is the bot", map[string]string{EnvAccessToken: testToken, EnvObserverUserID: testBot, EnvObserverAccessToken: "obs"}, "another account", nil},
+		{"both observer token sources", map[string]string{EnvAccessToken: testToken, EnvObserverAccessToken: "obs", EnvObserverAccessTokenFile: tokFile}, "only one", nil},
 		{"alias without server", map[string]string{EnvAccessToken: testToken, EnvRoom: "#alerts"}, "neither a room id", nil},
 		{"room id v12", map[string]string{EnvAccessToken: testToken, EnvRoom: "!opaqueid"}, "", nil},
 		{"token with white space", map[string]string{EnvAccessToken: "abc def"}, "white space", nil},
@@ -107,5 +128,29 @@ func TestNewValidates(t *testing.T) {
 	}
 	if _, err := New(Config{Homeserver: "https://m.example.org", UserID: testBot, AccessToken: "t", Room: testRoom}); err == nil {
 		t.Error("New without a StateStore succeeded")
+	}
+}
+
+// The observer's token is never a flag: only the environment (or a file it
+// names) gives it; the deadline is a flag.
+func TestObserverTokenIsNoFlag(t *testing.T) {
+	var c Config
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	env := map[string]string{EnvHomeserver: "https://matrix.example.org", EnvUserID: testBot, EnvRoom: testRoom,
+		EnvAccessToken: testToken, EnvObserverUserID: "@watcher:example.org", EnvObserverAccessToken: "obs-token"}
+	finish := c.RegisterFlags(fs, func(k string) string { return env[k] })
+	fs.VisitAll(func(f *flag.Flag) {
+		if strings.Contains(f.Name, "observer") && strings.Contains(f.Name, "token") {
+			t.Errorf("flag -%s carries the observer's token", f.Name)
+		}
+	})
+	if err := fs.Parse([]string{"-matrix-confirm-within", "10s"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := finish(); err != nil {
+		t.Fatal(err)
+	}
+	if c.ObserverAccessToken != "obs-token" || c.ConfirmWithin != 10*time.Second {
+		t.Fatalf("observer token %q, deadline %s", c.ObserverAccessToken, c.ConfirmWithin)
 	}
 }

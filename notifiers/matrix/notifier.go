@@ -54,6 +54,13 @@ type Notifier struct {
 
 	// after waits before a retry in Run; replaceable in tests.
 	after func(time.Duration) <-chan time.Time
+
+	// tick paces the sync watch (see watchSync); replaceable in tests.
+	tick func(time.Duration) <-chan time.Time
+	// conf tracks pages waiting to be seen back (see ConfirmWithin).
+	conf confirmer
+	// observer is the observer account's client, nil without one.
+	observer *mautrix.Client
 }
 
 // New validates cfg and returns a Notifier. It makes no network calls.
@@ -101,6 +108,11 @@ func New(cfg Config) (*Notifier, error) {
 		state:   &store{s: cfg.State},
 		incLock: map[uint64]*incidentLock{},
 		after:   time.After,
+		tick:    time.After,
+		conf:    confirmer{waiting: map[id.EventID]waitingPage{}, echoed: map[id.EventID]time.Time{}},
+	}
+	if n.observer, err = newObserver(cfg, cli); err != nil {
+		return nil, err
 	}
 	if cfg.Room[0] == '!' {
 		n.room = id.RoomID(cfg.Room)

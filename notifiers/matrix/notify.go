@@ -92,12 +92,14 @@ func (n *Notifier) postRoot(ctx context.Context, room id.RoomID, p notifiers.Pag
 			detail += " (no Matrix id for the person: not mentioned)"
 		}
 	}
+	n.expect(ev, p)
 	return notifiers.Receipt{ProviderID: string(ev), Detail: detail}, nil
 }
 
 // pageInThread pages the next person in the thread of the alert message.
 func (n *Notifier) pageInThread(ctx context.Context, rec *incidentRecord, p notifiers.Page) (notifiers.Receipt, error) {
 	if rec.Page.ID == p.ID { // a retry of the page that made the alert message
+		n.expect(rec.Root, p)
 		return notifiers.Receipt{ProviderID: string(rec.Root), Detail: "posted in the alert room"}, nil
 	}
 	small, extra := compactPage(p)
@@ -121,6 +123,7 @@ func (n *Notifier) pageInThread(ctx context.Context, rec *incidentRecord, p noti
 	if err := n.editRoot(ctx, rec, p.ID); err != nil {
 		n.log.Warn("editing alert message failed", "incident", p.Incident, "err", err)
 	}
+	n.expect(ev, p)
 	return notifiers.Receipt{ProviderID: string(ev), Detail: detail}, nil
 }
 

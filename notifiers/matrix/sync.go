@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"maunium.net/go/mautrix"
@@ -73,6 +74,13 @@ func (n *Notifier) Run(ctx context.Context) error {
 		return errors.New("matrix: Run needs a Responder")
 	}
 	r := &syncRun{startedAt: n.now(), failures: map[id.EventID]int{}}
+	ctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }()
+	wg.Go(func() { n.watchSync(ctx) })
+	if n.observer != nil {
+		wg.Go(func() { n.observe(ctx) })
+	}
 	backoff := minBackoff
 	ready := false
 	for {
@@ -86,6 +94,9 @@ func (n *Notifier) Run(ctx context.Context) error {
 		}
 		if ctx.Err() != nil {
 			return nil
+		}
+		if n.observer == nil {
+			n.synced(err)
 		}
 		if err == nil {
 			backoff = minBackoff
@@ -136,10 +147,7 @@ func (n *Notifier) prepare(ctx context.Context, r *syncRun) error {
 
 // syncOnce runs one /sync and handles its events.
 func (n *Notifier) syncOnce(ctx context.Context, r *syncRun) error {
-	timeout := n.cfg.SyncTimeout
-	if timeout <= 0 {
-		timeout = defaultSyncTimeout
-	}
+	timeout := n.syncTimeout()
 	if r.first {
 		timeout = 0
 	}
@@ -188,6 +196,9 @@ func (n *Notifier) syncOnce(ctx context.Context, r *syncRun) error {
 			}
 			if r.first && time.UnixMilli(evt.Timestamp).Before(r.startedAt.Add(-firstStartSlack)) {
 				continue
+			}
+			if n.observer == nil && room == n.confirmRoom() {
+				n.seen(ctx, evt)
 			}
 			if err := n.handleEvent(ctx, r, room, evt); err != nil {
 				return err
