@@ -1,7 +1,6 @@
 package escalation_test
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -48,7 +47,7 @@ func TestIngestAndUpdateRules(t *testing.T) {
 }
 
 // now is these tests' fixed clock: storetest.Note's.
-var now = time.Date(2026, 11, 26, 23, 33, 0, 0, time.UTC)
+var now = storetest.Now
 
 // Note and NoDecide are storetest's.
 var (
@@ -56,54 +55,14 @@ var (
 	NoDecide = storetest.NoDecide
 )
 
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	return c
-}
-
-func ingest(t *testing.T, s escalation.Store, n escalation.Notification, d escalation.IngestFunc) escalation.IngestResult {
-	t.Helper()
-	res, err := escalation.Ingest(ctx(t), s, n, now, d)
-	if err != nil {
-		t.Fatalf("ingest %s: %v", n.GroupKey, err)
-	}
-	return res
-}
-
-func timeline(t *testing.T, s escalation.Store, id uint64) []escalation.Event {
-	t.Helper()
-	ev, err := s.Timeline(ctx(t), id)
-	if err != nil {
-		t.Fatalf("timeline %d: %v", id, err)
-	}
-	return ev
-}
-
-func kinds(ev []escalation.Event) []escalation.EventKind {
-	var out []escalation.EventKind
-	for _, e := range ev {
-		out = append(out, e.Kind)
-	}
-	return out
-}
-
-func update(t *testing.T, s escalation.Store, id uint64, fn escalation.UpdateFunc) (escalation.Incident, escalation.Change) {
-	t.Helper()
-	inc, ch, err := escalation.Update(ctx(t), s, id, fn)
-	if err != nil {
-		t.Fatalf("update %d: %v", id, err)
-	}
-	return inc, ch
-}
-
-func note(kind escalation.EventKind, text string) escalation.UpdateFunc {
-	return func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
-		var ch escalation.Change
-		ch.Note(now, kind, "%s", text)
-		return ch, nil
-	}
-}
+var (
+	ctx      = storetest.Ctx
+	ingest   = storetest.MustIngest
+	timeline = storetest.MustTimeline
+	kinds    = storetest.Kinds
+	update   = storetest.MustUpdate
+	note     = storetest.NoteAt
+)
 
 func testIdempotentIngest(t *testing.T, s escalation.Store) {
 	first := ingest(t, s, Note("g", "firing"), NoDecide)

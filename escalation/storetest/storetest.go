@@ -28,7 +28,10 @@ import (
 type Open func(t *testing.T) escalation.Store
 
 // now is the suite's fixed clock.
-var now = time.Date(2026, 11, 26, 23, 33, 0, 0, time.UTC)
+// Now is the fixed time the suite's writes happen at.
+var Now = time.Date(2026, 11, 26, 23, 33, 0, 0, time.UTC)
+
+var now = Now
 
 // Run runs the whole contract against stores made by open.
 func Run(t *testing.T, open Open) {
@@ -79,31 +82,35 @@ func NoDecide(*escalation.Incident, []escalation.PageRecord, []escalation.Event)
 	return escalation.Change{}, escalation.ErrNoChange
 }
 
-func ctx(t *testing.T) context.Context {
+// Ctx is a test's context, ended after a minute or with the test.
+func Ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	return c
 }
 
-func ingest(t *testing.T, s escalation.Store, n escalation.Notification, d escalation.IngestFunc) escalation.IngestResult {
+// MustIngest runs escalation.Ingest at Now and fails the test on an error.
+func MustIngest(t *testing.T, s escalation.Store, n escalation.Notification, d escalation.IngestFunc) escalation.IngestResult {
 	t.Helper()
-	res, err := escalation.Ingest(ctx(t), s, n, now, d)
+	res, err := escalation.Ingest(Ctx(t), s, n, Now, d)
 	if err != nil {
 		t.Fatalf("ingest %s: %v", n.GroupKey, err)
 	}
 	return res
 }
 
-func timeline(t *testing.T, s escalation.Store, id uint64) []escalation.Event {
+// MustTimeline reads incident id's timeline and fails the test on an error.
+func MustTimeline(t *testing.T, s escalation.Store, id uint64) []escalation.Event {
 	t.Helper()
-	ev, err := s.Timeline(ctx(t), id)
+	ev, err := s.Timeline(Ctx(t), id)
 	if err != nil {
 		t.Fatalf("timeline %d: %v", id, err)
 	}
 	return ev
 }
 
-func kinds(ev []escalation.Event) []escalation.EventKind {
+// Kinds lists the kinds of ev, in order.
+func Kinds(ev []escalation.Event) []escalation.EventKind {
 	var out []escalation.EventKind
 	for _, e := range ev {
 		out = append(out, e.Kind)
@@ -111,22 +118,34 @@ func kinds(ev []escalation.Event) []escalation.EventKind {
 	return out
 }
 
-func update(t *testing.T, s escalation.Store, id uint64, fn escalation.UpdateFunc) (escalation.Incident, escalation.Change) {
+// MustUpdate runs escalation.Update and fails the test on an error.
+func MustUpdate(t *testing.T, s escalation.Store, id uint64, fn escalation.UpdateFunc) (escalation.Incident, escalation.Change) {
 	t.Helper()
-	inc, ch, err := escalation.Update(ctx(t), s, id, fn)
+	inc, ch, err := escalation.Update(Ctx(t), s, id, fn)
 	if err != nil {
 		t.Fatalf("update %d: %v", id, err)
 	}
 	return inc, ch
 }
 
-func note(kind escalation.EventKind, text string) escalation.UpdateFunc {
+// NoteAt is an update that only notes an event of kind with text, at Now.
+func NoteAt(kind escalation.EventKind, text string) escalation.UpdateFunc {
 	return func(inc *escalation.Incident, _ []escalation.PageRecord) (escalation.Change, error) {
 		var ch escalation.Change
-		ch.Note(now, kind, "%s", text)
+		ch.Note(Now, kind, "%s", text)
 		return ch, nil
 	}
 }
+
+// The suite's own short names for the helpers above.
+var (
+	ctx      = Ctx
+	ingest   = MustIngest
+	timeline = MustTimeline
+	kinds    = Kinds
+	update   = MustUpdate
+	note     = NoteAt
+)
 
 func testIncreasingIDs(t *testing.T, s escalation.Store) {
 	for i := 1; i <= 3; i++ {

@@ -376,27 +376,9 @@ func (s *Source) Read(ctx context.Context, now time.Time, weeks int) (*importer.
 		Nearest: "each policy step pages everyone it names on --via at once", Difference: "per-user delays are not kept"})
 	m.Location = s.Location
 	if m.Location == nil {
-		m.Location = commonZone(m.Schedules)
+		m.Location = importer.CommonZone(m.Schedules)
 	}
 	return m, nil
-}
-
-func commonZone(ss []*importer.Schedule) *time.Location {
-	count := map[string]int{}
-	best := ""
-	for _, s := range ss {
-		n := s.Location.String()
-		count[n]++
-		if count[n] > count[best] || (count[n] == count[best] && n < best) {
-			best = n
-		}
-	}
-	for _, s := range ss {
-		if s.Location.String() == best {
-			return s.Location
-		}
-	}
-	return time.UTC
 }
 
 // rotationLayer reads a rotation as a layer: its turns start at the

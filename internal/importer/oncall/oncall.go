@@ -291,7 +291,7 @@ func (s *Source) Read(ctx context.Context, now time.Time, weeks int) (*importer.
 	}
 	m.Location = s.Location
 	if m.Location == nil {
-		m.Location = commonZone(m.Schedules)
+		m.Location = importer.CommonZone(m.Schedules)
 	}
 	return m, nil
 }
@@ -304,24 +304,6 @@ func rank(l *importer.Layer) int {
 		return 1 << 20
 	}
 	return lvl
-}
-
-func commonZone(ss []*importer.Schedule) *time.Location {
-	count := map[string]int{}
-	best := ""
-	for _, s := range ss {
-		n := s.Location.String()
-		count[n]++
-		if count[n] > count[best] || (count[n] == count[best] && n < best) {
-			best = n
-		}
-	}
-	for _, s := range ss {
-		if s.Location.String() == best {
-			return s.Location
-		}
-	}
-	return time.UTC
 }
 
 var weekdays = map[string]time.Weekday{"SU": time.Sunday, "MO": time.Monday, "TU": time.Tuesday, "WE": time.Wednesday, "TH": time.Thursday, "FR": time.Friday, "SA": time.Saturday}

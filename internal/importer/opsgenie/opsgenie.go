@@ -183,7 +183,7 @@ func (s *Source) Read(ctx context.Context, now time.Time, weeks int) (*importer.
 		"each policy step pages everyone it names on --via at once", "per-user delays are not kept")
 	m.Location = s.Location
 	if m.Location == nil {
-		m.Location = commonZone(m.Schedules)
+		m.Location = importer.CommonZone(m.Schedules)
 	}
 	return m, nil
 }
@@ -200,24 +200,6 @@ func phone(to string) string {
 		return ""
 	}
 	return "+" + d
-}
-
-func commonZone(ss []*importer.Schedule) *time.Location {
-	count := map[string]int{}
-	best := ""
-	for _, s := range ss {
-		n := s.Location.String()
-		count[n]++
-		if count[n] > count[best] || (count[n] == count[best] && n < best) {
-			best = n
-		}
-	}
-	for _, s := range ss {
-		if s.Location.String() == best {
-			return s.Location
-		}
-	}
-	return time.UTC
 }
 
 var days = map[og.Day]time.Weekday{"sunday": 0, "monday": 1, "tuesday": 2, "wednesday": 3, "thursday": 4, "friday": 5, "saturday": 6}

@@ -103,7 +103,7 @@ func (s *Source) Read(ctx context.Context, now time.Time, weeks int) (*importer.
 	}
 	m.Location = s.Location
 	if m.Location == nil {
-		m.Location = commonZone(m.Schedules)
+		m.Location = importer.CommonZone(m.Schedules)
 	}
 	m.Findings = append(m.Findings, importer.Finding{
 		Where:      "users' notification rules",
@@ -112,24 +112,6 @@ func (s *Source) Read(ctx context.Context, now time.Time, weeks int) (*importer.
 		Difference: "per-user delays, push and email notifications are not kept",
 	})
 	return m, nil
-}
-
-func commonZone(ss []*importer.Schedule) *time.Location {
-	count := map[string]int{}
-	best := ""
-	for _, s := range ss {
-		n := s.Location.String()
-		count[n]++
-		if count[n] > count[best] || (count[n] == count[best] && n < best) {
-			best = n
-		}
-	}
-	for _, s := range ss {
-		if s.Location.String() == best {
-			return s.Location
-		}
-	}
-	return time.UTC
 }
 
 func (s *Source) users(ctx context.Context, m *importer.Model) error {
