@@ -185,3 +185,37 @@ func (w *world) tweak2(f func(*escalation.Config)) {
 	w.store.Close()
 	w.open()
 }
+
+// TestUnconfirmedReportAfterTheDeadlineKeepsTheReason: the engine's own
+// deadline marks a page unconfirmed a moment before the channel's report
+// (same deadline, a REST round trip later). The channel's reason is still
+// kept on the page and said in the timeline; the state, the escalation and
+// the one Delivery the deadline told stay as they were, and a retried
+// report changes nothing.
+func TestUnconfirmedReportAfterTheDeadlineKeepsTheReason(t *testing.T) {
+	w, d := confirmWorld(t)
+	w.ingest(firing("g", "a"))
+	p := w.rec[notifiers.Matrix].Pages()[0]
+	w.advance(30 * time.Second)
+	if got := w.paged(); len(got) != 2 {
+		t.Fatalf("paged %v at the deadline: want the next step", got)
+	}
+	const why = "PagerDuty triggered incident #7 but assigned it to nobody: nobody on call"
+	for range 2 {
+		if err := w.eng.Report(w.ctx, notifiers.Report{PageID: p.ID, Channel: notifiers.Matrix, Status: notifiers.Unconfirmed, Detail: why}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := w.page(1, notifiers.Matrix); got.Status != escalation.PageUnconfirmed || got.LastError != why {
+		t.Fatalf("page %s (%q): want unconfirmed with the channel's reason", got.Status, got.LastError)
+	}
+	if tl := w.timeline(1); strings.Count(tl, why) != 1 {
+		t.Fatalf("timeline says the channel's reason %d times, want once:\n%s", strings.Count(tl, why), tl)
+	}
+	if got := w.paged(); len(got) != 2 {
+		t.Fatalf("paged %v: the late report moved the policy again", got)
+	}
+	if got := d.list(); len(got) != 1 || got[0].Cause != escalation.CauseDeadline {
+		t.Fatalf("deliveries %+v: want only the deadline's", got)
+	}
+}

@@ -928,6 +928,18 @@ func (e *Engine) Report(ctx context.Context, r notifiers.Report) error {
 			return ch, notifiers.ErrUnknownIncident
 		}
 		next := transition(cur.Status, ev)
+		if next == cur.Status && ev == EvUnconfirmed && cur.Status == PageUnconfirmed && r.Detail != "" && cur.LastError != r.Detail {
+			// The engine's own deadline marked the page unconfirmed a
+			// moment before the channel's report came: the state stays,
+			// but the channel's reason (PagerDuty's "nobody on call") is
+			// kept and said, not lost to the race. Delivery was already
+			// told once, by the deadline.
+			cur.LastError = r.Detail
+			ch.Pages = append(ch.Pages, cur)
+			ch.Events = append(ch.Events, Event{At: now, Kind: EvPageResult, Channel: string(r.Channel), Actor: cur.Recipient.PersonID, PageID: cur.ID,
+				Text: fmt.Sprintf("%s via %s: %s%s", cur.Recipient.DisplayName(), r.Channel, r.Status, detail(r.Detail))})
+			return ch, nil
+		}
 		if next == cur.Status {
 			return ch, ErrNoChange // a retried callback, or older news
 		}
