@@ -80,7 +80,7 @@ func (n *Notifier) expect(ev id.EventID, p notifiers.Page) {
 	if n.ConfirmWithin() == 0 || p.Kind != notifiers.KindPage {
 		return
 	}
-	now := n.now()
+	now, room := n.now(), n.confirmRoom()
 	c := &n.conf
 	c.mu.Lock()
 	c.pruneLocked(now, n.ConfirmWithin())
@@ -88,7 +88,7 @@ func (n *Notifier) expect(ev id.EventID, p notifiers.Page) {
 	if seen {
 		delete(c.echoed, ev)
 	} else {
-		c.waiting[ev] = waitingPage{page: p.ID, incident: p.Incident, since: now, room: n.confirmRoom()}
+		c.waiting[ev] = waitingPage{page: p.ID, incident: p.Incident, since: now, room: room}
 	}
 	c.mu.Unlock()
 	if seen {
