@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"strings"
@@ -54,6 +55,19 @@ func TestCanaryAndConfirmationSettings(t *testing.T) {
 			env: map[string]string{"KLAXON_PAGERDUTY_ROUTING_KEY": routingKey, "KLAXON_PAGERDUTY_API_TOKEN": authToken}, wantErr: "KLAXON_PAGERDUTY_CANARY_ROUTING_KEY"},
 		{name: "canary for a channel not configured", args: []string{"--canary-pagerduty-interval", "30m"},
 			env: map[string]string{"KLAXON_PAGERDUTY_CANARY_ROUTING_KEY": canaryKey, "KLAXON_PAGERDUTY_API_TOKEN": authToken}, wantErr: "not configured"},
+		{name: "matrix canary in its own room", args: []string{"--canary-matrix-interval", "10m", "--matrix-canary-room", "#canary:example.org"},
+			env: map[string]string{"KLAXON_MATRIX_HOMESERVER": "https://matrix.example.org", "KLAXON_MATRIX_USER_ID": "@klaxon:example.org",
+				"KLAXON_MATRIX_ACCESS_TOKEN": authToken, "KLAXON_MATRIX_ROOM": "!alerts:example.org"},
+			canaries: map[notifiers.Channel]time.Duration{notifiers.Matrix: 10 * time.Minute},
+			check: func(t *testing.T, c *serveConfig) {
+				if c.channels.mx.CanaryRoom != "#canary:example.org" {
+					t.Errorf("canary room %q", c.channels.mx.CanaryRoom)
+				}
+			}},
+		{name: "matrix canary room from the environment", args: []string{"--canary-matrix-interval", "10m"},
+			env: map[string]string{"KLAXON_MATRIX_HOMESERVER": "https://matrix.example.org", "KLAXON_MATRIX_USER_ID": "@klaxon:example.org",
+				"KLAXON_MATRIX_ACCESS_TOKEN": authToken, "KLAXON_MATRIX_ROOM": "!alerts:example.org", "KLAXON_MATRIX_CANARY_ROOM": "not a room"},
+			wantErr: "canary room"},
 		{name: "confirmation deadlines", args: []string{"--pagerduty-confirm-within", "3m", "--twilio-sms-confirm-within", "off"},
 			env: with(twilioEnv, "KLAXON_PAGERDUTY_ROUTING_KEY", routingKey, "KLAXON_PAGERDUTY_API_TOKEN", authToken), canaries: map[notifiers.Channel]time.Duration{},
 			check: func(t *testing.T, c *serveConfig) {
@@ -76,7 +90,7 @@ func TestCanaryAndConfirmationSettings(t *testing.T) {
 			c, err := parseServe(append([]string{"--insecure-no-auth"}, tc.args...), io.Discard)
 			var chans *channelSet
 			if err == nil {
-				chans, err = c.channels.build(channelDeps{log: slog.New(slog.DiscardHandler), store: nil, responder: &lateResponder{}, publicURL: "https://klaxon.example.org"})
+				chans, err = c.channels.build(channelDeps{log: slog.New(slog.DiscardHandler), store: noState{}, responder: &lateResponder{}, publicURL: "https://klaxon.example.org"})
 			}
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
@@ -110,3 +124,9 @@ func TestCanaryAndConfirmationSettings(t *testing.T) {
 		})
 	}
 }
+
+// noState is a StateStore that holds nothing: building channels reads none.
+type noState struct{}
+
+func (noState) GetState(context.Context, string, string) ([]byte, error) { return nil, nil }
+func (noState) PutState(context.Context, string, string, []byte) error   { return nil }

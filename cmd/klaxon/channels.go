@@ -52,7 +52,7 @@ func (c *channelFlags) declare(fs *flag.FlagSet, env map[string]string) {
 	}{
 		{notifiers.PagerDuty, "a PagerDuty canary (a trigger on the canary routing key, confirmed by a notify log entry, then resolved; notifies whoever that service's policy names)"},
 		{notifiers.SMS, "an SMS canary (a text to the canary number that must come back to the SMS webhook; two texts billed per run)"},
-		{notifiers.Matrix, "a Matrix canary (an m.notice the observer account must see)"},
+		{notifiers.Matrix, "a Matrix canary (an m.notice to --matrix-canary-room, default the alert room, that must come back through the observer account's /sync, or the bot's own without an observer; notifies nobody)"},
 	} {
 		name := "canary-" + string(k.ch) + "-interval"
 		envName := "KLAXON_CANARY_" + strings.ToUpper(string(k.ch)) + "_INTERVAL"
@@ -166,10 +166,9 @@ func (c *channelFlags) build(d channelDeps) (*channelSet, error) {
 		if every == nil || *every == 0 {
 			continue
 		}
+		// Every channel with a --canary-*-interval flag is a Prober (see
+		// the assertions below); the runner's Validate refuses a nil one.
 		p, _ := n.(canary.Prober)
-		if p == nil {
-			return nil, fmt.Errorf("--canary-%s-interval: this build's %s channel cannot run canaries", n.Channel(), n.Channel())
-		}
 		s.canaries.Checks = append(s.canaries.Checks, canary.Check{Channel: n.Channel(), Prober: p, Interval: *every})
 	}
 	for ch, every := range c.canary {
@@ -185,6 +184,12 @@ func (c *channelFlags) build(d channelDeps) (*channelSet, error) {
 	}
 	return s, nil
 }
+
+// The channels with a --canary-*-interval flag run canaries.
+var (
+	_ canary.Prober = (*pagerduty.Notifier)(nil)
+	_ canary.Prober = (*matrix.Notifier)(nil)
+)
 
 // selfTester returns n's self-test, if it has one.
 func selfTester(n notifiers.Notifier) notifiers.SelfTester {

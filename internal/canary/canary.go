@@ -1,8 +1,8 @@
 // Package canary runs delivery canaries between incidents: on each channel
 // that opts in, every interval, a test message that must be seen arriving
 // by the channel's own evidence (PagerDuty: a notify log entry; SMS: the text
-// comes back through the inbound webhook; Matrix: an observer account sees
-// the notice). Each result goes to Deliveries, which Klaxon wires to the
+// comes back through the inbound webhook; Matrix: the notice comes back
+// through the observer account's /sync, or the bot's own without one). Each result goes to Deliveries, which Klaxon wires to the
 // self-test monitor, so a failed canary makes the channel degraded exactly
 // as an unconfirmed page does, and a confirmed one clears it.
 //

@@ -37,6 +37,9 @@ const (
 	EnvObserverUserID          = "KLAXON_MATRIX_OBSERVER_USER_ID"
 	EnvObserverAccessToken     = "KLAXON_MATRIX_OBSERVER_ACCESS_TOKEN"
 	EnvObserverAccessTokenFile = "KLAXON_MATRIX_OBSERVER_ACCESS_TOKEN_FILE"
+	// EnvCanaryRoom is the room canaries are posted to (a room id or an
+	// alias; default: the alert room).
+	EnvCanaryRoom = "KLAXON_MATRIX_CANARY_ROOM"
 )
 
 // maxTokenFile bounds the size of an access-token file: a token is a few
@@ -89,6 +92,10 @@ type Config struct {
 	// never appears in logs or errors.
 	ObserverUserID      string
 	ObserverAccessToken string
+	// CanaryRoom is the room Canary posts its m.notice to, as a room id or
+	// an alias resolved once on first use; "" means the alert room. The
+	// bot, and the observer if there is one, must be joined to it.
+	CanaryRoom string
 }
 
 // RegisterFlags binds the connection settings of c to flags on fs, with the
@@ -113,6 +120,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) (fi
 	}
 	fs.DurationVar(&c.ConfirmWithin, "matrix-confirm-within", within, "how long a page may take to come back through /sync before it counts as not delivered; 0 turns confirmation off (env "+EnvConfirmWithin+")")
 	fs.StringVar(&c.ObserverUserID, "matrix-observer-user-id", getenv(EnvObserverUserID), "optional observer account that must see each page (env "+EnvObserverUserID+"; token from "+EnvObserverAccessToken+" or "+EnvObserverAccessTokenFile+")")
+	fs.StringVar(&c.CanaryRoom, "matrix-canary-room", getenv(EnvCanaryRoom), "room id or alias the Matrix canary (--canary-matrix-interval) posts its m.notice to, seen back by the observer account if configured, else by the bot's own /sync; the bot and the observer must be joined to it; default: the alert room (env "+EnvCanaryRoom+")")
 	tok := getenv(EnvAccessToken)
 	file := fs.String("matrix-access-token-file", getenv(EnvAccessTokenFile), "file holding the Matrix bot access token (env "+EnvAccessTokenFile+"; or set "+EnvAccessToken+")")
 	return func() error {
@@ -204,6 +212,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		}
 	}
 	c.ObserverUserID = getenv(EnvObserverUserID)
+	c.CanaryRoom = getenv(EnvCanaryRoom)
 	if err := c.observerFromEnv(getenv); err != nil {
 		return Config{}, err
 	}
@@ -270,6 +279,9 @@ func (c Config) validate() error {
 		errs = append(errs, errors.New("matrix: alert room is required"))
 	case !validRoomRef(c.Room):
 		errs = append(errs, fmt.Errorf("matrix: alert room %q is neither a room id (!id:server) nor an alias (#alias:server)", c.Room))
+	}
+	if c.CanaryRoom != "" && !validRoomRef(c.CanaryRoom) {
+		errs = append(errs, fmt.Errorf("matrix: canary room %q is neither a room id (!id:server) nor an alias (#alias:server)", c.CanaryRoom))
 	}
 	return errors.Join(errs...)
 }

@@ -43,6 +43,9 @@ type confirmer struct {
 	// pruned is when the maps were last pruned: at most once per
 	// pruneEvery, so a storm of pages costs no walk of them per page.
 	pruned time.Time
+	// canaries counts canaries in flight: while one is, own events seen
+	// are remembered as echoes even with page confirmation off.
+	canaries int
 }
 
 // pruneEvery bounds how often the waiting pages are walked for expiry.
@@ -52,6 +55,11 @@ type waitingPage struct {
 	page     string
 	incident uint64
 	since    time.Time
+	// canary, for a canary's notice instead of a page, is closed when the
+	// notice is seen (see Canary); no report goes to the engine then.
+	canary chan struct{}
+	// room is where the event must be seen ("" when unknown).
+	room id.RoomID
 }
 
 // ConfirmWithin implements notifiers.Confirmer: a page is confirmed (a
@@ -72,7 +80,7 @@ func (n *Notifier) expect(ev id.EventID, p notifiers.Page) {
 	if n.ConfirmWithin() == 0 || p.Kind != notifiers.KindPage {
 		return
 	}
-	now := n.now()
+	now, room := n.now(), n.confirmRoom()
 	c := &n.conf
 	c.mu.Lock()
 	c.pruneLocked(now, n.ConfirmWithin())
@@ -80,7 +88,7 @@ func (n *Notifier) expect(ev id.EventID, p notifiers.Page) {
 	if seen {
 		delete(c.echoed, ev)
 	} else {
-		c.waiting[ev] = waitingPage{page: p.ID, incident: p.Incident, since: now}
+		c.waiting[ev] = waitingPage{page: p.ID, incident: p.Incident, since: now, room: room}
 	}
 	c.mu.Unlock()
 	if seen {
@@ -111,25 +119,42 @@ func (c *confirmer) pruneLocked(now time.Time, within time.Duration) {
 }
 
 // seen handles an event of the bot's that came back through a /sync of the
-// confirming account.
+// confirming account (in the room evt.RoomID names, if it names one).
 func (n *Notifier) seen(ctx context.Context, evt *event.Event) {
-	if evt == nil || evt.Sender != n.user || evt.ID == "" || n.ConfirmWithin() == 0 {
+	if evt == nil || evt.Sender != n.user || evt.ID == "" {
 		return
 	}
 	c := &n.conf
 	c.mu.Lock()
 	w, ok := c.waiting[evt.ID]
+	if ok && w.room != "" && evt.RoomID != "" && evt.RoomID != w.room {
+		c.mu.Unlock()
+		return // the id in another room is not the event coming back
+	}
 	if ok {
 		delete(c.waiting, evt.ID)
-	} else {
+	} else if n.ConfirmWithin() != 0 || c.canaries > 0 {
 		now := n.now()
 		c.echoed[evt.ID] = now
-		c.pruneLocked(now, n.ConfirmWithin())
+		c.pruneLocked(now, n.waitWithin())
 	}
 	c.mu.Unlock()
-	if ok {
+	switch {
+	case ok && w.canary != nil:
+		close(w.canary)
+	case ok:
 		n.confirm(ctx, w)
 	}
+}
+
+// waitWithin is how long anything waits to be seen back: pages for
+// ConfirmWithin, canaries for the configured deadline even when pages are
+// not confirmed (never shorter than ConfirmWithin).
+func (n *Notifier) waitWithin() time.Duration {
+	if n.cfg.ConfirmWithin > 0 {
+		return n.cfg.ConfirmWithin
+	}
+	return DefaultConfirmWithin
 }
 
 // confirm reports page w delivered. A report the engine cannot take is
@@ -241,17 +266,20 @@ func (n *Notifier) observe(ctx context.Context) {
 	backoff := minBackoff
 	since, filter := "", ""
 	for ctx.Err() == nil {
-		room, err := n.alertRoom(ctx)
+		rooms, complete, err := n.confirmRooms(ctx)
 		if err == nil && filter == "" {
 			var res *mautrix.RespCreateFilter
-			if res, err = n.observer.CreateFilter(ctx, observerFilter(room)); err == nil {
+			if res, err = n.observer.CreateFilter(ctx, observerFilter(rooms...)); err == nil {
 				filter = res.FilterID
 			} else {
 				err = classify("observer filter", err)
 			}
 		}
 		if err == nil {
-			since, err = n.observeOnce(ctx, room, since, filter)
+			since, err = n.observeOnce(ctx, rooms, since, filter)
+			if !complete {
+				filter = "" // make a filter with the canary room once it resolves
+			}
 		}
 		n.synced(err)
 		if ctx.Err() != nil {
@@ -271,9 +299,9 @@ func (n *Notifier) observe(ctx context.Context) {
 	}
 }
 
-// observeOnce runs one /sync of the observer, filtered to the alert room's
-// messages, and returns the next position.
-func (n *Notifier) observeOnce(ctx context.Context, room id.RoomID, since, filter string) (string, error) {
+// observeOnce runs one /sync of the observer, filtered to the messages of
+// the alert room (and the canary room), and returns the next position.
+func (n *Notifier) observeOnce(ctx context.Context, rooms []id.RoomID, since, filter string) (string, error) {
 	timeout := n.syncTimeout()
 	if since == "" {
 		timeout = 0
@@ -287,23 +315,29 @@ func (n *Notifier) observeOnce(ctx context.Context, room id.RoomID, since, filte
 	if resp.NextBatch == "" {
 		return since, errors.New("observer sync returned no next_batch")
 	}
-	if jr := resp.Rooms.Join[room]; jr != nil {
-		for _, evt := range jr.Timeline.Events {
-			n.seen(ctx, evt)
+	for _, room := range rooms {
+		if jr := resp.Rooms.Join[room]; jr != nil {
+			for _, evt := range jr.Timeline.Events {
+				if evt != nil {
+					evt.RoomID = room
+				}
+				n.seen(ctx, evt)
+			}
 		}
 	}
 	return resp.NextBatch, nil
 }
 
-// observerFilter asks the observer's /sync for the alert room's messages only.
-func observerFilter(room id.RoomID) *mautrix.Filter {
+// observerFilter asks the observer's /sync for the messages of rooms only
+// (the alert room, and the canary room if it is another).
+func observerFilter(rooms ...id.RoomID) *mautrix.Filter {
 	none := &mautrix.FilterPart{NotTypes: []event.Type{{Type: "*"}}}
 	return &mautrix.Filter{
 		EventFormat: mautrix.EventFormatClient,
 		AccountData: none,
 		Presence:    none,
 		Room: &mautrix.RoomFilter{
-			Rooms:       []id.RoomID{room},
+			Rooms:       rooms,
 			AccountData: none,
 			Ephemeral:   none,
 			State:       none,

@@ -48,6 +48,7 @@ type Notifier struct {
 
 	roomMu sync.Mutex
 	room   id.RoomID // resolved alert room, "" until resolved
+	canary id.RoomID // resolved canary room (Config.CanaryRoom), "" until resolved
 
 	incMu   sync.Mutex
 	incLock map[uint64]*incidentLock
@@ -57,6 +58,8 @@ type Notifier struct {
 
 	// tick paces the sync watch (see watchSync); replaceable in tests.
 	tick func(time.Duration) <-chan time.Time
+	// deadline times a canary's wait for its notice; replaceable in tests.
+	deadline func(time.Duration) <-chan time.Time
 	// conf tracks pages waiting to be seen back (see ConfirmWithin).
 	conf confirmer
 	// observer is the observer account's client, nil without one.
@@ -100,22 +103,26 @@ func New(cfg Config) (*Notifier, error) {
 		now = time.Now
 	}
 	n := &Notifier{
-		cfg:     cfg,
-		cli:     cli,
-		user:    id.UserID(cfg.UserID),
-		log:     log.With("channel", "matrix"),
-		now:     now,
-		state:   &store{s: cfg.State},
-		incLock: map[uint64]*incidentLock{},
-		after:   time.After,
-		tick:    time.After,
-		conf:    confirmer{waiting: map[id.EventID]waitingPage{}, echoed: map[id.EventID]time.Time{}},
+		cfg:      cfg,
+		cli:      cli,
+		user:     id.UserID(cfg.UserID),
+		log:      log.With("channel", "matrix"),
+		now:      now,
+		state:    &store{s: cfg.State},
+		incLock:  map[uint64]*incidentLock{},
+		after:    time.After,
+		tick:     time.After,
+		deadline: time.After,
+		conf:     confirmer{waiting: map[id.EventID]waitingPage{}, echoed: map[id.EventID]time.Time{}},
 	}
 	if n.observer, err = newObserver(cfg, cli); err != nil {
 		return nil, err
 	}
 	if cfg.Room[0] == '!' {
 		n.room = id.RoomID(cfg.Room)
+	}
+	if cfg.CanaryRoom != "" && cfg.CanaryRoom[0] == '!' {
+		n.canary = id.RoomID(cfg.CanaryRoom)
 	}
 	return n, nil
 }

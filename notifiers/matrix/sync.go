@@ -141,8 +141,16 @@ func (n *Notifier) prepare(ctx context.Context, r *syncRun) error {
 		r.filterID = res.FilterID
 	}
 	// Resolve the alias now so an invite to the alert room can be accepted.
-	_, err = n.alertRoom(ctx)
-	return err
+	if _, err = n.alertRoom(ctx); err != nil {
+		return err
+	}
+	// And the canary room's, so its notices are seen back; a canary room
+	// that cannot be resolved must not stop answers from being read (the
+	// canary then reports the error itself).
+	if _, err := n.canaryRoom(ctx); err != nil {
+		n.log.Warn("resolving the canary room failed", "room", n.cfg.CanaryRoom, "err", err)
+	}
+	return nil
 }
 
 // syncOnce runs one /sync and handles its events.
@@ -197,7 +205,8 @@ func (n *Notifier) syncOnce(ctx context.Context, r *syncRun) error {
 			if r.first && time.UnixMilli(evt.Timestamp).Before(r.startedAt.Add(-firstStartSlack)) {
 				continue
 			}
-			if n.observer == nil && room == n.confirmRoom() {
+			if n.observer == nil && (room == n.confirmRoom() || room == n.canaryRoomID()) {
+				evt.RoomID = room
 				n.seen(ctx, evt)
 			}
 			if err := n.handleEvent(ctx, r, room, evt); err != nil {
@@ -258,17 +267,21 @@ func (n *Notifier) backfill(ctx context.Context, room id.RoomID, from string, la
 	return got, nil
 }
 
-// acceptInvite joins the alert room when the bot is invited to it.
+// acceptInvite joins the alert room (and the canary room) when the bot is
+// invited to it.
 func (n *Notifier) acceptInvite(ctx context.Context, resp *mautrix.RespSync) {
 	n.roomMu.Lock()
-	room := n.room
+	rooms := map[id.RoomID]string{n.canary: "canary room"}
+	rooms[n.room] = "alert room"
 	n.roomMu.Unlock()
-	if _, ok := resp.Rooms.Invite[room]; !ok || room == "" {
-		return
+	for room, what := range rooms {
+		if _, ok := resp.Rooms.Invite[room]; !ok || room == "" {
+			continue
+		}
+		if _, err := n.cli.JoinRoomByID(ctx, room); err != nil {
+			n.log.Warn("joining the "+what+" failed", "room", room, "err", n.fail("join", err))
+			continue
+		}
+		n.log.Info("joined the "+what+" on invitation", "room", room)
 	}
-	if _, err := n.cli.JoinRoomByID(ctx, room); err != nil {
-		n.log.Warn("joining the alert room failed", "room", room, "err", n.fail("join", err))
-		return
-	}
-	n.log.Info("joined the alert room on invitation", "room", room)
 }
