@@ -1,12 +1,9 @@
 package goalert
 
 import (
-	"bytes"
 	"context"
-	"flag"
+	"github.com/klaxon-oncall/klaxon/internal/importer/importertest"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,10 +11,7 @@ import (
 
 	"github.com/klaxon-oncall/klaxon/escalation/rota"
 	"github.com/klaxon-oncall/klaxon/internal/importer"
-	"github.com/klaxon-oncall/klaxon/internal/rotatests"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
 // now is inside four weeks holding both zones' clock changes (Europe/London
 // on 2026-10-25, America/Chicago on 2026-11-01).
@@ -38,27 +32,6 @@ func (s *sleeps) sleep(_ context.Context, d time.Duration) error {
 func newSource(url, token string) (*Source, *sleeps) {
 	sl := &sleeps{}
 	return New(url, token, &importer.RetryTransport{Sleep: sl.sleep}), sl
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to write it)", err)
-	}
-	if !bytes.Equal(want, got) {
-		t.Errorf("%s differs from the golden file (go test -update rewrites it):\n--- got\n%s", path, got)
-	}
 }
 
 func build(t *testing.T, f *fake, mutate func(*importer.Model)) (*Source, *importer.Result) {
@@ -83,30 +56,7 @@ func TestImportGolden(t *testing.T) {
 	f.example()
 	f.pageSize = 1 // every connection takes several pages
 	src, res := build(t, f, nil)
-	golden(t, "rota.yaml", res.YAML)
-	var rep bytes.Buffer
-	res.Report.Write(&rep, "GoAlert")
-	golden(t, "report.txt", rep.Bytes())
-
-	bad, samples, err := res.VerifyWith(context.Background(), src, now, 28*24)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	res.WriteMismatches(&b, bad)
-	if n := importer.Unreported(bad); n > 0 {
-		t.Fatalf("--verify: %d hours disagree with GoAlert's shifts:\n%s\n%s", n, b.String(), res.YAML)
-	}
-	golden(t, "verify.txt", []byte(b.String()))
-	tests := res.TestsYAML(samples, "rota.yaml", "as GoAlert answered")
-	golden(t, "rota_test.yaml", tests)
-	tf, err := rotatests.Parse("rota_test.yaml", tests)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fails := tf.Run(res.Rota); len(fails) > 0 {
-		t.Fatalf("rota_test.yaml fails against the rota: %v", fails)
-	}
+	importertest.CheckImport(t, res, src, now, "GoAlert", "GoAlert's shifts")
 	counts := map[string]int{}
 	for _, op := range f.ops {
 		counts[op]++

@@ -1,22 +1,16 @@
 package oncall
 
 import (
-	"bytes"
 	"context"
-	"flag"
+	"github.com/klaxon-oncall/klaxon/internal/importer/importertest"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/klaxon-oncall/klaxon/internal/importer"
-	"github.com/klaxon-oncall/klaxon/internal/rotatests"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
 // now is a week before Europe/Paris changes clocks (2026-10-25).
 var now = time.Date(2026, 10, 20, 12, 0, 0, 0, time.UTC)
@@ -36,27 +30,6 @@ func (s *sleeps) sleep(_ context.Context, d time.Duration) error {
 func newSource(url, token string) (*Source, *sleeps) {
 	sl := &sleeps{}
 	return New(url, token, &importer.RetryTransport{Sleep: sl.sleep}), sl
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to write it)", err)
-	}
-	if !bytes.Equal(want, got) {
-		t.Errorf("%s differs from the golden file (go test -update rewrites it):\n--- got\n%s", path, got)
-	}
 }
 
 func build(t *testing.T, f *fakeOnCall, mutate func(*importer.Model)) (*Source, *importer.Result) {
@@ -81,29 +54,7 @@ func TestImportGolden(t *testing.T) {
 	f.example()
 	f.pageSize = 2
 	src, res := build(t, f, nil)
-	golden(t, "rota.yaml", res.YAML)
-	var rep bytes.Buffer
-	res.Report.Write(&rep, "Grafana OnCall")
-	golden(t, "report.txt", rep.Bytes())
-	bad, samples, err := res.VerifyWith(context.Background(), src, now, 28*24)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	res.WriteMismatches(&b, bad)
-	if n := importer.Unreported(bad); n > 0 {
-		t.Fatalf("--verify: %d hours disagree with final_shifts:\n%s\n%s", n, b.String(), res.YAML)
-	}
-	golden(t, "verify.txt", []byte(b.String()))
-	tests := res.TestsYAML(samples, "rota.yaml", "as Grafana OnCall answered")
-	golden(t, "rota_test.yaml", tests)
-	tf, err := rotatests.Parse("rota_test.yaml", tests)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fails := tf.Run(res.Rota); len(fails) > 0 {
-		t.Fatalf("rota_test.yaml fails: %v", fails)
-	}
+	importertest.CheckImport(t, res, src, now, "Grafana OnCall", "final_shifts")
 	for _, p := range []string{"/api/v1/users/", "/api/v1/on_call_shifts/", "/api/v1/escalation_policies/"} {
 		if f.calls[p] < 2 {
 			t.Errorf("%s read in %d pages, want several", p, f.calls[p])

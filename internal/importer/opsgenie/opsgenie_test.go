@@ -1,22 +1,16 @@
 package opsgenie
 
 import (
-	"bytes"
 	"context"
-	"flag"
+	"github.com/klaxon-oncall/klaxon/internal/importer/importertest"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/klaxon-oncall/klaxon/internal/importer"
-	"github.com/klaxon-oncall/klaxon/internal/rotatests"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
 // now is before Europe/Berlin (2026-10-25) and America/Los_Angeles
 // (2026-11-01) change clocks.
@@ -44,27 +38,6 @@ func newSource(t *testing.T, url, key string) (*Source, *sleeps) {
 	return s, sl
 }
 
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to write it)", err)
-	}
-	if !bytes.Equal(want, got) {
-		t.Errorf("%s differs from the golden file (go test -update rewrites it):\n--- got\n%s", path, got)
-	}
-}
-
 func build(t *testing.T, f *fakeOpsgenie, mutate func(*importer.Model)) (*Source, *importer.Result) {
 	t.Helper()
 	src, _ := newSource(t, f.srv.URL, f.key)
@@ -87,29 +60,7 @@ func TestImportGolden(t *testing.T) {
 	f.example()
 	f.pageSize = 1
 	src, res := build(t, f, nil)
-	golden(t, "rota.yaml", res.YAML)
-	var rep bytes.Buffer
-	res.Report.Write(&rep, "Opsgenie")
-	golden(t, "report.txt", rep.Bytes())
-	bad, samples, err := res.VerifyWith(context.Background(), src, now, 28*24)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	res.WriteMismatches(&b, bad)
-	if n := importer.Unreported(bad); n > 0 {
-		t.Fatalf("--verify: %d hours disagree with who is on call:\n%s\n%s", n, b.String(), res.YAML)
-	}
-	golden(t, "verify.txt", []byte(b.String()))
-	tests := res.TestsYAML(samples, "rota.yaml", "as Opsgenie answered")
-	golden(t, "rota_test.yaml", tests)
-	tf, err := rotatests.Parse("rota_test.yaml", tests)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fails := tf.Run(res.Rota); len(fails) > 0 {
-		t.Fatalf("rota_test.yaml fails: %v", fails)
-	}
+	importertest.CheckImport(t, res, src, now, "Opsgenie", "who is on call")
 	if f.calls["users"] < 4 {
 		t.Errorf("users read in %d requests, want one per page and contacts", f.calls["users"])
 	}

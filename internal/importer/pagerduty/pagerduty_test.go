@@ -1,15 +1,12 @@
 package pagerduty
 
 import (
-	"bytes"
 	"context"
-	"flag"
+	"github.com/klaxon-oncall/klaxon/internal/importer/importertest"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,10 +15,7 @@ import (
 	"github.com/klaxon-oncall/klaxon/escalation/rota"
 	fakepagerduty "github.com/klaxon-oncall/klaxon/internal/fakes/pagerduty"
 	"github.com/klaxon-oncall/klaxon/internal/importer"
-	"github.com/klaxon-oncall/klaxon/internal/rotatests"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
 // sleeps records the waits the retrying transport was asked for.
 type sleeps struct {
@@ -50,27 +44,6 @@ func example(t *testing.T) *fakepagerduty.Server {
 	return fake
 }
 
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to write it)", err)
-	}
-	if !bytes.Equal(want, got) {
-		t.Errorf("%s differs from the golden file (go test -update rewrites it):\n--- got\n%s", path, got)
-	}
-}
-
 func importExample(t *testing.T, fake *fakepagerduty.Server, mutate func(*importer.Model)) (*Source, *importer.Result) {
 	t.Helper()
 	src, _ := newSource(t, fake.URL(), fake.APIToken())
@@ -95,32 +68,9 @@ func TestImportGolden(t *testing.T) {
 	fake := example(t)
 	fakepagerduty.SetMaxPageSize(t, 1) // every list takes several pages
 	src, res := importExample(t, fake, nil)
-	golden(t, "rota.yaml", res.YAML)
-	var rep bytes.Buffer
-	res.Report.Write(&rep, "PagerDuty")
-	golden(t, "report.txt", rep.Bytes())
-
-	bad, samples, err := res.VerifyWith(context.Background(), src, fakepagerduty.ExampleNow, 28*24)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	res.WriteMismatches(&b, bad)
-	if importer.Unreported(bad) > 0 {
-		t.Fatalf("--verify: %d hours disagree with PagerDuty's /oncalls:\n%s", importer.Unreported(bad), b.String())
-	}
 	// The weekend schedule has nobody on weekdays, which a rotation cannot
-	// say: those hours are listed, and marked as in the report.
-	golden(t, "verify.txt", []byte(b.String()))
-	tests := res.TestsYAML(samples, "rota.yaml", "as PagerDuty answered")
-	golden(t, "rota_test.yaml", tests)
-	tf, err := rotatests.Parse("rota_test.yaml", tests)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fails := tf.Run(res.Rota); len(fails) > 0 {
-		t.Fatalf("the written rota_test.yaml fails against the written rota: %v", fails)
-	}
+	// say: those hours are listed in verify.txt, and marked as in the report.
+	importertest.CheckImport(t, res, src, fakepagerduty.ExampleNow, "PagerDuty", "PagerDuty's /oncalls")
 	// Every list was read across pages.
 	pages := map[string]int{}
 	for _, c := range fake.RESTCalls() {
